@@ -1,0 +1,106 @@
+"""The one example schema every loader produces, and the checks every pool passes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from labelbudget.errors import DataError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt of a task-labelled pool.
+
+    `response` is the reference answer: hidden from selection and scoring, revealed only to
+    simulate annotation and to evaluate. `metadata` carries loader-specific extras
+    (e.g. the scoring rule of a synthetic task, MMLU's answer choices).
+    """
+
+    id: str
+    task: str
+    prompt: str
+    context: str | None = None
+    response: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "prompt": self.prompt,
+            "context": self.context,
+            "response": self.response,
+            "metadata": self.metadata,
+        }
+
+
+def check_example_fields(example: Example, source: str, row: int) -> None:
+    """Reject an example whose id, task or prompt is missing or blank."""
+    for name in ("id", "task", "prompt"):
+        value = getattr(example, name)
+        if not isinstance(value, str):
+            raise DataError(source, f"must be a string, got {type(value).__name__}", row, name)
+        if not value.strip():
+            raise DataError(source, "is missing or empty", row, name)
+
+
+class Pool(Sequence[Example]):
+    """An ordered, validated list of examples: ids unique, task and prompt non-empty.
+
+    `source` names where the examples came from (a file path, a hub name) so that every error
+    about them can say so; rows are 1-based positions in that source.
+    """
+
+    def __init__(self, examples: Iterable[Example], source: str):
+        self.examples = list(examples)
+        self.source = source
+        seen: dict[str, int] = {}
+        for row, example in enumerate(self.examples, start=1):
+            check_example_fields(example, source, row)
+            if example.id in seen:
+                raise DataError(
+                    source, f"duplicate id {example.id!r} (first seen in row {seen[example.id]})", row, "id"
+                )
+            seen[example.id] = row
+        if not self.examples:
+            raise DataError(source, "contains no examples")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.examples[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.examples]
+
+    @property
+    def tasks(self) -> list[str]:
+        return [e.task for e in self.examples]
+
+    def task_sizes(self) -> dict[str, int]:
+        """Prompts per task, tasks in sorted order."""
+        return dict(sorted(Counter(self.tasks).items()))
+
+    def content_hash(self) -> str:
+        """Hash of what the model sees (id, task, prompt, context), not of the hidden responses."""
+        digest = hashlib.sha256()
+        for e in self.examples:
+            digest.update(json.dumps([e.id, e.task, e.prompt, e.context], ensure_ascii=False).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """What a dataset config builds: the pool to select from and, where it exists, a held-out test
+    split of the same tasks (disjoint from the pool) for evaluation."""
+
+    name: str
+    pool: Pool
+    test: Pool | None = None

@@ -1,0 +1,28 @@
+"""Errors a user can act on: each names where the bad input is."""
+
+from __future__ import annotations
+
+
+class LabelbudgetError(Exception):
+    """Base class for errors caused by the user's input or setup, not by a bug."""
+
+
+class DataError(LabelbudgetError):
+    """Bad input data, located by file (or source), row (1-based) and field."""
+
+    def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
+        self.source, self.row, self.field = source, row, field
+        where = source
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(LabelbudgetError):
+    """A config value that cannot work (budget too large, unknown option value, ...)."""
+
+
+class MissingResourceError(LabelbudgetError):
+    """A package or file is missing; the message says how to install it or where to put it."""

@@ -1,0 +1,18 @@
+"""Shared fixtures: the real benchmark files in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The folder of real BBH and MMLU files; the test is skipped, saying why, when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (it lives beside the repo in shared/data)")
+    return SHARED_DATA
