@@ -1,3 +1,11 @@
 """labelbudget: choose which prompts to annotate, fine-tune with LoRA, evaluate."""
 
+import os
+
+# On small CPU machines (2-core VMs) OpenMP's default spin-then-sleep waiting made every torch
+# elementwise op cost ~8 ms whatever its size, tripling scoring time (BENCHMARKS.md). Passive
+# waiting avoids it. It only takes effect if set before torch loads OpenMP, and a value the
+# user exported wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

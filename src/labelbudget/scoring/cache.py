@@ -1,0 +1,150 @@
+"""Score a pool once and cache the result on disk, keyed by what determines it.
+
+Key = hash(model config, pool content, scoring settings). A pass writes one shard per group of
+batches as soon as the group is done (atomically), so an interrupted pass resumes from its last
+finished shard; the finished pass merges the shards into `scores.*` in pool order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+from tqdm.auto import tqdm
+
+from labelbudget.data.schema import Pool
+from labelbudget.io import atomic_write_text
+from labelbudget.models.loading import LoadedModel
+from labelbudget.scoring.module import FixedBatches, LeftPadCollator, PromptDataset, ScoringModule, length_sorted_batches
+from labelbudget.scoring.scores import Scores
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Everything about the pass that changes its numbers (batch size too: padding moves floats).
+
+    max_new_tokens: the generation cap (OPEN in the paper; the data-efficiency paper uses 30).
+    pooling: prompt embedding from the penultimate layer, 'mean' over prompt tokens or 'last'.
+    """
+
+    max_new_tokens: int = 32
+    pooling: str = "mean"
+    batch_size: int = 32
+    batches_per_shard: int = 8
+
+
+def cache_key(pool: Pool, model_config: dict[str, Any], settings: ScoringSettings) -> str:
+    payload = json.dumps(
+        {"model": model_config, "pool": pool.content_hash(), "scoring": asdict(settings)}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class ShardWriter(L.Callback):
+    """Collects predict outputs and writes each shard the moment its last batch arrives."""
+
+    def __init__(self, folder: Path, shards: list[list[int]], ids: list[str], decode: Callable, total: int):
+        self.folder = folder
+        self.shard_of_row = {row: s for s, rows in enumerate(shards) for row in rows}
+        self.missing = {s: len(rows) for s, rows in enumerate(shards)}
+        self.pending: dict[int, list[dict]] = {}
+        self.ids = ids
+        self.decode = decode
+        self.progress = tqdm(total=total, desc="scoring", unit="prompt", dynamic_ncols=True)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        shard = self.shard_of_row[int(outputs["rows"][0])]
+        self.pending.setdefault(shard, []).append({k: v.cpu() for k, v in outputs.items()})
+        self.missing[shard] -= len(outputs["rows"])
+        self.progress.update(len(outputs["rows"]))
+        if self.missing[shard] == 0:
+            self._write(shard, self.pending.pop(shard))
+
+    def on_predict_end(self, trainer, pl_module):
+        self.progress.close()
+
+    def _write(self, shard: int, outputs: list[dict]) -> None:
+        rows = np.concatenate([o["rows"].numpy() for o in outputs])
+        generations = [self.decode(t) for o in outputs for t in o["tokens"]]
+        columns = {
+            name: np.concatenate([o[name].numpy() for o in outputs])
+            for name in ("seq_logprob", "mean_logprob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens", "embeddings")
+        }
+        Scores(ids=[self.ids[r] for r in rows], generations=generations, **columns).save(shard_stem(self.folder, shard))
+
+
+def shard_stem(folder: Path, shard: int) -> Path:
+    return folder / f"shard-{shard:05d}"
+
+
+def cache_folder(pool: Pool, model_config: dict[str, Any], settings: ScoringSettings, cache_root: str | Path) -> Path:
+    return Path(cache_root).expanduser() / cache_key(pool, model_config, settings)
+
+
+def load_cached(folder: Path) -> Scores | None:
+    """The finished scores in a cache folder, or None when the pool was not fully scored there."""
+    final = folder / "scores"
+    return Scores.load(final) if final.with_suffix(".json").is_file() else None
+
+
+def score_pool(
+    pool: Pool,
+    loaded: LoadedModel | Callable[[], LoadedModel],
+    model_config: dict[str, Any],
+    settings: ScoringSettings,
+    cache_root: str | Path,
+    trainer_factory: Callable[..., L.Trainer],
+) -> Scores:
+    """Scores for every pool prompt, in pool order: from the cache when present, else computed
+    (resuming any finished shards). `loaded` may be a zero-argument loader, so a cache hit never
+    loads the model."""
+    folder = cache_folder(pool, model_config, settings, cache_root)
+    cached = load_cached(folder)
+    if cached is not None:
+        return cached
+    if callable(loaded):
+        loaded = loaded()
+    tokenizer = loaded.tokenizer
+    token_ids = [loaded.template.encode_prompt(tokenizer, example) for example in pool]
+    batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
+    step = settings.batches_per_shard
+    shards = [[row for batch in batches[i : i + step] for row in batch] for i in range(0, len(batches), step)]
+    done = {s for s in range(len(shards)) if shard_stem(folder, s).with_suffix(".json").is_file()}
+    todo = [batch for i in range(0, len(batches), step) if i // step not in done for batch in batches[i : i + step]]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        folder / "meta.json",
+        json.dumps({"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}, indent=2, default=str),
+    )
+    if todo:
+        writer = ShardWriter(
+            folder,
+            shards,
+            pool.ids,
+            lambda tokens: tokenizer.decode(tokens, skip_special_tokens=True),
+            total=sum(len(b) for b in todo),
+        )
+        loader = _loader(token_ids, todo, tokenizer.pad_token_id)
+        module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, tokenizer.pad_token_id, settings.pooling)
+        trainer_factory(callbacks=[writer]).predict(module, dataloaders=loader, return_predictions=False)
+
+    merged = Scores.concat([Scores.load(shard_stem(folder, s)) for s in range(len(shards))])
+    position = {id_: i for i, id_ in enumerate(merged.ids)}
+    scores = merged.take([position[id_] for id_ in pool.ids])
+    scores.save(folder / "scores")
+    for s in range(len(shards)):
+        for suffix in (".json", ".safetensors"):
+            shard_stem(folder, s).with_suffix(suffix).unlink()
+    return scores
+
+
+def _loader(token_ids: list[list[int]], batches: list[list[int]], pad_token_id: int):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))

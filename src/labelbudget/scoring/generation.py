@@ -1,0 +1,108 @@
+"""One batched greedy pass that yields every score the selectors need.
+
+A single prefill over the (left-padded) prompts gives both the prompt embedding (penultimate
+layer) and the first next-token distribution; decoding then reuses the KV cache. Per-token
+measures are accumulated on the fly in float32, so no (steps x vocab) logits are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Prompt embedding from (B, L, d) hidden states: mean over real tokens, or the last token
+    (with left padding the last position is always the last real token)."""
+    if pooling == "last":
+        return hidden[:, -1, :].float()
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float()
+    raise ValueError(f"pooling must be 'mean' or 'last', got {pooling!r}")
+
+
+def token_measures(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For one step's (B, V) logits: the greedy token, its log-probability, the full-vocabulary
+    entropy, and the margin p_top1 - p_top2."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    top = log_probs.topk(2, dim=-1)
+    entropy = torch.special.entr(log_probs.exp()).sum(-1)
+    margin = top.values[:, 0].exp() - top.values[:, 1].exp()
+    return top.indices[:, 0], top.values[:, 0], entropy, margin
+
+
+@torch.no_grad()
+def greedy_score(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_ids: list[int],
+    pad_token_id: int,
+    pooling: str = "mean",
+) -> dict[str, torch.Tensor]:
+    """Greedy-generate up to `max_new_tokens` for a left-padded batch and score it.
+
+    A sequence's measures cover its tokens up to and including its end-of-sequence token.
+    Returns per-row tensors: seq_logprob, mean_logprob, mean_entropy, mean_margin, min_margin,
+    n_tokens, hit_max_tokens, embeddings (B, d), tokens (B, steps; pad after the end).
+    """
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        output_hidden_states=True,
+        logits_to_keep=1,  # only the last position's logits: the prompt's own are never used
+    )
+    embeddings = pool_hidden(out.hidden_states[-2], attention_mask, pooling)
+    past, logits = out.past_key_values, out.logits[:, -1, :]
+    del out
+
+    eos = torch.tensor(eos_token_ids, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    sum_logprob = torch.zeros(batch, dtype=torch.float64, device=device)
+    sum_entropy = torch.zeros(batch, dtype=torch.float64, device=device)
+    sum_margin = torch.zeros(batch, dtype=torch.float64, device=device)
+    min_margin = torch.full((batch,), float("inf"), device=device)
+    n_tokens = torch.zeros(batch, dtype=torch.long, device=device)
+    tokens = []
+    next_position = position_ids[:, -1:] + 1
+    for step in range(max_new_tokens):
+        token, logprob, entropy, margin = token_measures(logits)
+        active = ~finished
+        sum_logprob += torch.where(active, logprob, 0).double()
+        sum_entropy += torch.where(active, entropy, 0).double()
+        sum_margin += torch.where(active, margin, 0).double()
+        min_margin = torch.where(active, torch.minimum(min_margin, margin), min_margin)
+        n_tokens += active.long()
+        tokens.append(torch.where(active, token, pad_token_id))
+        finished |= torch.isin(token, eos)
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+        out = model(
+            input_ids=token.unsqueeze(1),
+            attention_mask=attention_mask,
+            position_ids=next_position,
+            past_key_values=past,
+            use_cache=True,
+        )
+        past, logits = out.past_key_values, out.logits[:, -1, :]
+        next_position = next_position + 1
+
+    count = n_tokens.double()
+    return {
+        "seq_logprob": sum_logprob,
+        "mean_logprob": sum_logprob / count,
+        "mean_entropy": sum_entropy / count,
+        "mean_margin": sum_margin / count,
+        "min_margin": min_margin.double(),
+        "n_tokens": n_tokens,
+        "hit_max_tokens": ~finished,
+        "embeddings": embeddings,
+        "tokens": torch.stack(tokens, dim=1),
+    }

@@ -1,0 +1,93 @@
+"""The one selector interface, in the spirit of scikit-learn and apricot.
+
+A selector is built from config, holds only its settings, and maps (candidates, budget, rng) to
+an ordered list of pool ids. It is pure: no model calls, no I/O, the same inputs and seed give
+the same output. Whatever needs a model is computed beforehand by the scoring stage.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from labelbudget.errors import ConfigError
+from labelbudget.scoring.scores import Scores
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The pool as selectors see it: ids and task labels, plus model scores when available."""
+
+    ids: list[str]
+    tasks: list[str]
+    scores: Scores | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.ids) != len(self.tasks):
+            raise ValueError("ids and tasks differ in length")
+        if self.scores is not None and self.scores.ids != self.ids:
+            raise ValueError("scores are not in the pool's order")
+
+    def task_rows(self) -> dict[str, np.ndarray]:
+        """Row indices of each task, tasks sorted by name, rows in pool order."""
+        tasks = np.asarray(self.tasks)
+        return {t: np.flatnonzero(tasks == t) for t in sorted(set(self.tasks))}
+
+    def require_scores(self, who: str) -> Scores:
+        if self.scores is None:
+            raise ConfigError(f"selector '{who}' needs model scores, but none were given")
+        return self.scores
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a selector returns: pool ids in pick order (rank 1 first), and what explains them."""
+
+    ids: list[str]
+    allocation: dict[str, float] | None = None  # per task, for selectors that allocate budgets
+    objective: dict[str, float] = field(default_factory=dict)  # e.g. coverage radius, log det
+
+
+class Selector(ABC):
+    """Base of all selectors. Subclasses set `name` and `needs_scores`, implement `select`."""
+
+    name: ClassVar[str]
+    needs_scores: ClassVar[bool] = True
+
+    def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
+        """Reject a budget this selector cannot spend; runs before any model is loaded."""
+        pool_size = sum(task_sizes.values())
+        if not 0 < budget <= pool_size:
+            raise ConfigError(f"budget must be between 1 and the pool size {pool_size}, got {budget}")
+
+    @abstractmethod
+    def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """Choose exactly `budget` distinct ids."""
+
+
+SELECTORS: dict[str, type[Selector]] = {}
+
+
+def register(cls: type[Selector]) -> type[Selector]:
+    """Class decorator: make a selector available by its `name`."""
+    SELECTORS[cls.name] = cls
+    return cls
+
+
+def make_selector(name: str, **settings) -> Selector:
+    """Build a selector by name, for use from Python without Hydra."""
+    import labelbudget.selection  # noqa: F401  (importing the package registers every selector)
+
+    if name not in SELECTORS:
+        raise ConfigError(f"unknown selector {name!r}; available: {', '.join(sorted(SELECTORS))}")
+    return SELECTORS[name](**settings)
+
+
+def shuffled_task_rows(candidates: Candidates, rng: np.random.Generator) -> tuple[list[str], list[np.ndarray]]:
+    """Each task's rows in a seeded random order (tasks by name), for uniform within-task picks."""
+    rows = candidates.task_rows()
+    return list(rows), [rng.permutation(r) for r in rows.values()]
