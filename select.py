@@ -21,10 +21,12 @@ if __name__ == "select":
     sys.modules["select"] = _real
     _spec.loader.exec_module(_real)
 elif __name__ == "__main__":
+    import sys
+
     import hydra
     from omegaconf import DictConfig
 
-    from labelbudget.cli import run_entry
+    from labelbudget.cli import hoist_multirun_flag, run_entry
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="select")
     def main(cfg: DictConfig) -> None:
@@ -32,4 +34,5 @@ elif __name__ == "__main__":
 
         run_entry(run_select, cfg)
 
+    sys.argv = hoist_multirun_flag(sys.argv)
     main()

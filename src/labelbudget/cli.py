@@ -14,6 +14,16 @@ from labelbudget.errors import LabelbudgetError
 log = logging.getLogger("labelbudget")
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def hoist_multirun_flag(argv: list[str]) -> list[str]:
+    """Move -m/--multirun before the overrides: `select.py budget=300 -m seed=0,1,2` is how people
+    write it, but Hydra's argparse rejects overrides on both sides of a flag."""
+    flags = [a for a in argv[1:] if a in MULTIRUN_FLAGS]
+    return argv[:1] + flags[:1] + [a for a in argv[1:] if a not in MULTIRUN_FLAGS]
+
+
 def quiet_libraries() -> None:
     """Silence warnings that say nothing to our users (they concern our own, deliberate choices)."""
     warnings.filterwarnings("ignore", message=".*custom batch sampler.*")

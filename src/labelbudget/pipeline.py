@@ -11,17 +11,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.data.schema import Pool, TaskData
-from labelbudget.errors import ConfigError
+from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached, score_pool
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection, Selector
 from labelbudget.tracking.selection_report import write_selection_outputs
 
 log = logging.getLogger(__name__)
+
+
+def instantiate(node: Any, *args, **kwargs) -> Any:
+    """Hydra's instantiate, but our own errors reach the user as they are, not wrapped."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, LabelbudgetError):
+            raise error.__cause__ from None
+        raise
 
 
 def resolve_budget(budget: Any, pool_size: int) -> int:

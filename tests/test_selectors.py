@@ -1,0 +1,97 @@
+"""Selectors through the uniform interface, on pools whose confidences are known exactly."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from labelbudget.errors import ConfigError
+from labelbudget.scoring.scores import Scores
+from labelbudget.selection import SELECTORS, Candidates, make_selector
+
+
+def candidates_with_confidence(task_conf: dict[str, tuple[int, float]]) -> Candidates:
+    """Every prompt of a task has the same sequence confidence, so conf_t is known exactly."""
+    ids, tasks, logprob = [], [], []
+    for task, (size, conf) in task_conf.items():
+        for i in range(size):
+            ids.append(f"{task}-{i}")
+            tasks.append(task)
+            logprob.append(np.log(conf))
+    n = len(ids)
+    zeros = np.zeros(n)
+    scores = Scores(
+        ids=ids, generations=[""] * n, seq_logprob=np.array(logprob), mean_logprob=np.array(logprob),
+        mean_entropy=zeros, mean_margin=zeros, min_margin=zeros, n_tokens=np.ones(n, dtype=np.int64),
+        hit_max_tokens=np.zeros(n, dtype=bool), embeddings=np.zeros((n, 2), dtype=np.float32),
+    )
+    return Candidates(ids, tasks, scores)
+
+
+def task_counts(candidates: Candidates, ids: list[str]) -> dict[str, int]:
+    task_of = dict(zip(candidates.ids, candidates.tasks))
+    return dict(Counter(task_of[i] for i in ids))
+
+
+def test_registry_has_the_selectors_by_name():
+    assert {"random", "task_diversity", "weighted_task"} <= set(SELECTORS)
+    with pytest.raises(ConfigError, match="unknown selector 'nope'"):
+        make_selector("nope")
+
+
+def test_weighted_task_counts_follow_inverse_confidence():
+    # hand-worked: a 2-prompt task is taken whole, the confident task stays at its base 5,
+    # the unsure task takes the remaining 23 (see test_allocation for the arithmetic)
+    candidates = candidates_with_confidence({"tiny": (2, 0.01), "easy": (50, 0.9), "hard": (50, 0.1)})
+    selection = make_selector("weighted_task").select(candidates, 30, np.random.default_rng(0))
+    assert task_counts(candidates, selection.ids) == {"tiny": 2, "easy": 5, "hard": 23}
+    assert selection.allocation == {"easy": 5.0, "hard": 23.0, "tiny": 2.0}
+
+
+def test_weighted_task_token_geomean_option_uses_per_token_confidence():
+    candidates = candidates_with_confidence({"a": (100, 0.5), "b": (100, 0.25)})
+    # make task a's answers long: its sequence confidence drops, per-token confidence does not
+    long = Scores(**{**candidates.scores.__dict__, "seq_logprob": np.where(np.array(candidates.tasks) == "a", np.log(0.5) * 10, np.log(0.25))})
+    candidates = Candidates(candidates.ids, candidates.tasks, long)
+    by_sequence = make_selector("weighted_task").select(candidates, 30, np.random.default_rng(0))
+    by_token = make_selector("weighted_task", confidence="token_geomean").select(candidates, 30, np.random.default_rng(0))
+    assert task_counts(candidates, by_sequence.ids)["a"] > 15  # a looks unsure by the product
+    assert task_counts(candidates, by_token.ids) == {"a": 10, "b": 20}  # 1/0.5 : 1/0.25
+
+
+def test_task_diversity_levels_counts_across_tasks():
+    candidates = candidates_with_confidence({"a": (3, 0.5), "b": (40, 0.5), "c": (40, 0.5), "d": (40, 0.5)})
+    selection = make_selector("task_diversity").select(candidates, 33, np.random.default_rng(1))
+    assert task_counts(candidates, selection.ids) == {"a": 3, "b": 10, "c": 10, "d": 10}
+
+
+def test_within_task_picks_are_uniform():
+    candidates = candidates_with_confidence({"a": (10, 0.5), "b": (10, 0.5)})
+    hits = Counter()
+    for seed in range(2000):
+        hits.update(make_selector("task_diversity").select(candidates, 4, np.random.default_rng(seed)).ids)
+    frequencies = np.array([hits[i] for i in candidates.ids]) / 2000
+    assert np.allclose(frequencies, 0.2, atol=0.04)  # 2 of 10 per task, every prompt alike
+
+
+@pytest.mark.parametrize("name", ["random", "task_diversity", "weighted_task"])
+@pytest.mark.parametrize("budget", [15, 97, 100])
+def test_every_selector_returns_exactly_budget_distinct_pool_ids(name, budget):
+    candidates = candidates_with_confidence({"a": (4, 0.9), "b": (60, 0.2), "c": (36, 0.05)})
+    selection = make_selector(name).select(candidates, budget, np.random.default_rng(7))
+    assert len(selection.ids) == len(set(selection.ids)) == budget
+    assert set(selection.ids) <= set(candidates.ids)
+
+
+def test_weighted_task_refuses_a_budget_below_its_base():
+    with pytest.raises(ConfigError, match="smaller than the base allocation 14"):
+        make_selector("weighted_task").check_budget({"a": 4, "b": 60, "c": 36}, 13)
+    make_selector("weighted_task").check_budget({"a": 4, "b": 60, "c": 36}, 14)
+    make_selector("weighted_task", base_per_task=1).check_budget({"a": 4, "b": 60, "c": 36}, 3)
+
+
+def test_weighted_task_needs_scores():
+    with pytest.raises(ConfigError, match="needs model scores"):
+        make_selector("weighted_task").select(Candidates(["x"], ["t"]), 1, np.random.default_rng(0))
