@@ -1,13 +1,20 @@
-"""python train.py ...: arrives with the fine-tuning and evaluation loop (see the issues)."""
+"""python train.py [group=option ...] [key=value ...] [-m key=a,b,c]  (conf/train.yaml)"""
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from labelbudget.cli import hoist_multirun_flag, run_entry
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="select")
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    raise SystemExit("train.py: not yet implemented; select.py chooses the prompts to annotate today")
+    from labelbudget.pipeline import run_train
+
+    run_entry(run_train, cfg)
 
 
 if __name__ == "__main__":
+    sys.argv = hoist_multirun_flag(sys.argv)
     main()

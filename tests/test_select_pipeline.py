@@ -187,3 +187,32 @@ def test_select_py_does_not_shadow_the_standard_library():
         result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     assert subprocess.run([sys.executable, "select.py", "--help"], cwd=REPO, capture_output=True, text=True).returncode == 0
+
+
+@pytest.mark.parametrize("config_name", ["select", "train", "evaluate"])
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_resolves(config_name, experiment):
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name, overrides=[f"experiment={experiment}", "paths.output_dir=out"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # a bad interpolation fails here
+    assert resolved["budget"] and resolved["selector"]["_target_"] and resolved["model"]["loader"]["_target_"]
+
+
+def test_quickstart_experiment_runs(tmp_path):
+    cfg = config(tmp_path, "experiment=quickstart")
+    assert cfg.dataset.pool_per_task == 12 and cfg.budget == 150
+    assert len(run_select(cfg).ids) == 150
+
+
+def test_experiment_overrides_group_defaults_in_train_config():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=quickstart", "paths.output_dir=out"])
+        plain = compose("train", overrides=["paths.output_dir=out"])
+    from omegaconf import OmegaConf
+
+    experiment = OmegaConf.load(REPO / "conf" / "experiment" / "quickstart.yaml")
+    assert plain.finetune.learning_rate == 1.0e-4  # the paper's
+    assert cfg.finetune.learning_rate == experiment.finetune.learning_rate != plain.finetune.learning_rate
+    assert cfg.task_name == "train" and cfg.logger._target_.endswith("wandb_logger")

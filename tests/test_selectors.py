@@ -95,3 +95,12 @@ def test_weighted_task_refuses_a_budget_below_its_base():
 def test_weighted_task_needs_scores():
     with pytest.raises(ConfigError, match="needs model scores"):
         make_selector("weighted_task").select(Candidates(["x"], ["t"]), 1, np.random.default_rng(0))
+
+
+def test_selection_statistics_by_hand():
+    from labelbudget.tracking.selection_report import TaskRow, selection_statistics
+
+    rows = [TaskRow("a", 10, None, None, 2), TaskRow("b", 10, None, None, 2), TaskRow("c", 10, None, None, 0)]
+    stats = selection_statistics(rows)
+    assert stats["selection/tasks_covered"] == 2 and stats["selection/tasks_in_pool"] == 3
+    assert stats["selection/allocation_entropy"] == pytest.approx(np.log(2))  # two tasks, evenly

@@ -37,7 +37,7 @@ def test_chat_template_wraps_the_prompt_as_a_user_turn(smollm2):
     assert text.endswith(f"<|im_start|>user\n{example.prompt}<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_scores_of_easy_and_hard_tasks(smollm2, tmp_path):
+def test_scores_of_real_prompts(smollm2, tmp_path):
     suite = build_synthetic_suite(tasks=["str_repeat_word", "arith_mul_two_digit"], pool_sizes="equal", pool_per_task=4)
     trainer = partial(L.Trainer, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     scores = score_pool(suite.pool, smollm2, {"name": "smollm2"}, ScoringSettings(max_new_tokens=16, batch_size=4), tmp_path, trainer)
@@ -46,6 +46,7 @@ def test_scores_of_easy_and_hard_tasks(smollm2, tmp_path):
     assert np.all(scores.seq_logprob <= 0) and np.all(scores.n_tokens >= 1) and np.all(scores.n_tokens <= 16)
     assert np.all((scores.min_margin >= 0) & (scores.min_margin <= scores.mean_margin + 1e-9))
     assert all(g.strip() for g in scores.generations)
+    np.testing.assert_allclose(scores.mean_logprob * scores.n_tokens, scores.seq_logprob, rtol=1e-9)
+    # the chat model ends its turn with <|im_end|>: short answers stop before the cap
     repeat = np.array([i.startswith("str_repeat_word") for i in scores.ids])
-    # repeating a word is easier for the model than multiplying two-digit numbers
-    assert scores.mean_logprob[repeat].mean() > scores.mean_logprob[~repeat].mean()
+    assert not scores.hit_max_tokens[repeat].any()

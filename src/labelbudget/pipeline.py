@@ -1,26 +1,31 @@
-"""The stages in order, driven by a composed config. Entry points only call these.
+"""The stages in order, driven by a composed config. Entry points only call `run_*`.
 
-Every check that can fail on the user's input runs before the model is loaded.
+Every check that can fail on the user's input runs in `prepare`, before any model is loaded.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError, LabelbudgetError
+from labelbudget.io import atomic_write_text
+from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached, score_pool
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection, Selector
-from labelbudget.tracking.selection_report import write_selection_outputs
+from labelbudget.tracking.selection_report import selection_statistics, summary_table, write_selection_outputs
 
 log = logging.getLogger(__name__)
 
@@ -62,39 +67,78 @@ def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
     return strip(OmegaConf.to_container(model_cfg, resolve=True))
 
 
-def pool_scores(cfg: DictConfig, pool: Pool, required: bool) -> Scores | None:
+class LazyModel:
+    """Loads the model on first use and keeps it: scoring (on a cache miss), fine-tuning and
+    evaluation share one copy, and a run that needs none never loads it."""
+
+    def __init__(self, model_cfg: DictConfig):
+        self.model_cfg = model_cfg
+        self.loaded: LoadedModel | None = None
+
+    def __call__(self) -> LoadedModel:
+        if self.loaded is None:
+            self.loaded = instantiate(self.model_cfg.loader)()
+        return self.loaded
+
+
+def predict_trainer(cfg: DictConfig) -> Callable:
+    """The configured Trainer, set up for inference passes (no logger, our own progress bar)."""
+    return partial(instantiate(cfg.trainer), logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                   enable_model_summary=False, use_distributed_sampler=False)
+
+
+@dataclass
+class Prepared:
+    data: TaskData
+    budget: int
+    selector: Selector
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Load and validate the pool, resolve and check the budget: no model yet."""
+    data: TaskData = instantiate(cfg.dataset)
+    budget = resolve_budget(cfg.budget, len(data.pool))
+    selector: Selector = instantiate(cfg.selector)
+    selector.check_budget(data.pool.task_sizes(), budget)
+    log.info("pool: %d prompts in %d tasks (%s); budget %d", len(data.pool), len(data.pool.task_sizes()), data.pool.source, budget)
+    return Prepared(data, budget, selector)
+
+
+def pool_scores(cfg: DictConfig, pool: Pool, required: bool, model: Callable[[], LoadedModel] | None = None) -> Scores | None:
     """Scores from the cache, or from a scoring pass when `required` (loading the model only then)."""
     settings: ScoringSettings = instantiate(cfg.scoring)
     identity = model_identity(cfg.model)
     if not required:
         return load_cached(cache_folder(pool, identity, settings, cfg.paths.score_cache_dir))
-    trainer_factory = partial(
-        instantiate(cfg.trainer), logger=False, enable_progress_bar=False, enable_checkpointing=False, use_distributed_sampler=False
-    )
-    return score_pool(pool, instantiate(cfg.model.loader), identity, settings, cfg.paths.score_cache_dir, trainer_factory)
+    scores = score_pool(pool, model or LazyModel(cfg.model), identity, settings, cfg.paths.score_cache_dir, predict_trainer(cfg))
+    log.info("scores: %d of %d generations hit max_new_tokens", int(scores.hit_max_tokens.sum()), len(scores))
+    return scores
 
 
-def run_select(cfg: DictConfig) -> Selection:
-    """Load and validate the pool, check the budget, score (cached), select, write the files."""
-    data: TaskData = instantiate(cfg.dataset)
-    pool = data.pool
-    budget = resolve_budget(cfg.budget, len(pool))
-    selector: Selector = instantiate(cfg.selector)
-    selector.check_budget(pool.task_sizes(), budget)
-    log.info("pool: %d prompts in %d tasks (%s); budget %d", len(pool), len(pool.task_sizes()), pool.source, budget)
-
-    scores = pool_scores(cfg, pool, required=selector.needs_scores)
-    if scores is not None:
-        capped = int(scores.hit_max_tokens.sum())
-        log.info("scores: %d of %d generations hit max_new_tokens", capped, len(scores))
-    selection = selector.select(Candidates(pool.ids, pool.tasks, scores), budget, np.random.default_rng(cfg.seed))
-    _check_selection(selection, pool, budget, selector.name)
-
+def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Selection:
+    """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
+    the tracker the coverage statistics, the allocation table and its plot."""
+    pool = prepared.data.pool
+    scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
+    selection = prepared.selector.select(Candidates(pool.ids, pool.tasks, scores), prepared.budget, np.random.default_rng(cfg.seed))
+    _check_selection(selection, pool, prepared.budget, prepared.selector.name)
     folder = Path(cfg.paths.output_dir)
-    summary = write_selection_outputs(folder, pool, selection, scores, selector.name, budget)
-    print(summary)
+    rows = write_selection_outputs(folder, pool, selection, scores, prepared.selector.name, prepared.budget)
+    print(summary_table(rows, prepared.selector.name, prepared.budget))
     print(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
+    if logger is not None:
+        logger.log_metrics(selection_statistics(rows))
+        log_allocation(logger, rows, folder / "allocation.png")
     return selection
+
+
+def log_allocation(logger, rows, plot: Path) -> None:
+    """The allocation table and plot, for trackers that take them (W&B)."""
+    if hasattr(logger, "log_table"):
+        columns = ["task", "pool_size", "mean_confidence", "allocated", "selected"]
+        logger.log_table(key="selection/allocation", columns=columns, data=[[getattr(r, c) for c in columns] for r in rows])
+    if hasattr(logger, "log_image"):
+        logger.log_image(key="selection/allocation_plot", images=[str(plot)])
 
 
 def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -> None:
@@ -102,3 +146,109 @@ def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -
     known = set(pool.ids)
     if len(selection.ids) != budget or len(set(selection.ids)) != budget or not known.issuperset(selection.ids):
         raise AssertionError(f"selector {name} returned {len(selection.ids)} ids, not {budget} distinct pool ids")
+
+
+def run_select(cfg: DictConfig) -> Selection:
+    return choose(cfg, prepare(cfg), LazyModel(cfg.model))
+
+
+def run_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, Any]:
+    """What a run compares, for W&B grouping, metrics.json and the report."""
+    return {
+        "dataset": prepared.data.name,
+        "selector": prepared.selector.name,
+        "budget": prepared.budget,
+        "seed": int(cfg.seed),
+        "model": cfg.model.name,
+    }
+
+
+def make_logger(cfg: DictConfig, identity: dict[str, Any]):
+    if not cfg.get("logger"):
+        return None
+    group = f"{identity['dataset']}/{identity['selector']}/{identity['budget']}"
+    name = f"{identity['selector']}-b{identity['budget']}-seed{identity['seed']}"
+    tags = [identity["dataset"], identity["selector"], f"budget={identity['budget']}", identity["model"]]
+    logger = instantiate(cfg.logger)(group=group, name=name, tags=tags)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, float], settings: dict[str, Any], logger) -> None:
+    """metrics.json in the run folder (what the report reads) and the same numbers to the tracker."""
+    record = {"run": identity, "metrics": metrics, "settings": settings}
+    atomic_write_text(folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if logger is not None:
+        logger.log_metrics(metrics)
+
+
+def evaluate_tasks(cfg: DictConfig, data: TaskData, loaded: LoadedModel) -> tuple[dict[str, float], dict[str, Any]]:
+    """Held-out test split: metrics, the settings that produced them, and predictions.jsonl."""
+    from labelbudget.evaluation.tasks import generate_answers, grade, limit_per_task, predictions_jsonl
+
+    settings = instantiate(cfg.eval.tasks)
+    test = limit_per_task(data.test, settings.limit_per_task)
+    answers = generate_answers(loaded, test, settings, predict_trainer(cfg))
+    metrics, scores = grade(test, answers)
+    atomic_write_text(Path(cfg.paths.output_dir) / "predictions.jsonl", predictions_jsonl(test, answers, scores))
+    return metrics, {"tasks": {**asdict(settings), "n_prompts": len(test), "template": type(loaded.template).__name__}}
+
+
+def require_test_split(data: TaskData) -> None:
+    if data.test is None:
+        raise ConfigError(f"dataset {data.name!r} has no held-out test split to evaluate on (set dataset.test_path)")
+
+
+def run_train(cfg: DictConfig) -> dict[str, float]:
+    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker."""
+    from labelbudget.training.fit import fine_tune
+    from labelbudget.tracking.loggers import finish_wandb
+
+    prepared = prepare(cfg)
+    require_test_split(prepared.data)
+    annotations = read_annotations(cfg.annotations) if cfg.annotations else None
+    model = LazyModel(cfg.model)
+    identity = run_identity(cfg, prepared)
+    folder = Path(cfg.paths.output_dir)
+    logger = make_logger(cfg, identity)
+    try:
+        selection = choose(cfg, prepared, model, logger)
+        pool = prepared.data.pool
+        if annotations is not None:
+            examples = join_annotations(annotations, pool, selection.ids)
+        else:
+            examples = reveal_responses(pool, selection.ids)
+        loaded = model()
+        fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
+        loaded.model.save_pretrained(folder / "adapter")
+        metrics, settings = evaluate_tasks(cfg, prepared.data, loaded)
+        metrics.update(fit_stats)
+        settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
+        write_metrics(folder, identity, metrics, settings, logger)
+        print(f"tasks: macro {metrics['tasks/macro']:.4f}, micro {metrics['tasks/micro']:.4f}; wrote {folder / 'metrics.json'}")
+        return metrics
+    finally:
+        finish_wandb()
+
+
+def run_evaluate(cfg: DictConfig) -> dict[str, float]:
+    """The base model (zero-shot row) or base + adapter on the held-out test split."""
+    data: TaskData = instantiate(cfg.dataset)
+    require_test_split(data)
+    adapter = Path(cfg.adapter) if cfg.adapter else None
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder")
+    identity = {"dataset": data.name, "selector": "zero-shot", "budget": 0, "seed": int(cfg.seed), "model": cfg.model.name}
+    if adapter is not None:  # the training run's identity, so the report puts it on its row
+        trained = adapter.parent / "metrics.json"
+        identity = json.loads(trained.read_text())["run"] if trained.is_file() else {**identity, "selector": f"adapter:{adapter}"}
+    loaded = LazyModel(cfg.model)()
+    if adapter is not None:
+        from peft import PeftModel
+
+        loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter)).eval()
+    metrics, settings = evaluate_tasks(cfg, data, loaded)
+    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None)
+    for name, value in metrics.items():
+        print(f"{name:<40} {value:.4f}")
+    return metrics

@@ -37,12 +37,12 @@ def load_jsonl_dataset(
 def _load_pool(path: Path, fields: FieldMap) -> Pool:
     source = str(path)
     examples = [
-        example_from_record(record, fields, source, row, id_prefix=f"{path.stem}-") for row, record in _records(path)
+        example_from_record(record, fields, source, row, id_prefix=f"{path.stem}-") for row, record in read_records(path)
     ]
     return Pool(examples, source)
 
 
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
+def read_records(path: Path) -> Iterator[tuple[int, Any]]:
     """(1-based row, parsed value) pairs: positions in a `.json` list, line numbers in JSON Lines."""
     if path.suffix == ".json":
         records = read_json(path)

@@ -63,21 +63,24 @@ def starts_with(prediction: str, reference: str) -> float:
     return float(len(answer) == len(expected) or not answer[len(expected)].isalnum())
 
 
-def first_number(text: str) -> Decimal | None:
-    """The first number in `text` (sign, decimals and thousands commas allowed), exactly, or None."""
-    match = _NUMBER.search(text)
-    if match is None:
+def last_number(text: str) -> Decimal | None:
+    """The last number in `text` (sign, decimals and thousands commas allowed), exactly, or None."""
+    matches = _NUMBER.findall(text)
+    if not matches:
         return None
-    return Decimal(match.group().replace("\u2212", "-").replace(",", ""))
+    return Decimal(matches[-1].replace("\u2212", "-").replace(",", ""))
 
 
 def number(prediction: str, reference: str) -> float:
-    """The first number of the prediction equals the reference numerically ("The answer is 7."
-    scores for 7; "70" does not). The first, not the last: the prompt asked for just the number."""
-    expected = first_number(reference)
+    """The last number on the prediction's first line equals the reference numerically.
+
+    The last, as in lm-eval-harness's flexible extraction and GSM8K: chat models write
+    "16 + 20 = 36" or "The answer is 7."; the first line only, so a later check or explanation
+    ("Check: 3 + 5 = 8") does not count. "70" does not score for 7."""
+    expected = last_number(reference)
     if expected is None:
         raise ConfigError(f"rule 'number': the reference {reference!r} is not a number")
-    return float(first_number(prediction) == expected)
+    return float(last_number(first_line(prediction)) == expected)
 
 
 def _list_items(text: str) -> list[str]:

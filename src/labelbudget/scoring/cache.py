@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from labelbudget.data.schema import Pool
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import FixedBatches, LeftPadCollator, PromptDataset, ScoringModule, length_sorted_batches
+from labelbudget.scoring.module import ScoringModule, length_sorted_batches, prompt_loader
 from labelbudget.scoring.scores import Scores
 
 
@@ -130,7 +130,7 @@ def score_pool(
             lambda tokens: tokenizer.decode(tokens, skip_special_tokens=True),
             total=sum(len(b) for b in todo),
         )
-        loader = _loader(token_ids, todo, tokenizer.pad_token_id)
+        loader = prompt_loader(token_ids, todo, tokenizer.pad_token_id)
         module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, tokenizer.pad_token_id, settings.pooling)
         trainer_factory(callbacks=[writer]).predict(module, dataloaders=loader, return_predictions=False)
 
@@ -142,9 +142,3 @@ def score_pool(
         for suffix in (".json", ".safetensors"):
             shard_stem(folder, s).with_suffix(suffix).unlink()
     return scores
-
-
-def _loader(token_ids: list[list[int]], batches: list[list[int]], pad_token_id: int):
-    from torch.utils.data import DataLoader
-
-    return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from labelbudget.scoring.generation import greedy_score
 
@@ -60,6 +60,11 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     once); ties keep pool order, so the plan depends only on the pool."""
     order = sorted(range(len(lengths)), key=lambda row: (-lengths[row], row))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def prompt_loader(token_ids: list[list[int]], batches: list[list[int]], pad_token_id: int) -> DataLoader:
+    """A loader that replays `batches` (lists of rows) of left-padded prompts."""
+    return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))
 
 
 class ScoringModule(L.LightningModule):

@@ -116,10 +116,22 @@ def allocation_plot(rows: list[TaskRow], title: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_selection_outputs(folder: Path, pool: Pool, selection: Selection, scores: Scores | None, selector: str, budget: int) -> str:
-    """Write selection.jsonl, allocation.csv and allocation.png; return the summary table."""
+def selection_statistics(rows: list[TaskRow]) -> dict[str, float]:
+    """Task coverage of a selection: tasks with at least one pick, and the entropy (nats) of the
+    selected prompts' task distribution (log of the number of tasks when perfectly even)."""
+    counts = np.array([r.selected for r in rows], dtype=np.float64)
+    shares = counts[counts > 0] / counts.sum()
+    return {
+        "selection/tasks_covered": float((counts > 0).sum()),
+        "selection/tasks_in_pool": float(len(rows)),
+        "selection/allocation_entropy": float(-(shares * np.log(shares)).sum()),
+    }
+
+
+def write_selection_outputs(folder: Path, pool: Pool, selection: Selection, scores: Scores | None, selector: str, budget: int) -> list[TaskRow]:
+    """Write selection.jsonl, allocation.csv and allocation.png; return the per-task rows."""
     rows = task_rows(pool, selection, scores)
     atomic_write_text(folder / "selection.jsonl", selection_jsonl(pool, selection))
     atomic_write_text(folder / "allocation.csv", allocation_csv(rows))
     atomic_write_bytes(folder / "allocation.png", allocation_plot(rows, f"{selector}, budget {budget}"))
-    return summary_table(rows, selector, budget)
+    return rows

@@ -1,0 +1,48 @@
+"""Experiment trackers: W&B (online with an API key, offline without), CSV, or none.
+
+Every run is named from what it compares (dataset/selector/budget as the W&B group, the seed in
+the run name), so runs of a multirun line up in W&B without any manual naming.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def wandb_logger(save_dir: str, group: str, name: str, tags: list[str], project: str = "labelbudget",
+                 entity: str | None = None, mode: str | None = None):
+    """Lightning's WandbLogger; `mode` None picks online when credentials exist, else offline
+    (said once in the log). WANDB_MODE in the environment wins, e.g. `disabled` in tests."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    mode = os.environ.get("WANDB_MODE") or mode or ("online" if wandb_has_credentials() else "offline")
+    if mode == "offline":
+        log.info("W&B: no API key found, logging offline under %s/wandb (upload later with `wandb sync`)", save_dir)
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(project=project, entity=entity, group=group, name=name, tags=tags, save_dir=save_dir, mode=mode)
+
+
+def csv_logger(save_dir: str, group: str, name: str, tags: list[str]):
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=save_dir, name="csv", version="")
+
+
+def finish_wandb() -> None:
+    """Close the W&B run if one is open, so each job of a multirun is its own run."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,90 @@
+"""Supervised fine-tuning data: prompt + response tokens, loss on the response only.
+
+The prompt goes through the same template as scoring and evaluation; the response is followed
+by the tokenizer's end-of-sequence token so the model learns to stop. Batches are padded only to
+their own longest row and built from rows of similar length (seeded), which on CPU and GPU alike
+cuts the padding that would otherwise dominate short-answer data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from labelbudget.data.schema import Example
+from labelbudget.models.templates import PromptTemplate
+
+IGNORE_INDEX = -100  # label of prompt and padding tokens: no loss
+
+
+def encode_sft(template: PromptTemplate, tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one example; the prompt is cut from the left if the row is too long,
+    so the response (what is learned) is kept whole whenever it fits."""
+    prompt = template.encode_prompt(tokenizer, example)
+    response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response = response[:max_length]
+    prompt = prompt[max(0, len(prompt) + len(response) - max_length) :]
+    return prompt + response, [IGNORE_INDEX] * len(prompt) + response
+
+
+class SFTDataset(Dataset):
+    def __init__(self, rows: list[tuple[list[int], list[int]]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[list[int], list[int]]:
+        return self.rows[index]
+
+
+class RightPadCollator:
+    """Pads each batch to its own longest row (dynamic padding); labels pad with IGNORE_INDEX."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, target) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels[i, : len(target)] = torch.tensor(target)
+            attention_mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Seeded batches of similar-length rows, in a fresh random order every epoch.
+
+    Rows are shuffled, cut into mega-batches of `group` batches, sorted by length inside each,
+    then batched; the batch order is shuffled again. Lightning calls `set_epoch` each epoch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group = group
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        mega = self.batch_size * self.group
+        batches = []
+        for start in range(0, len(order), mega):
+            chunk = order[start : start + mega]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for b in rng.permutation(len(batches)):
+            yield batches[b]

@@ -1,0 +1,30 @@
+"""The SFT LightningModule: a LoRA-wrapped causal LM trained on response tokens.
+
+Only the adapter's parameters are optimised (Adam, the paper's lr 1e-4 by default). Devices,
+precision, gradient accumulation and the strategy come from the Trainer config.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+
+class SFTModule(L.LightningModule):
+    def __init__(self, model, learning_rate: float = 1e-4, weight_decay: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        tokens = (batch["labels"] != -100).sum()
+        size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log("train/response_tokens", tokens.float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=size)
+        return loss
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.Adam(trainable, lr=self.learning_rate, weight_decay=self.weight_decay)

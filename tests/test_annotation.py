@@ -1,0 +1,68 @@
+"""The annotation step: simulated reveal and imported files, every bad file refused with a list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
+from labelbudget.data.schema import Example, Pool
+from labelbudget.errors import DataError
+
+POOL = Pool([Example(id=f"p{i}", task="t", prompt=f"q{i}", response=f"a{i}") for i in range(6)], "pool.jsonl")
+
+
+def write(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_reveal_returns_the_pools_responses_in_selection_order():
+    assert [(e.id, e.response) for e in reveal_responses(POOL, ["p3", "p0"])] == [("p3", "a3"), ("p0", "a0")]
+
+
+def test_reveal_refuses_prompts_without_responses():
+    pool = Pool([Example(id="x", task="t", prompt="q"), Example(id="y", task="t", prompt="q", response="r")], "unlabelled.jsonl")
+    with pytest.raises(DataError, match=r"1 selected prompts have none \('x'\).*annotations="):
+        reveal_responses(pool, ["x", "y"])
+
+
+def test_import_joins_by_id_whatever_the_file_order(tmp_path):
+    path = write(tmp_path / "ann.jsonl", [{"id": "p2", "response": "B"}, {"id": "p1", "response": "A"}])
+    examples = import_annotations(path, POOL, ["p1", "p2"])
+    assert [(e.id, e.prompt, e.response) for e in examples] == [("p1", "q1", "A"), ("p2", "q2", "B")]
+
+
+def import_annotations(path, pool, ids):
+    return join_annotations(read_annotations(path), pool, ids)
+
+
+def test_repeated_ids_are_refused_when_the_file_is_read(tmp_path):
+    path = write(tmp_path / "ann.jsonl", [{"id": "p1", "response": "A"}, {"id": "p1", "response": "A2"}, {"id": "p2", "response": "B"}])
+    with pytest.raises(DataError, match=r"1 ids appear twice: 'p1 \(rows 1 and 2\)'"):
+        read_annotations(path)
+
+
+def test_join_lists_every_missing_and_unknown_id(tmp_path):
+    path = write(tmp_path / "ann.jsonl", [{"id": "p1", "response": "A"}, {"id": "zz", "response": "?"}])
+    with pytest.raises(DataError) as error:
+        import_annotations(path, POOL, ["p1", "p2", "p3"])
+    message = str(error.value)
+    assert "1 ids are not in the selection: 'zz'" in message
+    assert "2 selected ids have no response: 'p2', 'p3'" in message
+
+
+@pytest.mark.parametrize("row, field", [({"id": "p1"}, "response"), ({"id": "p1", "response": " "}, "response"), ({"response": "A"}, "id")])
+def test_import_names_row_and_field_of_a_bad_row(tmp_path, row, field):
+    path = write(tmp_path / "ann.jsonl", [{"id": "p0", "response": "ok"}, row])
+    with pytest.raises(DataError) as error:
+        import_annotations(path, POOL, ["p0", "p1"])
+    assert (error.value.row, error.value.field) == (2, field)
+
+
+def test_import_names_malformed_json_line(tmp_path):
+    path = write(tmp_path / "ann.jsonl", ['{"id": "p0", "response": "ok"}', '{"id": '])
+    with pytest.raises(DataError, match=r"ann.jsonl, row 2: line is not valid JSON"):
+        import_annotations(path, POOL, ["p0"])

@@ -1,0 +1,142 @@
+"""train.py end to end on the tiny model: fine-tuning learns, adapters reload, runs are tracked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader
+
+from labelbudget.data.schema import Example
+from labelbudget.models.tiny import build_tiny_llama
+from labelbudget.training.data import IGNORE_INDEX, RightPadCollator, SFTDataset, encode_sft
+from labelbudget.training.lora import attach_lora
+from labelbudget.training.module import SFTModule
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = ["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3", "selector=random", "budget=40",
+            "finetune.epochs=2", "eval.tasks.max_new_tokens=4"]
+
+
+def test_loss_is_on_response_tokens_only():
+    tiny = build_tiny_llama()
+    example = Example(id="1", task="t", prompt="2+2=", response="4")
+    ids, labels = encode_sft(tiny.template, tiny.tokenizer, example, max_length=64)
+    prompt_len = len(tiny.template.encode_prompt(tiny.tokenizer, example))
+    assert labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
+    assert labels[prompt_len:] == ids[prompt_len:] == tiny.tokenizer("4", add_special_tokens=False)["input_ids"] + [tiny.tokenizer.eos_token_id]
+    # too long: the prompt loses its start, the response stays whole
+    ids, labels = encode_sft(tiny.template, tiny.tokenizer, example, max_length=4)
+    assert len(ids) == 4 and labels[-2:] == ids[-2:] and labels[:2] == [IGNORE_INDEX] * 2
+
+
+class LossLog(L.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_training_loss_falls_on_a_fixed_batch():
+    tiny = build_tiny_llama()
+    rows = [encode_sft(tiny.template, tiny.tokenizer, Example(id="1", task="t", prompt="Say hi.", response="hi there"), 64)]
+    loader = DataLoader(SFTDataset(rows * 4), batch_size=4, collate_fn=RightPadCollator(tiny.tokenizer.pad_token_id))
+    log = LossLog()
+    model = attach_lora(tiny.model, rank=8, alpha=16, dropout=0.0, seed=0).train()
+    trainer = L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[log])
+    trainer.fit(SFTModule(model, learning_rate=1e-2), loader)
+    # a random 2-layer model learns slowly through rank-8 adapters: about 5.5 -> 4.8 nats here
+    assert log.losses[-1] < log.losses[0] - 0.5
+    assert sum(log.losses[-5:]) < sum(log.losses[:5])
+    frozen = [p for n, p in model.named_parameters() if "lora_" not in n]
+    assert all(not p.requires_grad for p in frozen)  # only the adapter trains
+
+
+def compose_train(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}", *overrides])
+
+
+def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_path, monkeypatch):
+    import wandb
+
+    from labelbudget.pipeline import run_evaluate, run_train
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    finished = []
+    real_finish = wandb.finish
+    monkeypatch.setattr(wandb, "finish", lambda *a, **k: (finished.append(1), real_finish(*a, **k)))
+    metrics = run_train(compose_train(tmp_path, *TINY_RUN))
+    assert finished == [1]
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["run"] == {"dataset": "synthetic", "selector": "random", "budget": 40, "seed": 0, "model": "tiny_llama"}
+    assert record["metrics"] == pytest.approx(metrics)
+    assert 0 <= metrics["tasks/macro"] <= 1 and metrics["train/examples"] == 40
+    assert record["settings"]["tasks"]["max_new_tokens"] == 4
+    assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
+    # the adapter reloads for evaluation and reproduces the end-of-training numbers
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[*[o for o in TINY_RUN if o.startswith(("model", "dataset", "eval"))],
+                                             f"adapter={tmp_path / 'run' / 'adapter'}", f"paths.output_dir={tmp_path / 'eval'}"])
+    reloaded = run_evaluate(cfg)
+    assert {k: v for k, v in reloaded.items() if k.startswith("tasks/")} == pytest.approx({k: v for k, v in metrics.items() if k.startswith("tasks/")})
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_seed_multirun_gives_two_runs_each_tracked_then_the_report(tmp_path):
+    result = run_cli(tmp_path, "train.py", *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m", "seed=0,1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    seeds = [json.loads((j / "metrics.json").read_text())["run"]["seed"] for j in jobs]
+    assert seeds == [0, 1]
+    for job in jobs:
+        assert (job / "adapter" / "adapter_config.json").is_file()
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1  # one W&B run per job
+    report = subprocess.run([sys.executable, "-m", "labelbudget.report", str(tmp_path / "sweep")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "### tasks/macro" in report.stdout and "(n=2)" in report.stdout
+
+
+def test_bad_annotations_file_fails_before_the_model_loads(tmp_path, monkeypatch):
+    import labelbudget.models.tiny
+    from labelbudget.errors import DataError
+    from labelbudget.pipeline import run_train
+
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    path = tmp_path / "ann.jsonl"
+    path.write_text('{"id": "a", "response": "x"}\n{"id": "a", "response": "y"}\n')
+    with pytest.raises(DataError, match="ids appear twice"):
+        run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", f"annotations={path}"))
+
+
+def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
+    from labelbudget.pipeline import run_select, run_train
+
+    run_select(compose_train(tmp_path, *TINY_RUN, "logger=none"))  # the selection train.py will make
+    chosen = [json.loads(line) for line in (tmp_path / "run" / "selection.jsonl").read_text().splitlines()]
+    path = tmp_path / "ann.jsonl"
+    path.write_text("".join(json.dumps({"id": r["id"], "response": "IMPORTED"}) + "\n" for r in reversed(chosen)))
+    seen = []
+    import labelbudget.training.fit as fit
+
+    real = fit.encode_sft
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fit, "encode_sft", lambda template, tok, example, n: (seen.append(example), real(template, tok, example, n))[1])
+        run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", f"annotations={path}"))
+    assert [e.id for e in seen] == [r["id"] for r in chosen]
+    assert {e.response for e in seen} == {"IMPORTED"}
