@@ -23,6 +23,7 @@ from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached, score_pool
+from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection, Selector
 from labelbudget.tracking.selection_report import selection_statistics, summary_table, write_selection_outputs
@@ -115,12 +116,21 @@ def pool_scores(cfg: DictConfig, pool: Pool, required: bool, model: Callable[[],
     return scores
 
 
+def task_scores(cfg: DictConfig, pool: Pool, selector: Selector, model: Callable[[], LoadedModel]) -> dict[str, float] | None:
+    """Per-task scores for a selector that ranks tasks by a model pass of its own (cached)."""
+    if selector.prompt_sensitivity is None:
+        return None
+    identity = model_identity(cfg.model)
+    return prompt_sensitivity(pool, model, identity, selector.prompt_sensitivity, cfg.paths.score_cache_dir)
+
+
 def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Selection:
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
     the tracker the coverage statistics, the allocation table and its plot."""
     pool = prepared.data.pool
     scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
-    selection = prepared.selector.select(Candidates(pool.ids, pool.tasks, scores), prepared.budget, np.random.default_rng(cfg.seed))
+    candidates = Candidates(pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model))
+    selection = prepared.selector.select(candidates, prepared.budget, np.random.default_rng(cfg.seed))
     _check_selection(selection, pool, prepared.budget, prepared.selector.name)
     folder = Path(cfg.paths.output_dir)
     rows = write_selection_outputs(folder, pool, selection, scores, prepared.selector.name, prepared.budget)

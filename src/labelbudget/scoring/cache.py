@@ -38,7 +38,8 @@ class ScoringSettings:
     batches_per_shard: int = 8
 
 
-def cache_key(pool: Pool, model_config: dict[str, Any], settings: ScoringSettings) -> str:
+def cache_key(pool: Pool, model_config: dict[str, Any], settings: Any) -> str:
+    """Hash of what determines a model pass over the pool: the model, the pool, the settings (a dataclass)."""
     payload = json.dumps(
         {"model": model_config, "pool": pool.content_hash(), "scoring": asdict(settings)}, sort_keys=True, default=str
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,17 +20,21 @@ from labelbudget.scoring.scores import Scores
 
 @dataclass(frozen=True)
 class Candidates:
-    """The pool as selectors see it: ids and task labels, plus model scores when available."""
+    """The pool as selectors see it: ids and task labels, plus model scores when available:
+    per prompt (`scores`) and per task (`task_scores`, e.g. prompt sensitivity)."""
 
     ids: list[str]
     tasks: list[str]
     scores: Scores | None = None
+    task_scores: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.tasks):
             raise ValueError("ids and tasks differ in length")
         if self.scores is not None and self.scores.ids != self.ids:
             raise ValueError("scores are not in the pool's order")
+        if self.task_scores is not None and set(self.task_scores) != set(self.tasks):
+            raise ValueError("task_scores do not cover exactly the pool's tasks")
 
     def task_rows(self) -> dict[str, np.ndarray]:
         """Row indices of each task, tasks sorted by name, rows in pool order."""
@@ -41,6 +45,11 @@ class Candidates:
         if self.scores is None:
             raise ConfigError(f"selector '{who}' needs model scores, but none were given")
         return self.scores
+
+    def require_task_scores(self, who: str) -> Mapping[str, float]:
+        if self.task_scores is None:
+            raise ConfigError(f"selector '{who}' needs per-task scores, but none were given")
+        return self.task_scores
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class Selector(ABC):
 
     name: ClassVar[str]
     needs_scores: ClassVar[bool] = True
+    # Settings of a prompt-sensitivity pass (labelbudget.scoring.prompt_sensitivity) the pipeline
+    # runs before `select` to fill `Candidates.task_scores`; None: no such pass.
+    prompt_sensitivity: Any = None
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         """Reject a budget this selector cannot spend; runs before any model is loaded."""
