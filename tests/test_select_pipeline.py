@@ -216,3 +216,20 @@ def test_experiment_overrides_group_defaults_in_train_config():
     assert plain.finetune.learning_rate == 1.0e-4  # the paper's
     assert cfg.finetune.learning_rate == experiment.finetune.learning_rate != plain.finetune.learning_rate
     assert cfg.task_name == "train" and cfg.logger._target_.endswith("wandb_logger")
+
+
+def test_select_multirun_over_selectors_reports_coverage_side_by_side(tmp_path):
+    result = run_cli(
+        tmp_path, "select.py", "model=tiny_llama", "dataset.pool_per_task=12", "budget=150",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m", "selector=random,activeit,weighted_task",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = subprocess.run([sys.executable, "-m", "labelbudget.report", str(tmp_path / "sweep")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    table = report.stdout.split("### selection/tasks_covered")[1].split("###")[0]
+    assert "| weighted_task | 24.0000" in table  # every task covered by design
+    assert "| activeit |" in table and "| random |" in table
+    assert "### selection/allocation_entropy" in report.stdout
+    activeit_covered = float(table.split("| activeit | ")[1].split(" ")[0])
+    assert activeit_covered < 24  # whole tasks, lowest confidence first: fewer tasks

@@ -124,9 +124,15 @@ def task_scores(cfg: DictConfig, pool: Pool, selector: Selector, model: Callable
     return prompt_sensitivity(pool, model, identity, selector.prompt_sensitivity, cfg.paths.score_cache_dir)
 
 
-def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Selection:
+@dataclass
+class Chosen:
+    selection: Selection
+    metrics: dict[str, float]  # task coverage and the selector's own objective
+
+
+def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen:
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
-    the tracker the coverage statistics, the allocation table and its plot."""
+    the tracker the coverage statistics, the selector's objective, the allocation table and plot."""
     pool = prepared.data.pool
     scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
     candidates = Candidates(pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model))
@@ -136,10 +142,11 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     rows = write_selection_outputs(folder, pool, selection, scores, prepared.selector.name, prepared.budget)
     print(summary_table(rows, prepared.selector.name, prepared.budget))
     print(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
+    metrics = {**selection_statistics(rows), **{f"selection/{k}": float(v) for k, v in selection.objective.items()}}
     if logger is not None:
-        logger.log_metrics(selection_statistics(rows))
+        logger.log_metrics(metrics)
         log_allocation(logger, rows, folder / "allocation.png")
-    return selection
+    return Chosen(selection, metrics)
 
 
 def log_allocation(logger, rows, plot: Path) -> None:
@@ -159,7 +166,11 @@ def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -
 
 
 def run_select(cfg: DictConfig) -> Selection:
-    return choose(cfg, prepare(cfg), LazyModel(cfg.model))
+    """Choose the prompts to annotate; metrics.json holds coverage and objective for the report."""
+    prepared = prepare(cfg)
+    chosen = choose(cfg, prepared, LazyModel(cfg.model))
+    write_metrics(Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None)
+    return chosen.selection
 
 
 def run_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, Any]:
@@ -222,7 +233,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     folder = Path(cfg.paths.output_dir)
     logger = make_logger(cfg, identity)
     try:
-        selection = choose(cfg, prepared, model, logger)
+        chosen = choose(cfg, prepared, model, logger)
+        selection = chosen.selection
         pool = prepared.data.pool
         if annotations is not None:
             examples = join_annotations(annotations, pool, selection.ids)
@@ -233,6 +245,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         loaded.model.save_pretrained(folder / "adapter")
         metrics, settings = evaluate_tasks(cfg, prepared.data, loaded)
         metrics.update(fit_stats)
+        metrics.update(chosen.metrics)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder, identity, metrics, settings, logger)
         print(f"tasks: macro {metrics['tasks/macro']:.4f}, micro {metrics['tasks/micro']:.4f}; wrote {folder / 'metrics.json'}")
