@@ -1,0 +1,65 @@
+"""K-Center (Sener and Savarese, 2018): greedy furthest-first in embedding space.
+
+Each step adds the point furthest from its nearest chosen centre, which 2-approximates the
+smallest covering radius. The first centre is drawn uniformly from `rng` (the empty set leaves
+every point equally far); later ties go to the lowest pool index. One O(N d) distance row per
+step updates the vector of squared distances to the nearest centre, on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from labelbudget.selection.base import Candidates, Selection, Selector, register
+from labelbudget.selection.kernels import Pairwise, check_memory_limit, progress, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def furthest_first(pairwise: Pairwise, budget: int, first: int, memory_limit_mb: float) -> tuple[list[int], torch.Tensor]:
+    """Greedy picks and the final squared distance of every point to its nearest centre
+    (-inf marks the centres themselves, which keeps them out of every later argmax)."""
+    nearest = torch.full((pairwise.n,), float("inf"), dtype=pairwise.dtype, device=pairwise.device)
+    chunks = pairwise.col_chunks(1, memory_limit_mb)
+    picks, pick = [], first
+    with progress(budget, "k-center") as bar:
+        for _ in range(budget):
+            picks.append(pick)
+            row = torch.tensor([pick], device=pairwise.device)
+            for cols in chunks:
+                torch.minimum(nearest[cols], pairwise.block(row, cols)[0], out=nearest[cols])
+            nearest[pick] = float("-inf")
+            pick = int(torch.argmax(nearest))
+            bar.update()
+    return picks, nearest
+
+
+@register
+class KCenterSelector(Selector):
+    """K-Center greedy on the prompt embeddings, Euclidean distance.
+
+    `normalize`: L2-normalise embeddings first (default false: the paper's plain Euclidean
+    distance; greedy K-Center is invariant to a global scale, so this only matters when norms vary).
+    `memory_limit_mb`: bound on one block of distances. `device`: 'auto', 'cpu' or 'cuda'.
+    """
+
+    name = "kcenter"
+    needs_scores = True
+
+    def __init__(self, normalize: bool = False, memory_limit_mb: float = 2048, device: str = "auto"):
+        check_memory_limit(memory_limit_mb)
+        self.normalize = normalize
+        self.memory_limit_mb = memory_limit_mb
+        self.device = device
+
+    def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        embeddings = candidates.require_scores(self.name).embeddings
+        pairwise = Pairwise(embeddings, "sqeuclidean", normalize=self.normalize, device=resolve_device(self.device))
+        picks, nearest = furthest_first(pairwise, budget, int(rng.integers(pairwise.n)), self.memory_limit_mb)
+        distances = nearest.clamp(min=0).to(torch.float64).sqrt()  # centres are at distance 0
+        objective = {"max_min_distance": float(distances.max()), "mean_min_distance": float(distances.mean())}
+        log.info("kcenter: %d centres, covering radius %.4g", budget, objective["max_min_distance"])
+        return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)

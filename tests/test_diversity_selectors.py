@@ -1,0 +1,321 @@
+"""K-Center, Facility Location and DPP against independent references on small random pools.
+
+Each reference recomputes its greedy step from scratch in float64 numpy (no incremental state),
+so it shares nothing with the fast selectors but the definition of the objective.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from labelbudget.errors import ConfigError
+from labelbudget.pipeline import instantiate
+from labelbudget.scoring.scores import Scores
+from labelbudget.selection.base import SELECTORS, Candidates
+from labelbudget.selection.dpp import DPPSelector, greedy_map
+from labelbudget.selection.facility_location import FacilityLocationSelector
+from labelbudget.selection.kcenter import KCenterSelector
+from labelbudget.selection.kernels import CachedPairwise, Pairwise
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Candidates:
+    n = len(embeddings)
+    zeros = np.zeros(n)
+    scores = Scores(
+        ids=[f"p{i}" for i in range(n)], generations=[""] * n, seq_logprob=zeros,
+        mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob,
+        mean_entropy=zeros, mean_margin=zeros, min_margin=zeros, n_tokens=np.ones(n, dtype=np.int64),
+        hit_max_tokens=np.zeros(n, dtype=bool), embeddings=embeddings.astype(np.float32),
+    )
+    return Candidates(scores.ids, ["t"] * n, scores)
+
+
+def random_pool(n: int, d: int, seed: int = 0) -> tuple[Candidates, np.ndarray]:
+    embeddings = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return pool(embeddings), embeddings.astype(np.float64)
+
+
+def rows(selection) -> list[int]:
+    return [int(i[1:]) for i in selection.ids]
+
+
+def sq_distances(x: np.ndarray) -> np.ndarray:
+    return ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def rbf(x: np.ndarray, gamma: float) -> np.ndarray:
+    return np.exp(-gamma * sq_distances(unit(x)))
+
+
+def cosine01(x: np.ndarray) -> np.ndarray:
+    u = unit(x)
+    return (1 + u @ u.T) / 2
+
+
+# ---- references: every step from scratch ----
+
+def first_max(values) -> int:
+    """Lowest index among the largest values, equal up to float64 summation error (mutual pairs
+    tie exactly in exact arithmetic, and summation order decides them at random otherwise)."""
+    values = np.asarray(values, dtype=np.float64)
+    best = values.max()
+    return int(np.flatnonzero(values >= best - 1e-12 * abs(best))[0])
+
+
+def kcenter_reference(x: np.ndarray, budget: int, first: int) -> tuple[list[int], float]:
+    picks = [first]
+    while True:
+        nearest = np.min([((x - x[c]) ** 2).sum(1) for c in picks], axis=0)
+        if len(picks) == budget:
+            return picks, float(np.sqrt(nearest.max()))
+        nearest[picks] = -1.0
+        picks.append(first_max(nearest))
+
+
+def facility_location_reference(kernel: np.ndarray, budget: int) -> tuple[list[int], float]:
+    picks: list[int] = []
+    for _ in range(budget):
+        value = [kernel[:, picks + [j]].max(axis=1).sum() if j not in picks else -np.inf for j in range(len(kernel))]
+        picks.append(first_max(value))
+    return picks, float(kernel[:, picks].max(axis=1).sum())
+
+
+def dpp_reference(ensemble: np.ndarray, budget: int, first: int | None = None) -> list[int]:
+    picks = [int(np.argmax(np.diag(ensemble)))] if first is None else [first]
+    while len(picks) < budget:
+        logdets = [
+            np.linalg.slogdet(ensemble[np.ix_(picks + [j], picks + [j])])[1] if j not in picks else -np.inf
+            for j in range(len(ensemble))
+        ]
+        picks.append(first_max(logdets))
+    return picks
+
+
+def knn_graph(kernel: np.ndarray, knn: int) -> np.ndarray:
+    """Symmetric kNN graph: K_ij kept when j is among i's knn most similar or i among j's."""
+    nearest = np.argsort(-kernel, axis=1, kind="stable")[:, :knn]
+    keep = np.zeros_like(kernel, dtype=bool)
+    keep[np.arange(len(kernel))[:, None], nearest] = True
+    return np.where(keep | keep.T, kernel, 0.0)
+
+
+# ---- K-Center ----
+
+def test_kcenter_matches_from_scratch_greedy():
+    candidates, x = random_pool(120, 6)
+    selection = KCenterSelector().select(candidates, 25, np.random.default_rng(3))
+    picks, radius = kcenter_reference(x, 25, first=rows(selection)[0])
+    assert rows(selection) == picks
+    assert selection.objective["max_min_distance"] == pytest.approx(radius, rel=1e-5)
+
+
+def test_kcenter_first_centre_comes_from_rng():
+    candidates, _ = random_pool(200, 4)
+    firsts = {rows(KCenterSelector().select(candidates, 3, np.random.default_rng(seed)))[0] for seed in range(20)}
+    assert len(firsts) > 10
+
+
+# ---- Facility Location ----
+
+@pytest.mark.parametrize("kernel,gamma,reference", [("rbf", 0.5, lambda x: rbf(x, 0.5)), ("rbf", 4.0, lambda x: rbf(x, 4.0)),
+                                                    ("cosine", 0.1, cosine01)])
+def test_facility_location_matches_from_scratch_greedy(kernel, gamma, reference):
+    candidates, x = random_pool(90, 5, seed=1)
+    selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(candidates, 20, np.random.default_rng(0))
+    picks, value = facility_location_reference(reference(x), 20)
+    assert rows(selection) == picks
+    assert selection.objective["facility_location"] == pytest.approx(value, rel=1e-6)
+
+
+def test_facility_location_knn_matches_greedy_on_the_knn_graph():
+    candidates, x = random_pool(80, 5, seed=2)
+    kernel = rbf(x, 1.0)
+    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(candidates, 15, np.random.default_rng(0))
+    picks, value = facility_location_reference(knn_graph(kernel, 6), 15)
+    assert rows(selection) == picks
+    assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
+    assert selection.objective["facility_location"] == pytest.approx(kernel[:, picks].max(axis=1).sum(), rel=1e-6)
+
+
+def test_facility_location_equals_apricot_on_the_same_kernel():
+    apricot = pytest.importorskip("apricot")
+    candidates, x = random_pool(150, 6, seed=4)
+    selection = FacilityLocationSelector(gamma=0.5).select(candidates, 30, np.random.default_rng(0))
+    kernel = CachedPairwise(Pairwise(x, "rbf", 0.5, normalize=True), 64).matrix.numpy().astype(np.float64)
+    reference = apricot.FacilityLocationSelection(30, metric="precomputed", optimizer="lazy").fit(kernel)
+    assert rows(selection) == [int(i) for i in reference.ranking]
+    assert selection.objective["facility_location"] == pytest.approx(float(reference.gains.sum()), rel=1e-6)
+
+
+def test_facility_location_logs_gamma_times_median_squared_distance():
+    candidates, x = random_pool(70, 4, seed=5)
+    objective = FacilityLocationSelector(gamma=0.1).select(candidates, 5, np.random.default_rng(0)).objective
+    distances = sq_distances(unit(x))[np.triu_indices(70, k=1)]
+    assert objective["gamma_times_median_sq_dist"] == pytest.approx(0.1 * np.median(distances), rel=1e-5)
+
+
+def test_median_is_estimated_on_a_sample_for_large_pools():
+    candidates, x = random_pool(700, 3, seed=6)  # 244,650 pairs > the 100,000 sampled
+    objective = FacilityLocationSelector(gamma=1.0).select(candidates, 2, np.random.default_rng(0)).objective
+    exact = np.median(sq_distances(unit(x))[np.triu_indices(700, k=1)])
+    assert objective["median_sq_dist"] == pytest.approx(exact, rel=0.02)
+
+
+# ---- DPP ----
+
+@pytest.mark.parametrize("kernel,normalize", [("rbf", True), ("linear", False), ("cosine", True)])
+def test_dpp_matches_from_scratch_greedy_with_uncertainty_quality(kernel, normalize):
+    candidates, x = random_pool(45, 6, seed=7)
+    q = np.clip(-np.expm1(candidates.scores.mean_logprob), 0.01, 1)
+    base = {"rbf": rbf(x, 1.0), "linear": x @ x.T, "cosine": cosine01(x)}[kernel]
+    ensemble = q[:, None] * base * q[None, :]
+    ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(45)
+    selection = DPPSelector(kernel=kernel, normalize=normalize, quality="uncertainty").select(candidates, 12, np.random.default_rng(0))
+    picks = dpp_reference(ensemble, 12)
+    assert rows(selection) == picks
+    expected = torch.logdet(torch.from_numpy(ensemble[np.ix_(picks, picks)])).item()
+    assert selection.objective["log_det"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_dpp_first_pick_among_equal_singletons_comes_from_rng():
+    candidates, x = random_pool(40, 5, seed=8)
+    ensemble = rbf(x, 1.0) + 1e-6 * np.eye(40)
+    selections = [DPPSelector().select(candidates, 10, np.random.default_rng(seed)) for seed in range(6)]
+    assert len({rows(s)[0] for s in selections}) > 1
+    for selection in selections:
+        picks = dpp_reference(ensemble, 10, first=rows(selection)[0])
+        assert rows(selection) == picks
+        expected = torch.logdet(torch.from_numpy(ensemble[np.ix_(picks, picks)])).item()
+        assert selection.objective["log_det"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_dpp_runs_past_the_rank_of_a_linear_kernel():
+    candidates, x = random_pool(60, 3, seed=9)
+    selection = DPPSelector(kernel="linear", normalize=False).select(candidates, 50, np.random.default_rng(0))
+    ensemble = x @ x.T
+    ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(60)
+    picks = rows(selection)
+    assert len(set(picks)) == 50
+    expected = torch.logdet(torch.from_numpy(ensemble[np.ix_(picks, picks)])).item()
+    assert selection.objective["log_det"] == pytest.approx(expected, rel=1e-5)
+
+
+class IndefiniteKernel:
+    """A symmetric matrix with unit diagonal and eigenvalues far below 0: no DPP kernel, but the
+    greedy must still return k distinct picks when the numbers break down."""
+
+    def __init__(self, n: int, shift: float):
+        x = np.random.default_rng(10).standard_normal((n, 3))
+        self.matrix = torch.from_numpy(x @ x.T / 3 - shift * np.eye(n))
+        self.n, self.device = n, torch.device("cpu")
+
+    def diag(self) -> torch.Tensor:
+        return torch.diagonal(self.matrix).clone()
+
+    def block(self, rows: torch.Tensor, cols: slice = slice(None)) -> torch.Tensor:
+        return self.matrix[rows, cols]
+
+    def col_chunks(self, n_rows: int, memory_limit_mb: float) -> list[slice]:
+        return [slice(0, self.n)]
+
+
+@pytest.mark.parametrize("shift", [1e-5, 0.5])
+def test_dpp_raises_the_jitter_when_the_kernel_is_not_positive_semidefinite(shift):
+    kernel = IndefiniteKernel(40, shift)
+    assert torch.linalg.eigvalsh(kernel.matrix).min() < -shift / 2
+    picks, gains, eps, raised = greedy_map(kernel, torch.ones(40, dtype=torch.float64), 40, 1e-6, np.random.default_rng(0), 2048)
+    assert sorted(picks) == list(range(40))
+    assert raised > 0 and min(gains) >= eps / 2 and np.isfinite(np.log(gains).sum())
+
+
+# ---- all three ----
+
+SELECTOR_SETTINGS = [
+    (KCenterSelector, {}),
+    (FacilityLocationSelector, {}),
+    (FacilityLocationSelector, {"kernel": "cosine"}),
+    (FacilityLocationSelector, {"knn": 4}),
+    (DPPSelector, {}),
+    (DPPSelector, {"kernel": "linear", "quality": "uncertainty"}),
+    (DPPSelector, {"kernel": "cosine"}),
+]
+
+
+@pytest.mark.parametrize("cls,settings", SELECTOR_SETTINGS)
+@pytest.mark.parametrize("n,d,budget", [(60, 3, 50), (40, 8, 39), (40, 8, 40)])
+def test_exactly_budget_distinct_pool_ids(cls, settings, n, d, budget):
+    candidates, _ = random_pool(n, d, seed=11)
+    selection = cls(**settings).select(candidates, budget, np.random.default_rng(0))
+    assert len(selection.ids) == len(set(selection.ids)) == budget
+    assert set(selection.ids) <= set(candidates.ids)
+    assert all(np.isfinite(v) for v in selection.objective.values())
+
+
+@pytest.mark.parametrize("cls,settings", SELECTOR_SETTINGS)
+def test_duplicate_points_still_give_budget_distinct_ids(cls, settings):
+    base = np.random.default_rng(12).standard_normal((8, 4)).astype(np.float32)
+    candidates = pool(np.repeat(base, 5, axis=0))  # 40 rows, 8 distinct points
+    selection = cls(**settings).select(candidates, 40, np.random.default_rng(0))
+    assert len(set(selection.ids)) == 40
+
+
+@pytest.mark.parametrize("cls,settings", SELECTOR_SETTINGS)
+def test_tiny_memory_limit_chunks_without_changing_picks(cls, settings):
+    candidates, _ = random_pool(150, 6, seed=13)
+    whole = cls(**settings).select(candidates, 30, np.random.default_rng(5))
+    chunked = cls(**settings, memory_limit_mb=0.0005).select(candidates, 30, np.random.default_rng(5))  # 512 bytes
+    assert chunked.ids == whole.ids
+    for key, value in whole.objective.items():
+        assert chunked.objective[key] == pytest.approx(value, rel=1e-5), key
+
+
+@pytest.mark.parametrize("cls,settings", SELECTOR_SETTINGS)
+def test_same_seed_same_picks(cls, settings):
+    candidates, _ = random_pool(100, 5, seed=14)
+    first = cls(**settings).select(candidates, 20, np.random.default_rng(21))
+    again = cls(**settings).select(candidates, 20, np.random.default_rng(21))
+    assert first.ids == again.ids and first.objective == again.objective
+
+
+@pytest.mark.parametrize("name,cls,settings", [
+    ("kcenter", KCenterSelector, {}),
+    ("facility_location", FacilityLocationSelector, {"kernel": "rbf", "gamma": 0.1, "normalize": True, "knn": None}),
+    ("facility_location_rbf0002", FacilityLocationSelector, {"kernel": "rbf", "gamma": 0.002}),
+    ("facility_location_cosine", FacilityLocationSelector, {"kernel": "cosine"}),
+    ("dpp", DPPSelector, {"kernel": "rbf", "quality": "uncertainty"}),
+])
+def test_configs_build_the_selectors(name, cls, settings):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        selector = instantiate(compose("select", overrides=[f"selector={name}"]).selector)
+    assert type(selector) is cls and SELECTORS[cls.name] is cls and cls.needs_scores
+    assert all(getattr(selector, key) == value for key, value in settings.items())
+
+
+@pytest.mark.parametrize("cls,settings,message", [
+    (FacilityLocationSelector, {"kernel": "linear"}, "kernel must be one of"),
+    (FacilityLocationSelector, {"gamma": 0.0}, "gamma > 0"),
+    (FacilityLocationSelector, {"knn": 0}, "knn must be"),
+    (KCenterSelector, {"memory_limit_mb": 0}, "memory_limit_mb"),
+    (DPPSelector, {"quality": "confidence"}, "quality must be"),
+    (DPPSelector, {"jitter": 1e-12}, "jitter must be >="),
+])
+def test_bad_settings_fail_at_construction(cls, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        cls(**settings)
+
+
+def test_dpp_refuses_a_factor_beyond_its_memory_cap():
+    candidates, _ = random_pool(100, 4)
+    with pytest.raises(ConfigError, match="max_factor_mb"):
+        DPPSelector(max_factor_mb=0.01).select(candidates, 50, np.random.default_rng(0))
