@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 
 from labelbudget.evaluation.rules import score_prediction
 from labelbudget.pipeline import instantiate, pool_scores
+from labelbudget.selection.task_diversity import task_log_confidence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def main(overrides: list[str]) -> None:
         correct = [score_prediction(pool[i].metadata["rule"], scores.generations[i], pool[i].response) for i in idx]
         table.append((
             task, pool[idx[0]].metadata["category"], len(idx), float(np.mean(correct)),
-            float(np.exp(np.logaddexp.reduce(scores.seq_logprob[idx]) - np.log(len(idx)))),
+            float(np.exp(task_log_confidence(scores.seq_logprob, {task: idx}))[0]),
             float(np.exp(scores.mean_logprob[idx]).mean()),
             float(scores.hit_max_tokens[idx].mean()),
         ))

@@ -132,7 +132,8 @@ class Chosen:
 
 def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen:
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
-    the tracker the coverage statistics, the selector's objective, the allocation table and plot."""
+    the tracker the allocation table and plot; the coverage statistics and the selector's
+    objective are returned for the run's metrics."""
     pool = prepared.data.pool
     scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
     candidates = Candidates(pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model))
@@ -144,7 +145,6 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     print(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
     metrics = {**selection_statistics(rows), **{f"selection/{k}": float(v) for k, v in selection.objective.items()}}
     if logger is not None:
-        logger.log_metrics(metrics)
         log_allocation(logger, rows, folder / "allocation.png")
     return Chosen(selection, metrics)
 

@@ -21,7 +21,7 @@ from labelbudget.data.schema import Pool
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.module import ScoringModule, length_sorted_batches, prompt_loader
-from labelbudget.scoring.scores import Scores
+from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ShardWriter(L.Callback):
         generations = [self.decode(t) for o in outputs for t in o["tokens"]]
         columns = {
             name: np.concatenate([o[name].numpy() for o in outputs])
-            for name in ("seq_logprob", "mean_logprob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens", "embeddings")
+            for name in (*NUMERIC_FIELDS, "embeddings")
         }
         Scores(ids=[self.ids[r] for r in rows], generations=generations, **columns).save(shard_stem(self.folder, shard))
 

@@ -15,7 +15,8 @@ import numpy as np
 from labelbudget.data.schema import Pool
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 from labelbudget.scoring.scores import Scores
-from labelbudget.selection.base import Selection
+from labelbudget.selection.base import Candidates, Selection
+from labelbudget.selection.task_diversity import task_log_confidence
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,14 @@ class TaskRow:
 
 def task_rows(pool: Pool, selection: Selection, scores: Scores | None) -> list[TaskRow]:
     selected = Counter(pool[i].task for i in _rows_of(pool, selection.ids))
-    tasks = np.asarray(pool.tasks)
+    confidence: dict[str, float | None] = dict.fromkeys(pool.task_sizes())
+    if scores is not None:
+        task_indices = Candidates(pool.ids, pool.tasks).task_rows()
+        confidence = dict(zip(task_indices, np.exp(task_log_confidence(scores.seq_logprob, task_indices)).tolist()))
     rows = []
     for task, size in pool.task_sizes().items():
-        confidence = None
-        if scores is not None:
-            logs = scores.seq_logprob[tasks == task]
-            confidence = float(np.exp(np.logaddexp.reduce(logs) - np.log(len(logs))))
         allocated = None if selection.allocation is None else selection.allocation[task]
-        rows.append(TaskRow(task, size, confidence, allocated, selected[task]))
+        rows.append(TaskRow(task, size, confidence[task], allocated, selected[task]))
     return rows
 
 
