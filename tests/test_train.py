@@ -140,3 +140,28 @@ def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
         run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", f"annotations={path}"))
     assert [e.id for e in seen] == [r["id"] for r in chosen]
     assert {e.response for e in seen} == {"IMPORTED"}
+
+
+def test_evaluate_refuses_a_folder_without_an_adapter_before_the_model_loads(tmp_path, monkeypatch):
+    import labelbudget.models.tiny
+    from labelbudget.errors import ConfigError
+    from labelbudget.pipeline import run_evaluate
+
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["model=tiny_llama", f"adapter={tmp_path}", f"paths.output_dir={tmp_path / 'eval'}"])
+    with pytest.raises(ConfigError, match="holds no LoRA adapter"):
+        run_evaluate(cfg)
+
+
+def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_path, monkeypatch):
+    import labelbudget.models.tiny
+    from labelbudget.errors import ConfigError
+    from labelbudget.pipeline import run_train
+
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "task": "t", "response": "a"}) + "\n" for i in range(5)))
+    cfg = compose_train(tmp_path, "model=tiny_llama", "dataset=jsonl", f"dataset.path={path}", "selector=random", "budget=2", "logger=none")
+    with pytest.raises(ConfigError, match="no held-out test split"):
+        run_train(cfg)
