@@ -33,7 +33,7 @@ from labelbudget.selection.base import Candidates
 from labelbudget.selection.dpp import DPPSelector
 from labelbudget.selection.facility_location import DenseKernel, FacilityLocationSelector, greedy
 from labelbudget.selection.kcenter import KCenterSelector
-from labelbudget.selection.kernels import CachedPairwise, Pairwise, block_mb
+from labelbudget.selection.kernels import CachedPairwise, Pairwise, block_mb, resolve_device
 
 GAMMA = 0.1
 MEMORY_LIMIT_MB = 2048
@@ -59,8 +59,13 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
 
 
-def cached_kernel(x: np.ndarray) -> CachedPairwise:
-    return CachedPairwise(Pairwise(x, "rbf", GAMMA, normalize=True), MEMORY_LIMIT_MB)
+def cached_kernel(x: np.ndarray, device: torch.device = torch.device("cpu")) -> CachedPairwise:
+    return CachedPairwise(Pairwise(x, "rbf", GAMMA, normalize=True, device=device), MEMORY_LIMIT_MB)
+
+
+def peak_gpu_gb() -> float | None:
+    """Peak GPU memory of this process (the selectors run on the GPU when there is one)."""
+    return torch.cuda.max_memory_allocated() / GB if torch.cuda.is_available() else None
 
 
 def run_selector(x: np.ndarray, k: int, name: str) -> dict:
@@ -74,7 +79,8 @@ def run_selector(x: np.ndarray, k: int, name: str) -> dict:
 def run_fl_greedy(x: np.ndarray, k: int) -> dict:
     """Our greedy alone on the cached kernel, counting the rows each step had to read."""
     start = time.perf_counter()
-    kernel = DenseKernel(cached_kernel(x), block_mb(MEMORY_LIMIT_MB, torch.device("cpu")))
+    device = resolve_device("auto")
+    kernel = DenseKernel(cached_kernel(x, device), block_mb(MEMORY_LIMIT_MB, device))
     build = time.perf_counter() - start
     rows_read = [0]
     decrease = kernel.decrease
@@ -119,7 +125,7 @@ def one(job: str, n: int, d: int, k: int, seed: int) -> None:
     baseline = peak_rss_gb()
     runs = {"fl_greedy": lambda: run_fl_greedy(x, k), "apricot": lambda: run_apricot(x, k), "bandwidth": bandwidth}
     result = runs[job]() if job in runs else run_selector(x, k, job)
-    print(json.dumps({**result, "peak_rss_gb": peak_rss_gb(), "rss_before_gb": baseline}))
+    print(json.dumps({**result, "peak_rss_gb": peak_rss_gb(), "rss_before_gb": baseline, "peak_gpu_gb": peak_gpu_gb()}))
 
 
 def spawn(job: str, args) -> dict:
@@ -163,7 +169,7 @@ def main() -> None:
         "date": str(date.today()), "n": args.n, "d": args.d, "k": args.k, "bandwidth": r["bandwidth"],
         "selectors": {
             name: {"seconds": r[name]["seconds"], "peak_rss_gb": r[name]["peak_rss_gb"],
-                   "objective": r[name]["objective"]} for name in ("kcenter", "facility_location", "dpp")
+                   "peak_gpu_gb": r[name]["peak_gpu_gb"], "objective": r[name]["objective"]} for name in ("kcenter", "facility_location", "dpp")
         },
         "fl_greedy_on_cached_kernel": {key: r["fl_greedy"][key] for key in ("seconds", "kernel_seconds", "rows_read", "objective")},
         "floors": floor,
@@ -200,6 +206,8 @@ def markdown(s: dict) -> str:
              "| run | seconds | x floor | peak RSS GB |", "|---|---:|---:|---:|"]
     for name, run, floor_s in rows:
         rss = "" if run["peak_rss_gb"] is None else f"{run['peak_rss_gb']:.2f}"
+        if run.get("peak_gpu_gb") is not None:
+            rss += f" (GPU peak {run['peak_gpu_gb']:.2f})"
         lines.append(f"| {name} | {run['seconds']:.2f} | {run['seconds'] / floor_s:.1f} | {rss} |")
     if "apricot" in s:
         a = s["apricot"]

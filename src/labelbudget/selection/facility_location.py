@@ -52,7 +52,6 @@ class DenseKernel:
         width = self.cols[0].stop - self.cols[0].start
         self.rows_per_block = min(self.n, max(1, int(block_mb * MB) // (width * self.dtype.itemsize)))
         self.buffer = torch.empty(self.rows_per_block * width, dtype=self.dtype, device=self.device)
-        self.ones = torch.ones(self.rows_per_block, dtype=self.dtype, device=self.device)
         # float32 block sums are off by at most (rows summed + 2) roundings of their total
         self.rounding = (self.rows_per_block + 2) * ROUNDING
 
@@ -68,7 +67,7 @@ class DenseKernel:
         """sum_i K_ij: every gain for the empty set (K >= 0)."""
         total = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         for _, cols, block in self._blocks(torch.arange(self.n, device=self.device)):
-            total[cols] += self.ones[: len(block)] @ block
+            total[cols] += block.sum(dim=0)
         return total
 
     def improved(self, pick: int, cover: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +84,7 @@ class DenseKernel:
         for part, cols, block in self._blocks(rows):
             block.sub_(low[part, None]).clamp_(min=0)
             torch.minimum(block, width[part, None], out=block)
-            total[cols] += self.ones[: len(block)] @ block
+            total[cols] += block.sum(dim=0)  # a column sum: faster than a matrix-vector product here
         return total
 
     def exact_gains(self, cands: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
