@@ -175,20 +175,6 @@ def test_impossible_field_configs_are_config_errors(fields, preset, message):
 # --- hub loader, offline against a local file ------------------------------------------------------
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path) -> Path:
-    """No network for `datasets`/`huggingface_hub` (both read the flag at import, hence the patches);
-    returns a fresh cache folder."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path / "hf-cache"
-
-
 def test_hub_loader_maps_rows_like_local_files(tmp_path, offline_hub):
     path = write_lines(tmp_path / "dolly.jsonl", DOLLY_ROWS)
 

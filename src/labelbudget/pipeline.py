@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError, LabelbudgetError
+from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached, score_pool
@@ -203,21 +204,46 @@ def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, flo
         logger.log_metrics(metrics)
 
 
-def evaluate_tasks(cfg: DictConfig, data: TaskData, loaded: LoadedModel) -> tuple[dict[str, float], dict[str, Any]]:
-    """Held-out test split: metrics, the settings that produced them, and predictions.jsonl."""
-    from labelbudget.evaluation.tasks import generate_answers, grade, limit_per_task, predictions_jsonl
+def evaluations(cfg: DictConfig) -> list[Evaluation]:
+    """The evaluations named in the `eval` node, in order (`eval=[tasks,mmlu,bbh]`).
 
-    settings = instantiate(cfg.eval.tasks)
-    test = limit_per_task(data.test, settings.limit_per_task)
-    answers = generate_answers(loaded, test, settings, predict_trainer(cfg))
-    metrics, scores = grade(test, answers)
-    atomic_write_text(Path(cfg.paths.output_dir) / "predictions.jsonl", predictions_jsonl(test, answers, scores))
-    return metrics, {"tasks": {**asdict(settings), "n_prompts": len(test), "template": type(loaded.template).__name__}}
+    Plain keys beside them (`eval.data_dir`, `eval.limit_per_subject`) are shortcuts for the
+    settings of the one evaluation chosen: `python evaluate.py eval=mmlu eval.data_dir=...`.
+    With several they would be ambiguous, so they are refused there.
+    """
+    node = cfg.get("eval") or {}
+    names = [key for key, value in node.items() if isinstance(value, DictConfig)]
+    shortcuts = {key: value for key, value in node.items() if not isinstance(value, DictConfig) and value is not None}
+    if shortcuts and len(names) != 1:
+        key = next(iter(shortcuts))
+        raise ConfigError(f"eval.{key} is a shortcut for a single evaluation; with {names} set eval.<name>.{key} instead")
+    return [instantiate(node[name], _convert_="all", **shortcuts) for name in names]
 
 
-def require_test_split(data: TaskData) -> None:
-    if data.test is None:
-        raise ConfigError(f"dataset {data.name!r} has no held-out test split to evaluate on (set dataset.test_path)")
+def check_evaluations(evals: list[Evaluation], data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+    """Every evaluation's input checks, before any model loads."""
+    if not evals:
+        raise ConfigError("no evaluation chosen: add eval=tasks, eval=mmlu, eval=bbh or eval=[tasks,mmlu,bbh]")
+    for evaluation in evals:
+        evaluation.check(data, trained_on)
+
+
+def run_evaluations(cfg: DictConfig, evals: list[Evaluation], loaded: LoadedModel, data: TaskData | None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run each evaluation, print its table; all metrics and each one's settings."""
+    context = EvalContext(loaded, predict_trainer(cfg), Path(cfg.paths.output_dir), data)
+    metrics: dict[str, float] = {}
+    settings: dict[str, Any] = {}
+    for evaluation in evals:
+        result = evaluation.run(context)
+        print(f"\n{evaluation.name}\n{result.table}")
+        metrics.update(result.metrics)
+        settings[evaluation.name] = result.settings
+    return metrics, settings
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """The one-line summary: each evaluation's headline number."""
+    return ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINES if k in metrics) or "no headline metric"
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
@@ -226,7 +252,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg)
-    require_test_split(prepared.data)
+    evals = evaluations(cfg)
+    check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
     annotations = read_annotations(cfg.annotations) if cfg.annotations else None
     model = LazyModel(cfg.model)
     identity = run_identity(cfg, prepared)
@@ -243,25 +270,27 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         loaded = model()
         fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
         loaded.model.save_pretrained(folder / "adapter")
-        metrics, settings = evaluate_tasks(cfg, prepared.data, loaded)
+        metrics, settings = run_evaluations(cfg, evals, loaded, prepared.data)
         metrics.update(fit_stats)
         metrics.update(chosen.metrics)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder, identity, metrics, settings, logger)
-        print(f"tasks: macro {metrics['tasks/macro']:.4f}, micro {metrics['tasks/micro']:.4f}; wrote {folder / 'metrics.json'}")
+        print(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
         return metrics
     finally:
         finish_wandb()
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
-    """The base model (zero-shot row) or base + adapter on the held-out test split."""
-    data: TaskData = instantiate(cfg.dataset)
-    require_test_split(data)
+    """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
+    evals = evaluations(cfg)
+    data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
     adapter = Path(cfg.adapter) if cfg.adapter else None
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder")
-    identity = {"dataset": data.name, "selector": "zero-shot", "budget": 0, "seed": int(cfg.seed), "model": cfg.model.name}
+    check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
+    dataset = data.name if data is not None else cfg.dataset.get("name", "-")
+    identity = {"dataset": dataset, "selector": "zero-shot", "budget": 0, "seed": int(cfg.seed), "model": cfg.model.name}
     if adapter is not None:  # the training run's identity, so the report puts it on its row
         trained = adapter.parent / "metrics.json"
         identity = json.loads(trained.read_text())["run"] if trained.is_file() else {**identity, "selector": f"adapter:{adapter}"}
@@ -270,8 +299,13 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         from peft import PeftModel
 
         loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter)).eval()
-    metrics, settings = evaluate_tasks(cfg, data, loaded)
+    metrics, settings = run_evaluations(cfg, evals, loaded, data)
     write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None)
-    for name, value in metrics.items():
-        print(f"{name:<40} {value:.4f}")
+    print(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
     return metrics
+
+
+def trained_dataset(adapter: Path) -> dict[str, Any] | None:
+    """The dataset config of the train.py run that wrote `adapter` (its saved Hydra config)."""
+    saved = adapter.parent / ".hydra" / "config.yaml"
+    return OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=False) if saved.is_file() else None

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from labelbudget.data.jsonl import read_json
@@ -39,6 +41,38 @@ def load_bbh(
         for index, example in enumerate(examples):
             (test if index in test_indices else pool).append(example)
     return TaskData(name="bbh", pool=Pool(pool, str(folder)), test=Pool(test, str(folder)) if test else None)
+
+
+def load_bbh_tasks(data_dir: str | Path, tasks: str | Sequence[str] | None = None) -> Pool:
+    """Every example of the given tasks (default all), task by task in name order: the benchmark."""
+    folder = existing_path(data_dir, "BBH folder", "set eval.bbh.data_dir to the folder holding bbh/ and cot-prompts/")
+    examples = [e for task, path in _task_files(folder, as_name_list(tasks)).items() for e in _read_task(task, path)]
+    return Pool(examples, str(folder))
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    answer: str  # X of "So the answer is X."
+    chain_of_thought: str  # the whole "Q: ...\nA: Let's think step by step. ..." block, as written
+
+
+def read_exemplars(path: Path) -> tuple[str, list[Exemplar]]:
+    """A task's few-shot prompt file (`cot-prompts/<task>.txt`): a header ending in a "-----"
+    line, the task description, then "Q: ...\nA: Let's think step by step.\n... So the answer
+    is X." exemplars separated by blank lines. Returns the description and the exemplars."""
+    text = existing_path(path, "BBH few-shot prompt file", "it lives in cot-prompts/ beside the bbh/ folder").read_text(encoding="utf-8")
+    if "\n-----\n" not in text:
+        raise DataError(str(path), 'has no "-----" line ending its header')
+    description, *blocks = text.split("\n-----\n", 1)[1].strip().split("\n\nQ: ")
+    exemplars = []
+    for number, block in enumerate(blocks, start=1):
+        question, _, reasoning = block.partition("\nA: Let's think step by step.")
+        answer = re.search(r"So the answer is (.+?)\.?\s*$", reasoning)
+        if not reasoning or answer is None:
+            raise DataError(str(path), f"exemplar {number} lacks \"A: Let's think step by step.\" or a final \"So the answer is X.\"")
+        exemplars.append(Exemplar(question.strip(), answer.group(1).strip(), f"Q: {block.strip()}"))
+    return description.strip(), exemplars
 
 
 def _task_files(folder: Path, tasks: list[str] | None) -> dict[str, Path]:

@@ -35,11 +35,11 @@ def load_hub_dataset(
 def _load_split(name: str, split: str, fields: FieldMap, load_kwargs: dict[str, Any]) -> Pool:
     source = f"{name} (split {split!r})"
     id_prefix = f"{name.rstrip('/').split('/')[-1]}-{split}-"
-    rows = _download(name, split, load_kwargs)
+    rows = download(name, split, load_kwargs)
     return Pool((example_from_record(r, fields, source, row, id_prefix) for row, r in enumerate(rows, start=1)), source)
 
 
-def _download(name: str, split: str, load_kwargs: dict[str, Any]) -> Any:
+def download(name: str, split: str, load_kwargs: dict[str, Any]) -> Any:
     """`datasets.load_dataset`, with its failures turned into errors that say what to do instead."""
     import datasets  # heavy; only hub configs pay for the import
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,6 +98,43 @@ def load_mmlu(
     return TaskData(name="mmlu", pool=_load_split(folder, pool_split, chosen), test=test)
 
 
+def load_mmlu_split(data_dir: str | Path, split: str, subjects: str | Sequence[str] | None = None) -> Pool:
+    """One split of the local release (dev, val or test), every subject or those given."""
+    folder = existing_path(data_dir, "MMLU folder", "set eval.mmlu.data_dir to the folder holding dev/, val/ and test/")
+    return _load_split(folder, split, _choose_subjects(folder, split, as_name_list(subjects)))
+
+
+HUB_SPLITS = {"dev": "dev", "val": "validation", "test": "test"}  # our split names -> cais/mmlu's
+
+
+def load_mmlu_hub(name: str, split: str, subjects: str | Sequence[str] | None = None, **load_kwargs) -> Pool:
+    """The same split from the hub copy (cais/mmlu, config "all": question, subject, choices,
+    answer index), mapped to the same examples as the CSV release."""
+    from labelbudget.data.hub import download
+
+    if split not in HUB_SPLITS:
+        raise ConfigError(f"MMLU split must be one of {', '.join(HUB_SPLITS)}, got {split!r}")
+    source = f"{name} (split {HUB_SPLITS[split]!r})"
+    wanted = set(as_name_list(subjects) or SUBJECT_CATEGORIES)
+    unknown = sorted(wanted - set(SUBJECT_CATEGORIES))
+    if unknown:
+        raise ConfigError(f"unknown MMLU subject(s) {unknown}; valid subjects are: {', '.join(SUBJECT_CATEGORIES)}")
+    examples, rows_seen = [], defaultdict(int)
+    for row, record in enumerate(download(name, HUB_SPLITS[split], load_kwargs), start=1):
+        for key in ("question", "subject", "choices", "answer"):
+            if key not in record:
+                raise DataError(source, "is missing", row, key)
+        subject, answer = record["subject"], record["answer"]
+        if subject not in wanted:
+            continue
+        if not isinstance(answer, int) or not 0 <= answer < len(CHOICE_LETTERS):
+            raise DataError(source, f"must be an index 0-3, got {answer!r}", row, "answer")
+        rows_seen[subject] += 1
+        cells = [record["question"], *record["choices"], CHOICE_LETTERS[answer]]
+        examples.append(_example(cells, subject, split, source, row, position=rows_seen[subject]))
+    return Pool(examples, source)
+
+
 def _choose_subjects(folder: Path, split: str, requested: list[str] | None) -> list[str]:
     """The subjects to load, sorted: those requested (each must exist in `split`) or all of `split`'s."""
     split_dir = existing_path(folder / split, f"MMLU {split!r} split", "splits are folders named dev, val and test")
@@ -127,7 +165,9 @@ def _read_subject(path: Path, subject: str, split: str) -> list[Example]:
         return [_example(cells, subject, split, str(path), row) for row, cells in enumerate(csv.reader(file), start=1)]
 
 
-def _example(cells: list[str], subject: str, split: str, source: str, row: int) -> Example:
+def _example(cells: list[str], subject: str, split: str, source: str, row: int, position: int | None = None) -> Example:
+    """`row` locates errors in the source; `position` (1-based, within the subject; default
+    `row`) makes the id, so the hub copy and the CSV release give the same ids."""
     if len(cells) != len(COLUMNS):
         first_missing = COLUMNS[len(cells)] if len(cells) < len(COLUMNS) else None
         expected = f"expected {len(COLUMNS)}: {', '.join(COLUMNS)}"
@@ -139,7 +179,7 @@ def _example(cells: list[str], subject: str, split: str, source: str, row: int) 
         raise DataError(source, f"must be one of {', '.join(CHOICE_LETTERS)}, got {answer!r}", row, "answer")
     options = [f"{letter}. {choice}" for letter, choice in zip(CHOICE_LETTERS, choices)]
     return Example(
-        id=f"{subject}-{split}-{row - 1}",
+        id=f"{subject}-{split}-{(position or row) - 1}",
         task=subject,
         prompt="\n".join([question, *options, "Answer:"]),
         response=answer.strip(),

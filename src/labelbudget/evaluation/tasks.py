@@ -9,28 +9,49 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, ClassVar
 
 import lightning as L
 import torch
 from torchmetrics.aggregation import MeanMetric
 
-from labelbudget.data.schema import Pool
+from labelbudget.data.schema import Pool, TaskData
+from labelbudget.errors import ConfigError
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table
 from labelbudget.evaluation.rules import score_prediction
+from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import ScoringModule, length_sorted_batches, prompt_loader
+from labelbudget.scoring.generation import StopStrings, truncate_at_stop
+from labelbudget.scoring.module import PromptProgress, ScoringModule, length_sorted_batches, prompt_loader
 
 DEFAULT_RULE = "exact"  # for examples whose loader names no rule
 
 
 @dataclass(frozen=True)
-class TaskEvalSettings:
-    """How held-out tasks are evaluated; logged with every result so numbers stay comparable."""
+class TaskEvaluation(Evaluation):
+    """The pool's own tasks on the dataset's held-out test split (`eval=tasks`)."""
 
     max_new_tokens: int = 32
     batch_size: int = 32
     limit_per_task: int | None = None  # the first N test prompts of each task, for quick runs
+
+    name: ClassVar[str] = "tasks"
+    needs_dataset: ClassVar[bool] = True
+
+    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+        if data is None or data.test is None:
+            name = data.name if data is not None else "(none)"
+            raise ConfigError(f"dataset {name!r} has no held-out test split to evaluate on (set dataset.test_path)")
+
+    def run(self, context: EvalContext) -> EvalResult:
+        test = limit_per_task(context.data.test, self.limit_per_task)
+        answers = generate_answers(context.loaded, test, self, context.trainer_factory)
+        metrics, scores = grade(test, answers)
+        atomic_write_text(context.output_dir / "predictions.jsonl", predictions_jsonl(test, answers, scores))
+        settings = {**asdict(self), "n_prompts": len(test), "template": type(context.loaded.template).__name__}
+        rows = [[name.removeprefix("tasks/"), value] for name, value in metrics.items()]
+        return EvalResult(metrics, settings, markdown_table(["task", "accuracy"], rows))
 
 
 def limit_per_task(pool: Pool, limit: int | None) -> Pool:
@@ -44,16 +65,25 @@ def limit_per_task(pool: Pool, limit: int | None) -> Pool:
     return Pool(kept, pool.source)
 
 
-def generate_answers(loaded: LoadedModel, pool: Pool, settings: TaskEvalSettings, trainer_factory: Callable[..., L.Trainer]) -> list[str]:
-    """Greedy answers for every prompt, in pool order."""
+def generate_answers(loaded: LoadedModel, pool: Pool, settings: TaskEvaluation, trainer_factory: Callable[..., L.Trainer]) -> list[str]:
+    """Greedy answers for every prompt (in the model's template), in pool order."""
     token_ids = [loaded.template.encode_prompt(loaded.tokenizer, e) for e in pool]
-    batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
-    module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, loaded.tokenizer.pad_token_id, "last")
-    outputs = trainer_factory().predict(module, dataloaders=prompt_loader(token_ids, batches, loaded.tokenizer.pad_token_id))
-    answers: list[str] = [""] * len(pool)
+    return generate(loaded, token_ids, settings.max_new_tokens, settings.batch_size, trainer_factory)
+
+
+def generate(loaded: LoadedModel, token_ids: list[list[int]], max_new_tokens: int, batch_size: int,
+             trainer_factory: Callable[..., L.Trainer], stop_strings: tuple[str, ...] = (), desc: str = "generating") -> list[str]:
+    """Greedy continuations of tokenised prompts, in order, cut before the first stop string;
+    length-sorted batches, KV cache, a batch ends when every row hit EOS or a stop string."""
+    batches = length_sorted_batches([len(t) for t in token_ids], batch_size)
+    stop = StopStrings(loaded.tokenizer, stop_strings) if stop_strings else None
+    module = ScoringModule(loaded.model, max_new_tokens, loaded.eos_token_ids, loaded.tokenizer.pad_token_id, "last", stop)
+    trainer = trainer_factory(callbacks=[PromptProgress(len(token_ids), desc)])
+    outputs = trainer.predict(module, dataloaders=prompt_loader(token_ids, batches, loaded.tokenizer.pad_token_id))
+    answers: list[str] = [""] * len(token_ids)
     for out in outputs:
         for row, tokens in zip(out["rows"].tolist(), out["tokens"]):
-            answers[row] = loaded.tokenizer.decode(tokens, skip_special_tokens=True)
+            answers[row] = truncate_at_stop(loaded.tokenizer.decode(tokens, skip_special_tokens=True), stop_strings)
     return answers
 
 

@@ -7,7 +7,28 @@ measures are accumulated on the fly in float32, so no (steps x vocab) logits are
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+
+class StopStrings:
+    """Marks the rows whose generated text contains a stop string (BBH's "\n\nQ:"), so a batch
+    stops as soon as every row has its answer instead of running to max_new_tokens. Only the
+    last `window` tokens are decoded at each step: a stop string is a few tokens long."""
+
+    def __init__(self, tokenizer, strings: tuple[str, ...] | list[str], window: int = 8):
+        self.tokenizer, self.strings, self.window = tokenizer, tuple(strings), window
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        tail = tokens[:, -self.window :].tolist()
+        return torch.tensor([any(s in self.tokenizer.decode(row) for s in self.strings) for row in tail], device=tokens.device)
+
+
+def truncate_at_stop(text: str, strings: tuple[str, ...] | list[str]) -> str:
+    """The text before the first stop string."""
+    cut = min((i for i in (text.find(s) for s in strings) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -40,8 +61,10 @@ def greedy_score(
     eos_token_ids: list[int],
     pad_token_id: int,
     pooling: str = "mean",
+    stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Greedy-generate up to `max_new_tokens` for a left-padded batch and score it.
+    `stop(tokens so far) -> rows done` ends rows early besides EOS (e.g. `StopStrings`).
 
     A sequence's measures cover its tokens up to and including its end-of-sequence token.
     Returns per-row tensors: seq_logprob, mean_logprob, mean_entropy, mean_margin, min_margin,
@@ -81,6 +104,8 @@ def greedy_score(
         n_tokens += active.long()
         tokens.append(torch.where(active, token, pad_token_id))
         finished |= torch.isin(token, eos)
+        if stop is not None:
+            finished |= stop(torch.stack(tokens, dim=1))
         if finished.all() or step == max_new_tokens - 1:
             break
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
 from labelbudget.scoring.generation import greedy_score
 
@@ -67,9 +68,26 @@ def prompt_loader(token_ids: list[list[int]], batches: list[list[int]], pad_toke
     return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))
 
 
+class PromptProgress(L.Callback):
+    """A prompts/s progress bar for an inference pass (Lightning's own bar counts batches)."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc = total, desc
+
+    def on_predict_start(self, trainer, pl_module):
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="prompt", dynamic_ncols=True)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.bar.update(len(batch["rows"]))
+
+    def on_predict_end(self, trainer, pl_module):
+        self.bar.close()
+
+
 class ScoringModule(L.LightningModule):
-    def __init__(self, model, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, pooling: str):
+    def __init__(self, model, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, pooling: str, stop=None):
         super().__init__()
+        self.stop = stop
         self.model = model
         self.max_new_tokens = max_new_tokens
         self.eos_token_ids = eos_token_ids
@@ -85,5 +103,6 @@ class ScoringModule(L.LightningModule):
             eos_token_ids=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
             pooling=self.pooling,
+            stop=self.stop,
         )
         return {"rows": batch["rows"], **scores}

@@ -2,7 +2,7 @@
 
 Finds every metrics.json below the folders and lays the runs out as the paper's tables:
 rows = selector, columns = budget, cells = mean +- standard error over seeds, one table per
-metric. Writes report.csv, report.md and one plot of score against budget per metric.
+metric, after a first table with each evaluation's headline number side by side. Writes report.csv, report.md and one plot of score against budget per metric.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from labelbudget.errors import DataError
+from labelbudget.evaluation.base import HEADLINES
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 
 
@@ -61,8 +62,22 @@ def _axes(cells) -> tuple[list[str], list[int]]:
     return sorted({s for s, _ in cells}), sorted({b for _, b in cells})
 
 
+def headline_markdown(table: dict) -> str:
+    """One row per (selector, budget), one column per evaluation's headline number."""
+    columns = [m for m in HEADLINES if m in table]
+    if not columns:
+        return ""
+    keys = sorted({key for m in columns for key in table[m]})
+    lines = ["### headline metrics\n", "| selector | budget | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
+    for selector, budget in keys:
+        cells = [f"{table[m][(selector, budget)][0]:.4f} ± {table[m][(selector, budget)][1]:.4f}" if (selector, budget) in table[m] else ""
+                 for m in columns]
+        lines.append(f"| {selector} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n"
+
+
 def markdown(table: dict) -> str:
-    parts = []
+    parts = [headline_markdown(table)]
     for metric, cells in table.items():
         selectors, budgets = _axes(cells)
         parts.append(f"### {metric}\n")
@@ -72,7 +87,7 @@ def markdown(table: dict) -> str:
             row = [f"{cells[(s, b)][0]:.4f} ± {cells[(s, b)][1]:.4f} (n={cells[(s, b)][2]})" if (s, b) in cells else "" for b in budgets]
             parts.append(f"| {s} | " + " | ".join(row) + " |")
         parts.append("")
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def csv_text(table: dict) -> str:

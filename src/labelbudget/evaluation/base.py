@@ -1,0 +1,73 @@
+"""What every evaluation shares: settings from config (`eval.<name>`), a check of its inputs
+before any model loads, and a run that returns metrics, the settings that produced them (so
+numbers can be compared across papers) and a table for the terminal.
+
+`evaluate.py` and the end of `train.py` run every evaluation in the `eval` node in order:
+`eval=mmlu`, or several at once with `eval=[tasks,mmlu,bbh]`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lightning
+    import lightning as L
+
+    from labelbudget.data.schema import TaskData
+    from labelbudget.models.loading import LoadedModel
+
+
+# Each evaluation's headline number, as the field reports it: the summary line and the report's
+# first table show these side by side.
+HEADLINES = ("tasks/macro", "mmlu/micro", "bbh/macro", "alpaca_eval/length_controlled_winrate")
+
+
+@dataclass
+class EvalContext:
+    """What a run gets: the model (base, or base + adapter), a Trainer factory for its inference
+    passes (devices and DDP from the trainer config), the run folder for its files, and the pool's
+    dataset when the evaluation needs one (`Evaluation.needs_dataset`)."""
+
+    loaded: LoadedModel
+    trainer_factory: Callable[..., L.Trainer]
+    output_dir: Path
+    data: TaskData | None = None
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]  # keys "<name>/<metric>", e.g. "mmlu/micro"
+    settings: dict[str, Any]  # everything that determines the numbers
+    table: str  # what the terminal shows
+
+
+class Evaluation(ABC):
+    name: ClassVar[str]
+    needs_dataset: ClassVar[bool] = False
+
+    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+        """Fail on bad input before the model loads. `trained_on` is the dataset config the
+        model was fine-tuned on (None for a base model), so a benchmark can refuse to test on
+        the prompts it trained on."""
+
+    @abstractmethod
+    def run(self, context: EvalContext) -> EvalResult:
+        """Evaluate and write any per-example files into `context.output_dir`."""
+
+
+def trained_loader(trained_on: dict[str, Any] | None) -> str | None:
+    """The loader function's name of a dataset config ("load_mmlu"), or None."""
+    if not trained_on or not isinstance(trained_on.get("_target_"), str):
+        return None
+    return trained_on["_target_"].rsplit(".", 1)[-1]
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A small markdown table; floats with 4 decimals."""
+    cells = [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""BIG-Bench Hard (`eval=bbh`): 27 task files, 3-shot, greedy decoding, exact match.
+
+Prompt (Suzgun et al.'s): the task description, the exemplars of `cot-prompts/<task>.txt`
+(with their chain of thought, or, with `cot: false`, only "Q: ...\\nA: X"), then
+"Q: {input}\\nA: Let's think step by step." (or "A:"). Generation stops at a blank line or a
+new "Q:" (chain of thought) or at the end of the line (direct), or at `max_new_tokens`.
+
+Scoring: the answer is what follows the first "the answer is" (to the end of its line), else
+the whole output; it matches the target when equal after folding case, whitespace and
+punctuation. Targets made only of punctuation (dyck_languages: "] ) }") keep their punctuation,
+since stripping it would make every empty answer correct. Reported: macro average over tasks
+(the headline, as Suzgun et al. report), micro average over examples, and each task.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from labelbudget.data.bbh import Exemplar, load_bbh, load_bbh_tasks, read_exemplars
+from labelbudget.data.schema import Pool, TaskData
+from labelbudget.errors import ConfigError
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table, trained_loader
+from labelbudget.evaluation.mmlu import encode
+from labelbudget.evaluation.tasks import generate, limit_per_task
+from labelbudget.io import atomic_write_text
+
+COT_CUE = "Let's think step by step."
+COT_STOPS = ("\n\n", "\nQ:")
+DIRECT_STOPS = ("\n",)
+_ANSWER = re.compile(r"the answer is\s*(.*)", re.IGNORECASE)
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def extract_answer(output: str) -> str:
+    """What follows the first "the answer is" up to the end of its line (a final period
+    dropped); without that phrase, the whole output."""
+    found = _ANSWER.search(output)
+    answer = found.group(1).splitlines()[0] if found and found.group(1) else output
+    return answer.strip().removesuffix(".").strip()
+
+
+def normalise_answer(text: str, target: str) -> str:
+    """Case and whitespace folded; punctuation dropped unless the target is only punctuation."""
+    text = " ".join(text.lower().split())
+    if any(c.isalnum() for c in target):
+        text = " ".join(text.translate(_PUNCTUATION).split())
+    return text
+
+
+def is_correct(output: str, target: str) -> bool:
+    return normalise_answer(extract_answer(output), target) == normalise_answer(target, target)
+
+
+def bbh_prompt(description: str, exemplars: list[Exemplar], question: str, cot: bool) -> str:
+    shots = [e.chain_of_thought if cot else f"Q: {e.question}\nA: {e.answer}" for e in exemplars]
+    cue = f"A: {COT_CUE}" if cot else "A:"
+    return "\n\n".join([description, *shots, f"Q: {question}\n{cue}"])
+
+
+def grade_outputs(examples: Pool, outputs: list[str]) -> tuple[dict[str, float], list[bool]]:
+    by_task: dict[str, list[bool]] = defaultdict(list)
+    correct = [is_correct(o, e.response) for e, o in zip(examples, outputs)]
+    for example, hit in zip(examples, correct):
+        by_task[example.task].append(hit)
+    metrics = {"bbh/macro": sum(sum(h) / len(h) for h in by_task.values()) / len(by_task),
+               "bbh/micro": sum(correct) / len(correct)}
+    metrics.update({f"bbh/task/{t}": sum(h) / len(h) for t, h in sorted(by_task.items())})
+    return metrics, correct
+
+
+@dataclass
+class BBHEvaluation(Evaluation):
+    data_dir: str  # holds bbh/<task>.json and cot-prompts/<task>.txt
+    tasks: list[str] | None = None  # null: all 27
+    cot: bool = True  # chain-of-thought exemplars (Suzgun et al.'s CoT setting); false: direct answers
+    shots: int = 3
+    max_new_tokens: int = 256
+    max_examples_per_task: int | None = None  # the first N of each task, for quick runs
+    split: str = "all"  # "all" (the benchmark) or "heldout": the test half of dataset=bbh's split
+    test_fraction: float = 0.5  # for split=heldout: must match the dataset's
+    seed: int = 0  # for split=heldout: must match the dataset's
+    batch_size: int = 8
+    use_chat_template: bool = False
+
+    name: ClassVar[str] = "bbh"
+    examples: Pool | None = field(default=None, init=False, repr=False)
+    prompts: dict[str, tuple[str, list[Exemplar]]] = field(default_factory=dict, init=False, repr=False)
+
+    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+        """Read every task and its exemplars now; refuse to test on the fine-tuning pool."""
+        if self.split not in ("all", "heldout"):
+            raise ConfigError(f"eval.bbh.split must be 'all' or 'heldout', got {self.split!r}")
+        if not 0 <= self.shots <= 3:
+            raise ConfigError(f"eval.bbh.shots must be 0-3 (each task file has 3 exemplars), got {self.shots}")
+        if trained_loader(trained_on) == "load_bbh":
+            if self.split == "all":
+                raise ConfigError("the model was fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout")
+            if (trained_on.get("test_fraction"), trained_on.get("seed")) != (self.test_fraction, self.seed):
+                raise ConfigError("eval.bbh.test_fraction and eval.bbh.seed must equal the dataset's, or the halves overlap")
+        folder = Path(self.data_dir)
+        if self.split == "all":
+            examples = load_bbh_tasks(folder / "bbh", self.tasks)
+        else:
+            examples = load_bbh(folder / "bbh", self.tasks, self.test_fraction, self.seed).test
+        self.examples = limit_per_task(examples, self.max_examples_per_task)
+        self.prompts = {task: read_exemplars(folder / "cot-prompts" / f"{task}.txt") for task in self.examples.task_sizes()}
+
+    def run(self, context: EvalContext) -> EvalResult:
+        if self.examples is None:
+            self.check(context.data, None)
+        loaded = context.loaded
+        texts = [bbh_prompt(self.prompts[e.task][0], self.prompts[e.task][1][: self.shots], e.prompt, self.cot) for e in self.examples]
+        token_ids = [encode(loaded, text, self.use_chat_template) for text in texts]
+        stops = COT_STOPS if self.cot else DIRECT_STOPS
+        outputs = generate(loaded, token_ids, self.max_new_tokens, self.batch_size, context.trainer_factory, stops, desc="bbh")
+        metrics, correct = grade_outputs(self.examples, outputs)
+        write_predictions(context.output_dir / "bbh_predictions.jsonl", self.examples, outputs, correct)
+        settings = {**{k: v for k, v in asdict(self).items() if k not in ("examples", "prompts")},
+                    "n_examples": len(self.examples), "stop_strings": list(stops),
+                    "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
+        rows = [["macro over tasks (headline)", metrics["bbh/macro"]], ["micro over examples", metrics["bbh/micro"]]]
+        rows += [[k.removeprefix("bbh/task/"), v] for k, v in metrics.items() if k.startswith("bbh/task/")]
+        return EvalResult(metrics, settings, markdown_table(["BBH", "exact match"], rows))
+
+
+def write_predictions(path: Path, examples: Pool, outputs: list[str], correct: list[bool]) -> None:
+    lines = [json.dumps({"id": e.id, "task": e.task, "target": e.response, "output": o, "answer": extract_answer(o), "correct": c},
+                        ensure_ascii=False) for e, o, c in zip(examples, outputs, correct)]
+    atomic_write_text(path, "\n".join(lines) + "\n")

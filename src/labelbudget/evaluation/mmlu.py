@@ -1,0 +1,124 @@
+"""MMLU (`eval=mmlu`): 57 subjects, 0-shot or k-shot from the dev split, answered by the
+argmax of the next-token log-probabilities over the four answer letters (one forward per
+question, see `letters`), as in Hendrycks et al.'s original evaluation.
+
+Prompt: "The following are multiple choice questions (with answers) about {subject}.\\n\\n",
+then k solved dev questions ("...\\nAnswer: B\\n\\n"), then the question, its lettered options
+and "Answer:". Raw text by default, as the original evaluation and lm-evaluation-harness feed
+it; `use_chat_template` wraps it as the user turn of an instruct model's template.
+
+Reported: micro average over questions (the headline, as the field reports MMLU), macro
+average over subjects, each subject, and each category (STEM, humanities, social sciences,
+other: micro average over the category's questions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from labelbudget.data.mmlu import CHOICE_LETTERS, SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
+from labelbudget.data.schema import Example, Pool, TaskData
+from labelbudget.errors import ConfigError
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table, trained_loader
+from labelbudget.evaluation.letters import letter_token_ids, score_letters
+from labelbudget.evaluation.tasks import limit_per_task
+from labelbudget.io import atomic_write_text
+from labelbudget.models.loading import LoadedModel
+
+CATEGORIES = ("STEM", "humanities", "social sciences", "other")
+
+
+def mmlu_prompt(question: Example, shots: list[Example]) -> str:
+    subject = question.task.replace("_", " ")
+    header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+    return header + "".join(f"{shot.prompt} {shot.response}\n\n" for shot in shots) + question.prompt
+
+
+def encode(loaded: LoadedModel, text: str, use_chat_template: bool) -> list[int]:
+    """Raw text with the tokenizer's own special tokens, or the model's template around it."""
+    if use_chat_template:
+        return loaded.template.encode_prompt(loaded.tokenizer, Example(id="-", task="-", prompt=text))
+    return loaded.tokenizer(text)["input_ids"]
+
+
+def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
+    """Accuracy: micro, macro over subjects, per category, per subject (keys "mmlu/...")."""
+    by_subject: dict[str, list[bool]] = defaultdict(list)
+    for question, letter in zip(questions, predicted):
+        by_subject[question.task].append(letter == question.response)
+    by_category: dict[str, list[bool]] = defaultdict(list)
+    for subject, hits in by_subject.items():
+        by_category[SUBJECT_CATEGORIES[subject]].extend(hits)
+    every = [hit for hits in by_subject.values() for hit in hits]
+    metrics = {"mmlu/micro": sum(every) / len(every)}
+    metrics["mmlu/macro"] = sum(sum(h) / len(h) for h in by_subject.values()) / len(by_subject)
+    metrics.update({f"mmlu/category/{c}": sum(h) / len(h) for c in CATEGORIES if (h := by_category.get(c))})
+    metrics.update({f"mmlu/subject/{s}": sum(h) / len(h) for s, h in sorted(by_subject.items())})
+    return metrics
+
+
+@dataclass
+class MMLUEvaluation(Evaluation):
+    data_dir: str | None = None  # folder of dev/, val/, test/ CSVs; null: the hub copy `hub_id`
+    split: str = "test"
+    shots: int = 0  # solved dev questions of the same subject before each question (the original used 5)
+    subjects: list[str] | None = None  # null: all 57
+    limit_per_subject: int | None = None  # the first N questions of each subject, for quick runs
+    batch_size: int = 16
+    use_chat_template: bool = False
+    hub_id: str = "cais/mmlu"
+
+    name: ClassVar[str] = "mmlu"
+    questions: Pool | None = field(default=None, init=False, repr=False)
+    dev: Pool | None = field(default=None, init=False, repr=False)
+
+    def _load(self, split: str) -> Pool:
+        if self.data_dir is None:
+            return load_mmlu_hub(self.hub_id, split, self.subjects, name="all")
+        return load_mmlu_split(self.data_dir, split, self.subjects)
+
+    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+        """Parse every question (and the dev shots) now; refuse to test on the fine-tuning pool."""
+        if self.shots < 0 or self.shots > 5:
+            raise ConfigError(f"eval.mmlu.shots must be 0-5 (the dev split holds 5 per subject), got {self.shots}")
+        if trained_loader(trained_on) == "load_mmlu" and trained_on.get("pool_split") == self.split:
+            raise ConfigError(f"the model was fine-tuned on MMLU's {self.split!r} split; evaluate on another (eval.mmlu.split)")
+        questions = limit_per_task(self._load(self.split), self.limit_per_subject)
+        self.questions = questions
+        if self.shots:
+            self.dev = self._load("dev")
+            counts = self.dev.task_sizes()
+            short = sorted(s for s in questions.task_sizes() if counts.get(s, 0) < self.shots)
+            if short:
+                raise ConfigError(f"eval.mmlu.shots={self.shots} but the dev split has fewer for: {', '.join(short)}")
+
+    def run(self, context: EvalContext) -> EvalResult:
+        if self.questions is None:
+            self.check(context.data, None)
+        shots_of: dict[str, list[Example]] = defaultdict(list)
+        for example in self.dev or []:
+            if len(shots_of[example.task]) < self.shots:
+                shots_of[example.task].append(example)
+        loaded = context.loaded
+        token_ids = [encode(loaded, mmlu_prompt(q, shots_of[q.task]), self.use_chat_template) for q in self.questions]
+        letter_ids = letter_token_ids(loaded.tokenizer, CHOICE_LETTERS)
+        scores = score_letters(loaded, token_ids, letter_ids, self.batch_size, context.trainer_factory, desc="mmlu")
+        predicted = [CHOICE_LETTERS[i] for i in scores.argmax(dim=1).tolist()]
+        metrics = grade_letters(self.questions, predicted)
+        write_predictions(context.output_dir / "mmlu_predictions.jsonl", self.questions, predicted, scores.tolist())
+        settings = {**{k: v for k, v in asdict(self).items() if k not in ("questions", "dev")},
+                    "n_questions": len(self.questions), "letter_token_ids": letter_ids, "source": self.questions.source,
+                    "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
+        rows = [["micro (headline)", metrics["mmlu/micro"]], ["macro over subjects", metrics["mmlu/macro"]]]
+        rows += [[name.removeprefix("mmlu/category/"), value] for name, value in metrics.items() if name.startswith("mmlu/category/")]
+        return EvalResult(metrics, settings, markdown_table(["MMLU", "accuracy"], rows))
+
+
+def write_predictions(path: Path, questions: Pool, predicted: list[str], scores: list[list[float]]) -> None:
+    lines = [json.dumps({"id": q.id, "subject": q.task, "answer": q.response, "prediction": p,
+                         "letter_logprobs": dict(zip(CHOICE_LETTERS, s))}) for q, p, s in zip(questions, predicted, scores)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
