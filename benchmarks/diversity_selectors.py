@@ -47,12 +47,8 @@ def embeddings(n: int, d: int, seed: int) -> np.ndarray:
 
 
 def candidates(x: np.ndarray) -> Candidates:
-    n, zeros = len(x), np.zeros(len(x))
-    ids = [str(i) for i in range(n)]
-    scores = Scores(ids=ids, generations=[""] * n, seq_logprob=zeros, mean_logprob=zeros, mean_entropy=zeros,
-                    mean_margin=zeros, min_margin=zeros, n_tokens=np.ones(n, dtype=np.int64),
-                    hit_max_tokens=np.zeros(n, dtype=bool), embeddings=x)
-    return Candidates(ids, ["t"] * n, scores)
+    ids = [str(i) for i in range(len(x))]
+    return Candidates(ids, ["t"] * len(x), Scores.with_columns(ids, x))
 
 
 def peak_rss_gb() -> float:

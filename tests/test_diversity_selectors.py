@@ -27,13 +27,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Candidates:
     n = len(embeddings)
-    zeros = np.zeros(n)
-    scores = Scores(
-        ids=[f"p{i}" for i in range(n)], generations=[""] * n, seq_logprob=zeros,
-        mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob,
-        mean_entropy=zeros, mean_margin=zeros, min_margin=zeros, n_tokens=np.ones(n, dtype=np.int64),
-        hit_max_tokens=np.zeros(n, dtype=bool), embeddings=embeddings.astype(np.float32),
-    )
+    scores = Scores.with_columns([f"p{i}" for i in range(n)], embeddings,
+                                 mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob)
     return Candidates(scores.ids, ["t"] * n, scores)
 
 

@@ -33,6 +33,7 @@ def reference_measures(model, prompt_ids: list[int], generated: list[int]):
     return {
         "argmax": probs.argmax(-1),
         "seq_logprob": np.log(chosen).sum(),
+        "mean_prob": chosen.mean(),
         "mean_entropy": (-(probs * np.log(np.clip(probs, 1e-300, None))).sum(-1)).mean(),
         "mean_margin": (top2[:, 1] - top2[:, 0]).mean(),
         "min_margin": (top2[:, 1] - top2[:, 0]).min(),
@@ -51,6 +52,7 @@ def test_scores_equal_hand_computation_from_logits(tiny):
         assert generated == ref["argmax"].tolist()  # greedy: each token is the argmax
         assert result["seq_logprob"][row].item() == pytest.approx(ref["seq_logprob"], rel=1e-4)
         assert result["mean_logprob"][row].item() == pytest.approx(ref["seq_logprob"] / 6, rel=1e-4)
+        assert result["mean_prob"][row].item() == pytest.approx(ref["mean_prob"], rel=1e-4)
         assert result["mean_entropy"][row].item() == pytest.approx(ref["mean_entropy"], rel=1e-4)
         assert result["mean_margin"][row].item() == pytest.approx(ref["mean_margin"], rel=1e-3, abs=1e-6)
         assert result["min_margin"][row].item() == pytest.approx(ref["min_margin"], rel=1e-3, abs=1e-6)

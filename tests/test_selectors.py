@@ -20,13 +20,7 @@ def candidates_with_confidence(task_conf: dict[str, tuple[int, float]]) -> Candi
             ids.append(f"{task}-{i}")
             tasks.append(task)
             logprob.append(np.log(conf))
-    n = len(ids)
-    zeros = np.zeros(n)
-    scores = Scores(
-        ids=ids, generations=[""] * n, seq_logprob=np.array(logprob), mean_logprob=np.array(logprob),
-        mean_entropy=zeros, mean_margin=zeros, min_margin=zeros, n_tokens=np.ones(n, dtype=np.int64),
-        hit_max_tokens=np.zeros(n, dtype=bool), embeddings=np.zeros((n, 2), dtype=np.float32),
-    )
+    scores = Scores.with_columns(ids, seq_logprob=np.array(logprob), mean_logprob=np.array(logprob))
     return Candidates(ids, tasks, scores)
 
 

@@ -22,13 +22,7 @@ UNCERTAINTY = ["least_confidence", "mean_entropy", "mean_margin", "min_margin"]
 
 def candidates_with(tasks: list[str], task_scores: dict[str, float] | None = None, **columns) -> Candidates:
     """Prompts 'p0', 'p1', ... of the given tasks; the given score columns, every other one zero."""
-    n = len(tasks)
-    zeros = np.zeros(n)
-    values = {name: np.asarray(columns.get(name, zeros), dtype=float) for name in ("seq_logprob", "mean_logprob", "mean_entropy", "mean_margin", "min_margin")}
-    scores = Scores(
-        ids=[f"p{i}" for i in range(n)], generations=[""] * n, **values, n_tokens=np.ones(n, dtype=np.int64),
-        hit_max_tokens=np.zeros(n, dtype=bool), embeddings=np.zeros((n, 2), dtype=np.float32),
-    )
+    scores = Scores.with_columns([f"p{i}" for i in range(len(tasks))], **columns)
     return Candidates(scores.ids, tasks, scores, task_scores)
 
 

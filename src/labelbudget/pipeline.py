@@ -42,8 +42,9 @@ def instantiate(node: Any, *args, **kwargs) -> Any:
         raise
 
 
-def resolve_budget(budget: Any, pool_size: int) -> int:
-    """An integer count, or a fraction of the pool when 0 < budget < 1 (rounded, at least 1)."""
+def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> int:
+    """An integer count, or a fraction of the pool when 0 < budget < 1 (rounded, at least 1).
+    0 only where it means something (`train.py`: the zero-shot point of a learning curve)."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float)):
         raise ConfigError(f"budget must be a number, got {budget!r}")
     if isinstance(budget, float) and 0 < budget < 1:
@@ -51,6 +52,8 @@ def resolve_budget(budget: Any, pool_size: int) -> int:
     if isinstance(budget, float) and not budget.is_integer():
         raise ConfigError(f"budget must be an integer count or a fraction below 1, got {budget}")
     budget = int(budget)
+    if budget == 0 and zero_allowed:
+        return 0
     if budget <= 0:
         raise ConfigError(f"budget must be positive, got {budget}")
     if budget > pool_size:
@@ -96,12 +99,13 @@ class Prepared:
     selector: Selector
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     """Load and validate the pool, resolve and check the budget: no model yet."""
     data: TaskData = instantiate(cfg.dataset)
-    budget = resolve_budget(cfg.budget, len(data.pool))
+    budget = resolve_budget(cfg.budget, len(data.pool), zero_allowed)
     selector: Selector = instantiate(cfg.selector)
-    selector.check_budget(data.pool.task_sizes(), budget)
+    if budget:
+        selector.check_budget(data.pool.task_sizes(), budget)
     log.info("pool: %d prompts in %d tasks (%s); budget %d", len(data.pool), len(data.pool.task_sizes()), data.pool.source, budget)
     return Prepared(data, budget, selector)
 
@@ -247,11 +251,11 @@ def headline(metrics: dict[str, float]) -> str:
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
-    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker."""
-    from labelbudget.training.fit import fine_tune
+    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker.
+    Budget 0 evaluates the base model under the run's identity: a learning curve's first point."""
     from labelbudget.tracking.loggers import finish_wandb
 
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, zero_allowed=True)
     evals = evaluations(cfg)
     check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
     annotations = read_annotations(cfg.annotations) if cfg.annotations else None
@@ -260,25 +264,29 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     folder = Path(cfg.paths.output_dir)
     logger = make_logger(cfg, identity)
     try:
-        chosen = choose(cfg, prepared, model, logger)
-        selection = chosen.selection
-        pool = prepared.data.pool
-        if annotations is not None:
-            examples = join_annotations(annotations, pool, selection.ids)
-        else:
-            examples = reveal_responses(pool, selection.ids)
-        loaded = model()
-        fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
-        loaded.model.save_pretrained(folder / "adapter")
-        metrics, settings = run_evaluations(cfg, evals, loaded, prepared.data)
-        metrics.update(fit_stats)
-        metrics.update(chosen.metrics)
+        trained = select_and_fine_tune(cfg, prepared, model, annotations, logger) if prepared.budget else {"train/examples": 0.0}
+        metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
+        metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder, identity, metrics, settings, logger)
         print(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
         return metrics
     finally:
         finish_wandb()
+
+
+def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger) -> dict[str, float]:
+    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the fit and
+    selection metrics."""
+    from labelbudget.training.fit import fine_tune
+
+    chosen = choose(cfg, prepared, model, logger)
+    pool, ids = prepared.data.pool, chosen.selection.ids
+    examples = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
+    loaded = model()
+    fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
+    loaded.model.save_pretrained(Path(cfg.paths.output_dir) / "adapter")
+    return {**fit_stats, **chosen.metrics}
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:

@@ -21,6 +21,7 @@ from labelbudget.data.schema import Pool
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.module import ScoringModule, length_sorted_batches, prompt_loader
+from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
 from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
 
 
@@ -41,7 +42,8 @@ class ScoringSettings:
 def cache_key(pool: Pool, model_config: dict[str, Any], settings: Any) -> str:
     """Hash of what determines a model pass over the pool: the model, the pool, the settings (a dataclass)."""
     payload = json.dumps(
-        {"model": model_config, "pool": pool.content_hash(), "scoring": asdict(settings)}, sort_keys=True, default=str
+        {"format": SCORES_FORMAT, "model": model_config, "pool": pool.content_hash(), "scoring": asdict(settings)},
+        sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 

@@ -67,7 +67,7 @@ def greedy_score(
     `stop(tokens so far) -> rows done` ends rows early besides EOS (e.g. `StopStrings`).
 
     A sequence's measures cover its tokens up to and including its end-of-sequence token.
-    Returns per-row tensors: seq_logprob, mean_logprob, mean_entropy, mean_margin, min_margin,
+    Returns per-row tensors: seq_logprob, mean_logprob, mean_prob, mean_entropy, mean_margin, min_margin,
     n_tokens, hit_max_tokens, embeddings (B, d), tokens (B, steps; pad after the end).
     """
     batch = input_ids.shape[0]
@@ -88,6 +88,7 @@ def greedy_score(
     eos = torch.tensor(eos_token_ids, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     sum_logprob = torch.zeros(batch, dtype=torch.float64, device=device)
+    sum_prob = torch.zeros(batch, dtype=torch.float64, device=device)
     sum_entropy = torch.zeros(batch, dtype=torch.float64, device=device)
     sum_margin = torch.zeros(batch, dtype=torch.float64, device=device)
     min_margin = torch.full((batch,), float("inf"), device=device)
@@ -98,6 +99,7 @@ def greedy_score(
         token, logprob, entropy, margin = token_measures(logits)
         active = ~finished
         sum_logprob += torch.where(active, logprob, 0).double()
+        sum_prob += torch.where(active, logprob.exp(), 0).double()
         sum_entropy += torch.where(active, entropy, 0).double()
         sum_margin += torch.where(active, margin, 0).double()
         min_margin = torch.where(active, torch.minimum(min_margin, margin), min_margin)
@@ -123,6 +125,7 @@ def greedy_score(
     return {
         "seq_logprob": sum_logprob,
         "mean_logprob": sum_logprob / count,
+        "mean_prob": sum_prob / count,
         "mean_entropy": sum_entropy / count,
         "mean_margin": sum_margin / count,
         "min_margin": min_margin.double(),

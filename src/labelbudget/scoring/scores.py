@@ -17,7 +17,8 @@ from safetensors.numpy import load_file, save
 from labelbudget.errors import DataError
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 
-NUMERIC_FIELDS = ("seq_logprob", "mean_logprob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens")
+FORMAT = 2  # bumped whenever the columns change, so older caches are rescored, not misread
+NUMERIC_FIELDS = ("seq_logprob", "mean_logprob", "mean_prob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Scores:
 
     seq_logprob: log of the paper's confidence, the product of the greedy tokens' probabilities.
     mean_logprob: per-token mean log-probability; exp of it is the length-fair geometric mean.
+    mean_prob: per-token mean probability of the greedy token (CoS-Low's confidence).
     mean_entropy / mean_margin / min_margin: over generated tokens (margin = p_top1 - p_top2).
     n_tokens: generated tokens, the end-of-sequence token included when it was produced.
     hit_max_tokens: generation stopped at max_new_tokens rather than at end-of-sequence.
@@ -36,6 +38,7 @@ class Scores:
     generations: list[str]
     seq_logprob: np.ndarray
     mean_logprob: np.ndarray
+    mean_prob: np.ndarray
     mean_entropy: np.ndarray
     mean_margin: np.ndarray
     min_margin: np.ndarray
@@ -53,6 +56,20 @@ class Scores:
         if kind == "token_geomean":
             return self.mean_logprob
         raise ValueError(f"confidence must be 'sequence' or 'token_geomean', got {kind!r}")
+
+    @staticmethod
+    def with_columns(ids: list[str], embeddings: np.ndarray | None = None, **columns) -> "Scores":
+        """The given columns, every other measure zero (one token, none hitting the cap): for
+        selectors, tests and benchmarks that exercise a single measure."""
+        n = len(ids)
+        unknown = set(columns) - set(NUMERIC_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown score columns {sorted(unknown)}")
+        values = {name: np.asarray(columns.get(name, np.zeros(n)), dtype=float) for name in NUMERIC_FIELDS[:-2]}
+        return Scores(ids=list(ids), generations=[""] * n, **values,
+                      n_tokens=np.asarray(columns.get("n_tokens", np.ones(n)), dtype=np.int64),
+                      hit_max_tokens=np.asarray(columns.get("hit_max_tokens", np.zeros(n)), dtype=bool),
+                      embeddings=np.zeros((n, 2), dtype=np.float32) if embeddings is None else np.asarray(embeddings, dtype=np.float32))
 
     def take(self, rows: np.ndarray | list[int]) -> "Scores":
         """The scores of the given rows, in that order."""

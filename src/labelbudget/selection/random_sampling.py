@@ -15,3 +15,11 @@ class RandomSelector(Selector):
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         rows = rng.permutation(len(candidates.ids))[:budget]
         return Selection(ids=[candidates.ids[i] for i in rows])
+
+
+@register
+class NestedRandomSelector(RandomSelector):
+    """Random subsets that nest across budgets: one shuffle per seed, each budget takes its prefix,
+    so the 100-label run of a learning curve holds the 50-label run's examples (METHODS B)."""
+
+    name = "nested_random"
