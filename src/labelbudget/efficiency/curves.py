@@ -62,8 +62,8 @@ def curve_exponent(auc: float) -> float:
 
 
 def predicted_performance(n: float, auc: float, n_max: int = 5000) -> float:
-    """y_hat(n) = x(n)^p: the normalised performance predicted after n labels."""
-    return log_budget(n, n_max) ** curve_exponent(auc)
+    """y_hat(n) = x(n)^p: the normalised performance predicted after n labels (1 from n_max on)."""
+    return min(log_budget(n, n_max), 1.0) ** curve_exponent(auc)
 
 
 def labels_needed(target: float, auc: float, n_max: int = 5000) -> float:

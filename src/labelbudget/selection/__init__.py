@@ -5,6 +5,7 @@ from labelbudget.selection import (  # noqa: F401
     dpp,
     facility_location,
     kcenter,
+    predicted_efficiency,
     random_sampling,
     task_diversity,
     uncertainty,

@@ -1,0 +1,255 @@
+"""The stages behind `estimate.py`, one per mode, each readable top to bottom.
+
+coslow  per task: the low-confidence sample (exported for annotation), CoS-Low and the
+        comparison signals; with a saved fit, the predicted AUC and labels needed.
+curves  learning-curve runs of train.py -> per-task curves, AUCs, a plot.
+fit     measured AUCs + signals -> the line per signal, leave-one-task-out error, correlations,
+        plots of predicted against measured curves; saves the CoS-Low fit.
+plan    predicted AUCs + a total budget -> labels per task, and labels needed per target.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
+from labelbudget.data.records import existing_path
+from labelbudget.efficiency.coslow import gradient_signals, low_confidence_sample, per_example_gradients
+from labelbudget.efficiency.curves import cleaned_curve, data_efficiency_auc, labels_needed, log_budget, predicted_performance
+from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
+from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
+from labelbudget.errors import ConfigError, DataError
+from labelbudget.evaluation.base import markdown_table
+from labelbudget.io import atomic_write_bytes, atomic_write_text
+from labelbudget.models.loading import LoadedModel
+from labelbudget.pipeline import LazyModel, instantiate, pool_scores
+from labelbudget.selection.predicted_efficiency import read_predicted_auc
+from labelbudget.training.data import RightPadCollator, encode_sft
+from labelbudget.training.lora import attach_lora
+
+SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
+
+
+def run_estimate(cfg: DictConfig) -> dict[str, Any]:
+    modes = {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}
+    if cfg.mode not in modes:
+        raise ConfigError(f"mode must be one of {', '.join(modes)}, got {cfg.mode!r}")
+    return modes[cfg.mode](cfg)
+
+
+# --- coslow -------------------------------------------------------------------------------------
+
+
+def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: int) -> torch.Tensor:
+    """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`."""
+    rows = [encode_sft(loaded.template, loaded.tokenizer, e, settings.max_length) for e in examples]
+    base = loaded.model
+    model = attach_lora(base, rank=settings.rank, alpha=settings.alpha, dropout=0.0,
+                        target_modules=list(settings.target_modules), seed=seed).eval()
+    try:
+        collate = RightPadCollator(loaded.tokenizer.pad_token_id)
+        parts = []
+        for start in range(0, len(rows), settings.batch_size):
+            batch = collate(rows[start : start + settings.batch_size])
+            parts.append(per_example_gradients(model, batch["input_ids"], batch["attention_mask"], batch["labels"]))
+        return torch.cat(parts)
+    finally:
+        loaded.model = model.unload()  # the base model again, for the next task's fresh adapters
+
+
+def run_coslow(cfg: DictConfig) -> dict[str, Any]:
+    settings = cfg.coslow
+    data = instantiate(cfg.dataset)
+    annotations = read_annotations(cfg.annotations) if cfg.annotations else None
+    fit = LinearFit.load(Path(cfg.fit)) if cfg.fit else None
+    targets = [float(t) for t in cfg.targets]
+    pool = data.pool
+    small = {task: size for task, size in pool.task_sizes().items() if size < settings.n}
+    if small:
+        raise ConfigError(f"CoS-Low samples {settings.n} prompts per task; too few in {small} "
+                          "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)")
+    model = LazyModel(cfg.model)
+    scores = pool_scores(cfg, pool, required=True, model=model)
+    rows_of = defaultdict(list)
+    for row, task in enumerate(pool.tasks):
+        rows_of[task].append(row)
+    results, exported, predicted = [], [], {}
+    for task in sorted(rows_of):
+        rows = np.asarray(rows_of[task])
+        rng = np.random.default_rng([cfg.seed, *task.encode()])
+        low = rows[low_confidence_sample(scores.mean_prob[rows], settings.fraction, settings.n, rng)]
+        random_rows = rng.choice(rows, size=settings.n, replace=False)
+        ids = [pool[int(r)].id for r in low]
+        exported += [{"id": pool[int(r)].id, "task": task, "prompt": pool[int(r)].prompt, "context": pool[int(r)].context} for r in low]
+        labelled = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
+        loaded = model()
+        low_signals = gradient_signals(task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate)
+        random_ids = [pool[int(r)].id for r in random_rows]
+        random_labelled = join_annotations(annotations, pool, random_ids) if annotations is not None else reveal_responses(pool, random_ids)
+        random_signals = gradient_signals(task_gradients(loaded, random_labelled, settings, cfg.seed), settings.aggregate)
+        result = {"task": task, "coslow": low_signals.cosine, "cosine_random": random_signals.cosine,
+                  "gradient_norm": low_signals.mean_gradient_norm, "mean_confidence": float(scores.mean_prob[rows].mean()),
+                  "n_pool": len(rows), "n_pairs": low_signals.n_pairs}
+        if fit is not None:
+            auc = fit.predict(result["coslow"])
+            predicted[task] = auc
+            result["predicted_auc"] = auc
+            result.update({f"labels_for_{t:g}": labels_needed(t, auc, cfg.n_max) for t in targets})
+        results.append(result)
+    folder = Path(cfg.paths.output_dir)
+    atomic_write_text(folder / "coslow_sample.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in exported))
+    atomic_write_text(folder / "coslow.json", json.dumps({"model": cfg.model.name, "settings": OmegaConf.to_container(settings),
+                                                          "tasks": results}, indent=2) + "\n")
+    if predicted:
+        atomic_write_text(folder / "predicted_auc.json", json.dumps(predicted, indent=2, sort_keys=True) + "\n")
+    header = list(results[0])
+    print(markdown_table(header, [[r[k] for k in header] for r in results]))
+    if fit is None:
+        print("no fit given: measure curves (experiment=learning_curve), then estimate.py mode=fit, then pass fit=<fit.json>")
+    print(f"wrote {folder / 'coslow.json'} and the sample to annotate, {folder / 'coslow_sample.jsonl'}")
+    return {"tasks": results}
+
+
+# --- curves -------------------------------------------------------------------------------------
+
+
+def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
+    """task -> budget -> accuracies (one per seed), from train.py runs' metrics.json."""
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for folder in folders:
+        files = sorted(Path(folder).rglob("metrics.json"))
+        if not files:
+            raise DataError(str(folder), "contains no metrics.json (give learning-curve run folders of train.py)")
+        for file in files:
+            record = json.loads(file.read_text())
+            budget = record.get("run", {}).get("budget")
+            if budget is None:
+                raise DataError(str(file), "has no run budget", field="run.budget")
+            for key, value in record.get("metrics", {}).items():
+                if key.startswith("tasks/") and key not in ("tasks/macro", "tasks/micro"):
+                    curves[key.removeprefix("tasks/")][int(budget)].append(float(value))
+    return curves
+
+
+def run_curves(cfg: DictConfig) -> dict[str, Any]:
+    if not cfg.runs:
+        raise ConfigError("mode=curves needs runs=[<train.py learning-curve folders>]")
+    curves = read_curve_runs(list(cfg.runs))
+    summary = {}
+    for task, points in sorted(curves.items()):
+        budgets = sorted(points)
+        accuracies = [float(np.mean(points[b])) for b in budgets]
+        summary[task] = {"budgets": budgets, "accuracies": accuracies, "seeds": [len(points[b]) for b in budgets],
+                         "auc": data_efficiency_auc(budgets, accuracies, cfg.human, cfg.n_max)}
+    folder = Path(cfg.paths.output_dir)
+    atomic_write_text(folder / "curves.json", json.dumps({"n_max": cfg.n_max, "human": cfg.human, "tasks": summary}, indent=2) + "\n")
+    atomic_write_bytes(folder / "curves.png", plot_curves(summary, cfg.n_max, cfg.human))
+    print(markdown_table(["task", "budgets", "accuracies", "AUC"],
+                         [[t, s["budgets"], [round(a, 3) for a in s["accuracies"]], s["auc"]] for t, s in summary.items()]))
+    print(f"wrote {folder / 'curves.json'} and {folder / 'curves.png'}")
+    return summary
+
+
+def normalised_points(budgets, accuracies, human, n_max) -> tuple[list[float], list[float]]:
+    curve = cleaned_curve(budgets, accuracies, n_max)
+    first, top = curve[0][1], max(curve[-1][1], human if human is not None else -np.inf)
+    span = top - first if top > first else 1.0
+    return [log_budget(n, n_max) for n, _ in curve], [(a - first) / span for _, a in curve]
+
+
+def plot_curves(summary: dict, n_max: int, human: float | None, predicted: dict[str, float] | None = None) -> bytes:
+    """Measured normalised curves (and dashed predicted x^p curves when given), one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(summary)
+    cols = min(4, len(tasks))
+    fig, axes = plt.subplots((len(tasks) + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.6 * ((len(tasks) + cols - 1) // cols)), squeeze=False)
+    grid = np.linspace(0, 1, 101)
+    for ax, task in zip(axes.flat, tasks):
+        xs, ys = normalised_points(summary[task]["budgets"], summary[task]["accuracies"], human, n_max)
+        ax.plot(xs, ys, "o-", label=f"measured, AUC {summary[task]['auc']:.2f}")
+        if predicted and task in predicted:
+            ax.plot(grid, grid ** ((1 - predicted[task]) / predicted[task]), "--", label=f"predicted, AUC {predicted[task]:.2f}")
+        ax.set_title(task, fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.05, 1.05)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.supxlabel(f"log2(labels) / log2({n_max})")
+    fig.supylabel("normalised accuracy")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+
+def run_fit(cfg: DictConfig) -> dict[str, Any]:
+    if not cfg.curves or not cfg.signals:
+        raise ConfigError("mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>")
+    curves = json.loads(existing_path(cfg.curves, "curves file").read_text())["tasks"]
+    signals_file = json.loads(existing_path(cfg.signals, "signals file").read_text())
+    signals = {row["task"]: row for row in signals_file["tasks"]}
+    tasks = sorted(set(curves) & set(signals))
+    if len(tasks) < 3:
+        raise ConfigError(f"a fit needs at least 3 tasks with both a curve and signals, got {tasks}")
+    auc = np.array([curves[t]["auc"] for t in tasks])
+    table, rows = {}, []
+    for name in SIGNALS:
+        values = np.array([signals[t][name] for t in tasks])
+        table[name] = {**correlations(values, auc), **leave_one_out_errors(values, auc)}
+        rows.append([name, table[name]["pearson"], table[name]["spearman"], table[name]["loto_mae"], table[name]["mean_baseline_mae"]])
+    slope, intercept = fit_line(np.array([signals[t]["coslow"] for t in tasks]), auc)
+    fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks))
+    folder = Path(cfg.paths.output_dir)
+    fit.save(folder / "fit.json")
+    predicted = {t: fit.predict(signals[t]["coslow"]) for t in tasks}
+    atomic_write_text(folder / "fit_report.json", json.dumps({"fit": asdict(fit), "signals": table, "tasks": tasks,
+                                                              "predicted_auc": predicted}, indent=2) + "\n")
+    atomic_write_bytes(folder / "predicted_vs_measured.png", plot_curves({t: curves[t] for t in tasks}, cfg.n_max, cfg.human, predicted))
+    print(markdown_table(["signal", "pearson", "spearman", "LOTO MAE", "mean-AUC baseline MAE"], rows))
+    print(f"AUC = {slope:.4f} * CoS-Low + {intercept:.4f} over {len(tasks)} tasks; wrote {folder / 'fit.json'}")
+    return {"fit": asdict(fit), "signals": table}
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def run_plan(cfg: DictConfig) -> dict[str, Any]:
+    if not cfg.predictions or cfg.budget is None:
+        raise ConfigError("mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>")
+    predicted = read_predicted_auc(cfg.predictions)
+    sizes = instantiate(cfg.dataset).pool.task_sizes()
+    missing = sorted(set(sizes) - set(predicted))
+    if missing:
+        raise DataError(str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}")
+    counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), cfg.n_max, cfg.plan_step)
+    targets = [float(t) for t in cfg.targets]
+    rows = [[t, predicted[t], sizes[t], counts[t], predicted_performance(counts[t], predicted[t], cfg.n_max),
+             *[round(labels_needed(x, predicted[t], cfg.n_max)) for x in targets]] for t in sizes]
+    print(markdown_table(["task", "predicted AUC", "pool", "planned labels", "predicted y", *[f"labels for t={x:g}" for x in targets]], rows))
+    for task, auc, *_ in rows:
+        print(f"task {task} needs about {round(labels_needed(targets[0], auc, cfg.n_max))} labels to reach t = {targets[0]:g}")
+    mean = mean_predicted_performance(counts, predicted, cfg.n_max)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([["task", "predicted_auc", "pool", "labels"], *[[r[0], r[1], r[2], r[3]] for r in rows]])
+    atomic_write_text(Path(cfg.paths.output_dir) / "plan.csv", out.getvalue())
+    print(f"mean predicted normalised performance {mean:.4f}; wrote {Path(cfg.paths.output_dir) / 'plan.csv'}")
+    return {"counts": counts, "mean_predicted": mean}

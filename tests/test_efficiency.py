@@ -1,0 +1,159 @@
+"""Data efficiency: AUC of hand-made curves computed by hand, the x^p curve and the labels-needed
+formula invert each other, the line fit and its leave-one-out error by hand, the planner
+against brute force, the predicted_efficiency selector."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from labelbudget.efficiency import data_efficiency_auc
+from labelbudget.efficiency.curves import cleaned_curve, labels_needed, predicted_performance
+from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
+from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors, rank
+from labelbudget.errors import ConfigError, DataError
+from labelbudget.selection.base import Candidates
+from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
+
+LOG = math.log2(5000)
+X50, X100, X2500 = math.log2(50) / LOG, math.log2(100) / LOG, math.log2(2500) / LOG
+
+
+def test_flat_curve_has_no_area():
+    assert data_efficiency_auc([0, 50, 100], [0.4, 0.4, 0.4]) == 0.0
+
+
+def test_step_at_the_first_budget():
+    # 0 -> 1 between x=0 and x(50), then 1 to the end (forward fill): 1 - x50/2
+    assert data_efficiency_auc([0, 50], [0.0, 1.0]) == pytest.approx(1 - X50 / 2)
+
+
+def test_only_the_last_budget_rises():
+    # unmeasured grid budgets up to 2500 take the zero-shot value: the rise is the last segment
+    assert data_efficiency_auc([0, 5000], [0.1, 0.9]) == pytest.approx((1 - X2500) / 2)
+
+
+def test_non_monotone_curve_is_made_non_decreasing():
+    assert data_efficiency_auc([0, 50, 100], [0.2, 0.6, 0.4]) == pytest.approx(1 - X50 / 2)
+    assert [a for _, a in cleaned_curve([0, 50, 100], [0.2, 0.6, 0.4])] == [0.2, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+
+
+def test_human_score_above_the_best_lowers_the_ceiling_below_does_not():
+    assert data_efficiency_auc([0, 50], [0.0, 0.5], human=1.0) == pytest.approx(0.5 * (1 - X50 / 2))
+    assert data_efficiency_auc([0, 50], [0.0, 0.5], human=0.3) == pytest.approx(1 - X50 / 2)
+
+
+def test_missing_zero_shot_starts_the_curve_at_its_first_budget():
+    expected = (X100 - X50) * 0.5 + (1 - X100) * 1.0
+    assert data_efficiency_auc([50, 100], [0.2, 0.6]) == pytest.approx(expected)
+
+
+def test_missing_budgets_in_the_middle_are_forward_filled():
+    # measured 0, 50, 1000: 100, 200, 500 copy 50's value; 2500, 5000 copy 1000's
+    assert dict(cleaned_curve([0, 50, 1000], [0.0, 0.5, 1.0])) == {0: 0.0, 50: 0.5, 100: 0.5, 200: 0.5, 500: 0.5,
+                                                                     1000: 1.0, 2500: 1.0, 5000: 1.0}
+
+
+def test_linear_curve_in_log_budget_has_area_one_half():
+    budgets = [0, 50, 100, 200, 500, 1000, 2500, 5000]
+    xs = [math.log2(max(b, 1)) / LOG for b in budgets]
+    assert data_efficiency_auc(budgets, xs) == pytest.approx(0.5)
+
+
+def test_bad_curves_are_config_errors():
+    with pytest.raises(ConfigError, match="as many accuracies as budgets"):
+        data_efficiency_auc([0, 50], [0.1])
+    with pytest.raises(ConfigError, match="distinct and within"):
+        data_efficiency_auc([0, 6000], [0.1, 0.2])
+
+
+@pytest.mark.parametrize("auc", [0.1, 0.3, 0.5, 0.8])
+def test_predicted_curve_has_the_auc_as_its_area_and_inverts_labels_needed(auc):
+    xs = np.linspace(0, 1, 200_001)
+    p = (1 - auc) / auc
+    assert np.trapezoid(xs ** p, xs) == pytest.approx(auc, abs=1e-6)
+    for target in (0.25, 0.5, 0.9):
+        n = labels_needed(target, auc)
+        assert predicted_performance(n, auc) == pytest.approx(target, rel=1e-9)
+    for n in (10, 200, 3000):
+        assert labels_needed(predicted_performance(n, auc), auc) == pytest.approx(n, rel=1e-9)
+
+
+def test_line_fit_and_leave_one_out_by_hand():
+    signal, auc = np.array([0.0, 1.0, 2.0]), np.array([0.1, 0.3, 0.5])
+    assert fit_line(signal, auc) == pytest.approx((0.2, 0.1))
+    errors = leave_one_out_errors(signal, auc)
+    assert errors["loto_mae"] == pytest.approx(0.0, abs=1e-12)  # collinear: every held-out task is predicted exactly
+    # the mean baseline: |0.4 - 0.1|, |0.3 - 0.3|, |0.2 - 0.5| -> 0.2
+    assert errors["mean_baseline_mae"] == pytest.approx(0.2)
+    noisy = leave_one_out_errors(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.1, 0.4, 0.3, 0.6]))
+    held = []  # by hand: refit on the other three each time
+    for i in range(4):
+        rest = [j for j in range(4) if j != i]
+        slope, intercept = np.polyfit([float(j) for j in rest], [[0.1, 0.4, 0.3, 0.6][j] for j in rest], 1)
+        held.append(abs(slope * i + intercept - [0.1, 0.4, 0.3, 0.6][i]))
+    assert noisy["loto_mae"] == pytest.approx(np.mean(held))
+
+
+def test_correlations_and_tied_ranks():
+    assert rank(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    result = correlations(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 4.0, 9.0, 16.0]))
+    assert result["spearman"] == pytest.approx(1.0) and 0.95 < result["pearson"] < 1.0
+
+
+def test_saved_fit_round_trips_and_clips(tmp_path):
+    fit = LinearFit(2.0, -0.5, "coslow", "smollm2_135m", 12)
+    fit.save(tmp_path / "fit.json")
+    assert LinearFit.load(tmp_path / "fit.json") == fit
+    assert fit.predict(0.5) == pytest.approx(0.5) and fit.predict(5.0) == pytest.approx(0.999)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DataError, match="bad.json.*not a saved CoS-Low fit"):
+        LinearFit.load(tmp_path / "bad.json")
+
+
+def brute_force_plan(auc, sizes, budget, step):
+    """Best mean predicted performance over every split in multiples of `step`."""
+    tasks = sorted(sizes)
+    best = -1.0
+    for counts in itertools.product(*[range(0, sizes[t] + 1, step) for t in tasks]):
+        if sum(counts) == budget:
+            best = max(best, mean_predicted_performance(dict(zip(tasks, counts)), auc))
+    return best
+
+
+@pytest.mark.parametrize("budget", [30, 60, 90])
+def test_planner_matches_brute_force_on_concave_curves(budget):
+    auc = {"fast": 0.7, "medium": 0.45, "slow": 0.2}
+    sizes = {"fast": 60, "medium": 60, "slow": 60}
+    counts = plan_budget(auc, sizes, budget, step=10)
+    assert sum(counts.values()) == budget and all(counts[t] <= sizes[t] for t in sizes)
+    assert mean_predicted_performance(counts, auc) == pytest.approx(brute_force_plan(auc, sizes, budget, 10), abs=1e-9)
+
+
+def test_planner_respects_pool_sizes_and_spends_at_most_the_pool():
+    counts = plan_budget({"a": 0.9, "b": 0.1}, {"a": 15, "b": 100}, 1000, step=10)
+    assert counts == {"a": 15, "b": 100}
+    assert plan_budget({"a": 0.5}, {"a": 100}, 0) == {"a": 0}
+    with pytest.raises(ConfigError, match="no predicted AUC"):
+        plan_budget({"a": 0.5}, {"a": 10, "b": 10}, 5)
+
+
+def test_predicted_efficiency_selector_follows_the_plan(tmp_path):
+    path = tmp_path / "predicted_auc.json"
+    path.write_text(json.dumps({"fast": 0.7, "slow": 0.2}))
+    selector = PredictedEfficiencySelector(str(path), step=10)
+    tasks = ["fast"] * 40 + ["slow"] * 40
+    candidates = Candidates([f"p{i}" for i in range(80)], tasks)
+    selection = selector.select(candidates, 40, np.random.default_rng(0))
+    expected = plan_budget({"fast": 0.7, "slow": 0.2}, {"fast": 40, "slow": 40}, 40, step=10)
+    picked = [tasks[int(i[1:])] for i in selection.ids]
+    assert {t: picked.count(t) for t in expected} == expected and len(set(selection.ids)) == 40
+    with pytest.raises(DataError, match="no predicted AUC for the pool's task"):
+        selector.check_budget({"fast": 40, "other": 5}, 10)
+    path.write_text(json.dumps({"fast": 1.5}))
+    with pytest.raises(DataError, match="field 'fast'"):
+        PredictedEfficiencySelector(str(path))

@@ -1,0 +1,88 @@
+"""estimate.py on the tiny model, mode by mode: learning-curve runs -> curves and AUC, CoS-Low
+per task, the fit, CoS-Low with the fit (predicted AUC, labels needed), the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from labelbudget.efficiency import data_efficiency_auc
+from labelbudget.efficiency.curves import labels_needed
+from labelbudget.selection.base import Candidates
+from labelbudget.selection.random_sampling import NestedRandomSelector
+from test_train import REPO, compose_train
+
+TASKS = "[convert_units,extract_last_word,reason_word_problem]"  # pools of 50, 20 and 80 prompts
+
+
+def compose_estimate(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("estimate", overrides=[f"paths.cache_dir={tmp_path / 'cache'}", "model=tiny_llama", *overrides])
+
+
+def test_nested_random_subsets_are_prefixes_of_one_shuffle():
+    candidates = Candidates([f"p{i}" for i in range(50)], ["t"] * 50)
+    picks = {b: NestedRandomSelector().select(candidates, b, np.random.default_rng(7)).ids for b in (5, 10, 30)}
+    assert picks[10][:5] == picks[5] and picks[30][:10] == picks[10]
+
+
+def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
+    from labelbudget.efficiency.stages import run_curves
+    from labelbudget.pipeline import run_train
+
+    runs = []
+    for budget in (0, 20):
+        run = tmp_path / f"b{budget}"
+        cfg = compose_train(tmp_path, "experiment=learning_curve", "model=tiny_llama", "dataset.tasks=[extract_price]",
+                            "dataset.pool_per_task=30", "dataset.test_per_task=5", f"budget={budget}", "finetune.epochs=1",
+                            "eval.tasks.max_new_tokens=4", "logger=none", f"paths.output_dir={run}")
+        metrics = run_train(cfg)
+        assert (run / "adapter").is_dir() == (budget > 0) and metrics["train/examples"] == budget
+        runs.append(run)
+    summary = run_curves(compose_estimate(tmp_path, "mode=curves", f"runs=[{runs[0]},{runs[1]}]", f"paths.output_dir={tmp_path / 'est'}"))
+    accuracies = [json.loads((r / "metrics.json").read_text())["metrics"]["tasks/extract_price"] for r in runs]
+    assert summary["extract_price"]["budgets"] == [0, 20] and summary["extract_price"]["accuracies"] == accuracies
+    assert summary["extract_price"]["auc"] == pytest.approx(data_efficiency_auc([0, 20], accuracies))
+    assert (tmp_path / "est" / "curves.png").stat().st_size > 0
+
+
+def test_coslow_fit_prediction_and_plan(tmp_path):
+    from labelbudget.efficiency.stages import run_coslow, run_fit, run_plan
+
+    common = [f"dataset.tasks={TASKS}", "coslow.n=6", "coslow.rank=4", "coslow.alpha=8", "scoring.max_new_tokens=4"]
+    first = tmp_path / "coslow"
+    result = run_coslow(compose_estimate(tmp_path, "mode=coslow", *common, f"paths.output_dir={first}"))
+    rows = {r["task"]: r for r in result["tasks"]}
+    assert set(rows) == {"convert_units", "extract_last_word", "reason_word_problem"}
+    assert all(-1 <= r["coslow"] <= 1 and r["n_pairs"] == 15 for r in rows.values())
+    sample = [json.loads(line) for line in (first / "coslow_sample.jsonl").read_text().splitlines()]
+    assert len(sample) == 18 and {s["task"] for s in sample} == set(rows)
+    # same seed, same sample and numbers
+    again = run_coslow(compose_estimate(tmp_path, "mode=coslow", *common, f"paths.output_dir={tmp_path / 'again'}"))
+    assert again == result
+
+    curves = {"tasks": {t: {"budgets": [0, 50], "accuracies": [0.0, a], "auc": a} for t, a in
+                        zip(sorted(rows), (0.2, 0.5, 0.7))}}
+    (tmp_path / "curves.json").write_text(json.dumps(curves))
+    fitted = run_fit(compose_estimate(tmp_path, "mode=fit", f"curves={tmp_path / 'curves.json'}", f"signals={first / 'coslow.json'}",
+                                      f"paths.output_dir={tmp_path / 'fit'}"))
+    xs = np.array([rows[t]["coslow"] for t in sorted(rows)])
+    slope, intercept = np.polyfit(xs, [0.2, 0.5, 0.7], 1)
+    assert fitted["fit"]["slope"] == pytest.approx(slope) and fitted["fit"]["intercept"] == pytest.approx(intercept)
+    assert set(fitted["signals"]) == {"coslow", "cosine_random", "gradient_norm", "mean_confidence"}
+    assert (tmp_path / "fit" / "predicted_vs_measured.png").is_file()
+
+    predicted = run_coslow(compose_estimate(tmp_path, "mode=coslow", *common, f"fit={tmp_path / 'fit' / 'fit.json'}",
+                                            f"paths.output_dir={tmp_path / 'pred'}"))
+    for row in predicted["tasks"]:
+        auc = float(np.clip(slope * row["coslow"] + intercept, 1e-3, 1 - 1e-3))
+        assert row["predicted_auc"] == pytest.approx(auc)
+        assert row["labels_for_0.5"] == pytest.approx(labels_needed(0.5, auc))
+    plan = run_plan(compose_estimate(tmp_path, "mode=plan", f"dataset.tasks={TASKS}", f"predictions={tmp_path / 'pred' / 'predicted_auc.json'}",
+                                     "budget=60", f"paths.output_dir={tmp_path / 'plan'}"))
+    assert sum(plan["counts"].values()) == 60
+    assert (tmp_path / "plan" / "plan.csv").read_text().count("\n") == 4
