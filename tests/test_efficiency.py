@@ -106,7 +106,7 @@ def test_correlations_and_tied_ranks():
 
 
 def test_saved_fit_round_trips_and_clips(tmp_path):
-    fit = LinearFit(2.0, -0.5, "coslow", "smollm2_135m", 12)
+    fit = LinearFit(2.0, -0.5, "coslow", "smollm2_135m", 12, 5000)
     fit.save(tmp_path / "fit.json")
     assert LinearFit.load(tmp_path / "fit.json") == fit
     assert fit.predict(0.5) == pytest.approx(0.5) and fit.predict(5.0) == pytest.approx(0.999)
@@ -144,7 +144,7 @@ def test_planner_respects_pool_sizes_and_spends_at_most_the_pool():
 
 def test_predicted_efficiency_selector_follows_the_plan(tmp_path):
     path = tmp_path / "predicted_auc.json"
-    path.write_text(json.dumps({"fast": 0.7, "slow": 0.2}))
+    path.write_text(json.dumps({"n_max": 5000, "tasks": {"fast": 0.7, "slow": 0.2}}))
     selector = PredictedEfficiencySelector(str(path), step=10)
     tasks = ["fast"] * 40 + ["slow"] * 40
     candidates = Candidates([f"p{i}" for i in range(80)], tasks)
@@ -154,6 +154,9 @@ def test_predicted_efficiency_selector_follows_the_plan(tmp_path):
     assert {t: picked.count(t) for t in expected} == expected and len(set(selection.ids)) == 40
     with pytest.raises(DataError, match="no predicted AUC for the pool's task"):
         selector.check_budget({"fast": 40, "other": 5}, 10)
-    path.write_text(json.dumps({"fast": 1.5}))
+    path.write_text(json.dumps({"n_max": 5000, "tasks": {"fast": 1.5}}))
     with pytest.raises(DataError, match="field 'fast'"):
+        PredictedEfficiencySelector(str(path))
+    path.write_text(json.dumps({"fast": 0.5}))  # the tasks without their budget axis
+    with pytest.raises(DataError, match="field 'tasks'"):
         PredictedEfficiencySelector(str(path))

@@ -61,15 +61,20 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
     assert all(-1 <= r["coslow"] <= 1 and r["n_pairs"] == 15 for r in rows.values())
     sample = [json.loads(line) for line in (first / "coslow_sample.jsonl").read_text().splitlines()]
     assert len(sample) == 18 and {s["task"] for s in sample} == set(rows)
-    # same seed, same sample and numbers
+    # same seed, same sample and numbers; a task alone gets the numbers it gets among others
+    # (each task's adapters are fresh: the previous task's are removed)
     again = run_coslow(compose_estimate(tmp_path, "mode=coslow", *common, f"paths.output_dir={tmp_path / 'again'}"))
     assert again == result
+    alone = run_coslow(compose_estimate(tmp_path, "mode=coslow", *common, "dataset.tasks=[reason_word_problem]",
+                                        f"paths.output_dir={tmp_path / 'alone'}"))
+    assert alone["tasks"][0]["coslow"] == pytest.approx(rows["reason_word_problem"]["coslow"], abs=1e-6)
 
     curves = {"tasks": {t: {"budgets": [0, 50], "accuracies": [0.0, a], "auc": a} for t, a in
                         zip(sorted(rows), (0.2, 0.5, 0.7))}}
     (tmp_path / "curves.json").write_text(json.dumps(curves))
     fitted = run_fit(compose_estimate(tmp_path, "mode=fit", f"curves={tmp_path / 'curves.json'}", f"signals={first / 'coslow.json'}",
-                                      f"paths.output_dir={tmp_path / 'fit'}"))
+                                      "n_max=100", f"paths.output_dir={tmp_path / 'fit'}"))
+    assert fitted["fit"]["n_max"] == 100  # predictions use the axis the AUCs were measured on
     xs = np.array([rows[t]["coslow"] for t in sorted(rows)])
     slope, intercept = np.polyfit(xs, [0.2, 0.5, 0.7], 1)
     assert fitted["fit"]["slope"] == pytest.approx(slope) and fitted["fit"]["intercept"] == pytest.approx(intercept)
@@ -81,8 +86,26 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
     for row in predicted["tasks"]:
         auc = float(np.clip(slope * row["coslow"] + intercept, 1e-3, 1 - 1e-3))
         assert row["predicted_auc"] == pytest.approx(auc)
-        assert row["labels_for_0.5"] == pytest.approx(labels_needed(0.5, auc))
+        assert row["labels_for_0.5"] == pytest.approx(labels_needed(0.5, auc, 100))
     plan = run_plan(compose_estimate(tmp_path, "mode=plan", f"dataset.tasks={TASKS}", f"predictions={tmp_path / 'pred' / 'predicted_auc.json'}",
                                      "budget=60", f"paths.output_dir={tmp_path / 'plan'}"))
     assert sum(plan["counts"].values()) == 60
     assert (tmp_path / "plan" / "plan.csv").read_text().count("\n") == 4
+
+
+def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_path):
+    from labelbudget.efficiency.stages import run_coslow
+    from labelbudget.errors import DataError
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Question {i}?", "task": "t"}) + "\n" for i in range(12)))
+    with pytest.raises(DataError, match="annotations="):
+        run_coslow(compose_estimate(tmp_path, "mode=coslow", "dataset=jsonl", f"dataset.path={pool}", "dataset.fields.response=null", "coslow.n=4",
+                                    "scoring.max_new_tokens=4", f"paths.output_dir={tmp_path / 'out'}"))
+    exported = [json.loads(line) for line in (tmp_path / "out" / "coslow_sample.jsonl").read_text().splitlines()]
+    assert len(exported) == 4 and {e["task"] for e in exported} == {"t"}
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"id": e["id"], "response": "forty two"}) + "\n" for e in exported))
+    result = run_coslow(compose_estimate(tmp_path, "mode=coslow", "dataset=jsonl", f"dataset.path={pool}", "dataset.fields.response=null", "coslow.n=4",
+                                         "scoring.max_new_tokens=4", f"annotations={answers}", f"paths.output_dir={tmp_path / 'out'}"))
+    assert result["tasks"][0]["n_pairs"] == 6 and result["tasks"][0]["cosine_random"] is None

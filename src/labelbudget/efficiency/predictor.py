@@ -20,6 +20,7 @@ class LinearFit:
     signal: str  # which signal it maps, e.g. "coslow"
     model: str  # fits are per model family
     n_tasks: int
+    n_max: int  # the budget axis the AUCs were measured on: predictions use the same
 
     def predict(self, value: float) -> float:
         """The predicted AUC, clipped into (0, 1) where the x^p curve exists."""

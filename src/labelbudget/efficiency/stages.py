@@ -33,11 +33,12 @@ from labelbudget.evaluation.base import markdown_table
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.pipeline import LazyModel, instantiate, pool_scores
-from labelbudget.selection.predicted_efficiency import read_predicted_auc
+from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
 from labelbudget.training.data import RightPadCollator, encode_sft
 from labelbudget.training.lora import attach_lora
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
+PACKAGED_FITS = Path(__file__).parent / "fits"  # <model name>.json: fits measured by this project (BENCHMARKS.md)
 
 
 def run_estimate(cfg: DictConfig) -> dict[str, Any]:
@@ -67,11 +68,22 @@ def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: in
         loaded.model = model.unload()  # the base model again, for the next task's fresh adapters
 
 
+def choose_fit(path: str | None, model_name: str) -> LinearFit | None:
+    """The fit given, else the one this project measured for the model, else none."""
+    if path:
+        return LinearFit.load(Path(path))
+    packaged = PACKAGED_FITS / f"{model_name}.json"
+    if packaged.is_file():
+        print(f"using the fit measured for {model_name}: {packaged} (pass fit=... for your own)")
+        return LinearFit.load(packaged)
+    return None
+
+
 def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     settings = cfg.coslow
     data = instantiate(cfg.dataset)
     annotations = read_annotations(cfg.annotations) if cfg.annotations else None
-    fit = LinearFit.load(Path(cfg.fit)) if cfg.fit else None
+    fit = choose_fit(cfg.fit, cfg.model.name)
     targets = [float(t) for t in cfg.targets]
     pool = data.pool
     small = {task: size for task, size in pool.task_sizes().items() if size < settings.n}
@@ -80,44 +92,57 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
                           "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)")
     model = LazyModel(cfg.model)
     scores = pool_scores(cfg, pool, required=True, model=model)
-    rows_of = defaultdict(list)
-    for row, task in enumerate(pool.tasks):
-        rows_of[task].append(row)
-    results, exported, predicted = [], [], {}
-    for task in sorted(rows_of):
-        rows = np.asarray(rows_of[task])
-        rng = np.random.default_rng([cfg.seed, *task.encode()])
-        low = rows[low_confidence_sample(scores.mean_prob[rows], settings.fraction, settings.n, rng)]
-        random_rows = rng.choice(rows, size=settings.n, replace=False)
-        ids = [pool[int(r)].id for r in low]
-        exported += [{"id": pool[int(r)].id, "task": task, "prompt": pool[int(r)].prompt, "context": pool[int(r)].context} for r in low]
+    samples = {task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task) for task, rows in task_rows(pool).items()}
+    folder = Path(cfg.paths.output_dir)
+    exported = [{"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
+                for task, (low, _) in samples.items() for r in low]
+    atomic_write_text(folder / "coslow_sample.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in exported))
+    print(f"wrote the sample to annotate: {folder / 'coslow_sample.jsonl'}")
+    results, predicted = [], {}
+    for task, (low, random_rows) in samples.items():
+        ids = [pool[r].id for r in low]
         labelled = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
         loaded = model()
         low_signals = gradient_signals(task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate)
-        random_ids = [pool[int(r)].id for r in random_rows]
-        random_labelled = join_annotations(annotations, pool, random_ids) if annotations is not None else reveal_responses(pool, random_ids)
-        random_signals = gradient_signals(task_gradients(loaded, random_labelled, settings, cfg.seed), settings.aggregate)
-        result = {"task": task, "coslow": low_signals.cosine, "cosine_random": random_signals.cosine,
+        rows = task_rows(pool)[task]
+        result = {"task": task, "coslow": low_signals.cosine, "cosine_random": None,
                   "gradient_norm": low_signals.mean_gradient_norm, "mean_confidence": float(scores.mean_prob[rows].mean()),
                   "n_pool": len(rows), "n_pairs": low_signals.n_pairs}
+        if annotations is None:  # the paper's comparison signal needs 32 more labels: simulation only
+            revealed = reveal_responses(pool, [pool[r].id for r in random_rows])
+            result["cosine_random"] = gradient_signals(task_gradients(loaded, revealed, settings, cfg.seed), settings.aggregate).cosine
         if fit is not None:
             auc = fit.predict(result["coslow"])
             predicted[task] = auc
             result["predicted_auc"] = auc
-            result.update({f"labels_for_{t:g}": labels_needed(t, auc, cfg.n_max) for t in targets})
+            result.update({f"labels_for_{t:g}": labels_needed(t, auc, fit.n_max) for t in targets})
         results.append(result)
-    folder = Path(cfg.paths.output_dir)
-    atomic_write_text(folder / "coslow_sample.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in exported))
     atomic_write_text(folder / "coslow.json", json.dumps({"model": cfg.model.name, "settings": OmegaConf.to_container(settings),
                                                           "tasks": results}, indent=2) + "\n")
     if predicted:
-        atomic_write_text(folder / "predicted_auc.json", json.dumps(predicted, indent=2, sort_keys=True) + "\n")
+        write_predicted_auc(folder / "predicted_auc.json", predicted, fit.n_max)
     header = list(results[0])
     print(markdown_table(header, [[r[k] for k in header] for r in results]))
     if fit is None:
         print("no fit given: measure curves (experiment=learning_curve), then estimate.py mode=fit, then pass fit=<fit.json>")
-    print(f"wrote {folder / 'coslow.json'} and the sample to annotate, {folder / 'coslow_sample.jsonl'}")
+    print(f"wrote {folder / 'coslow.json'}")
     return {"tasks": results}
+
+
+def task_rows(pool) -> dict[str, list[int]]:
+    """Each task's rows in pool order, tasks sorted."""
+    rows: dict[str, list[int]] = defaultdict(list)
+    for row, task in enumerate(pool.tasks):
+        rows[task].append(row)
+    return dict(sorted(rows.items()))
+
+
+def sample_rows(rows: np.ndarray, confidence: np.ndarray, settings: DictConfig, seed: int, task: str) -> tuple[list[int], list[int]]:
+    """The task's low-confidence sample and, for the comparison signal, a random one; seeded by
+    (seed, task) so a task's sample does not depend on the other tasks loaded."""
+    rng = np.random.default_rng([seed, *task.encode()])
+    low = rows[low_confidence_sample(confidence[rows], settings.fraction, settings.n, rng)]
+    return [int(r) for r in low], [int(r) for r in rng.choice(rows, size=settings.n, replace=False)]
 
 
 # --- curves -------------------------------------------------------------------------------------
@@ -212,12 +237,12 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"a fit needs at least 3 tasks with both a curve and signals, got {tasks}")
     auc = np.array([curves[t]["auc"] for t in tasks])
     table, rows = {}, []
-    for name in SIGNALS:
+    for name in (n for n in SIGNALS if all(signals[t].get(n) is not None for t in tasks)):
         values = np.array([signals[t][name] for t in tasks])
         table[name] = {**correlations(values, auc), **leave_one_out_errors(values, auc)}
         rows.append([name, table[name]["pearson"], table[name]["spearman"], table[name]["loto_mae"], table[name]["mean_baseline_mae"]])
     slope, intercept = fit_line(np.array([signals[t]["coslow"] for t in tasks]), auc)
-    fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks))
+    fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), int(cfg.n_max))
     folder = Path(cfg.paths.output_dir)
     fit.save(folder / "fit.json")
     predicted = {t: fit.predict(signals[t]["coslow"]) for t in tasks}
@@ -235,19 +260,19 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.predictions or cfg.budget is None:
         raise ConfigError("mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>")
-    predicted = read_predicted_auc(cfg.predictions)
+    predicted, n_max = read_predicted_auc(cfg.predictions)
     sizes = instantiate(cfg.dataset).pool.task_sizes()
     missing = sorted(set(sizes) - set(predicted))
     if missing:
         raise DataError(str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}")
-    counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), cfg.n_max, cfg.plan_step)
+    counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), n_max, cfg.plan_step)
     targets = [float(t) for t in cfg.targets]
-    rows = [[t, predicted[t], sizes[t], counts[t], predicted_performance(counts[t], predicted[t], cfg.n_max),
-             *[round(labels_needed(x, predicted[t], cfg.n_max)) for x in targets]] for t in sizes]
+    rows = [[t, predicted[t], sizes[t], counts[t], predicted_performance(counts[t], predicted[t], n_max),
+             *[round(labels_needed(x, predicted[t], n_max)) for x in targets]] for t in sizes]
     print(markdown_table(["task", "predicted AUC", "pool", "planned labels", "predicted y", *[f"labels for t={x:g}" for x in targets]], rows))
     for task, auc, *_ in rows:
-        print(f"task {task} needs about {round(labels_needed(targets[0], auc, cfg.n_max))} labels to reach t = {targets[0]:g}")
-    mean = mean_predicted_performance(counts, predicted, cfg.n_max)
+        print(f"task {task} needs about {round(labels_needed(targets[0], auc, n_max))} labels to reach t = {targets[0]:g}")
+    mean = mean_predicted_performance(counts, predicted, n_max)
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([["task", "predicted_auc", "pool", "labels"], *[[r[0], r[1], r[2], r[3]] for r in rows]])
     atomic_write_text(Path(cfg.paths.output_dir) / "plan.csv", out.getvalue())

@@ -12,22 +12,31 @@ import numpy as np
 from labelbudget.data.records import existing_path
 from labelbudget.efficiency.planner import plan_budget
 from labelbudget.errors import DataError
+from labelbudget.io import atomic_write_text
 from labelbudget.selection.base import Candidates, Selection, Selector, register
 
 
-def read_predicted_auc(path: str | Path) -> dict[str, float]:
-    """A JSON object task -> predicted AUC in (0, 1), as `estimate.py mode=coslow` writes it."""
+def write_predicted_auc(path: Path, predicted: Mapping[str, float], n_max: int) -> None:
+    atomic_write_text(path, json.dumps({"n_max": n_max, "tasks": dict(sorted(predicted.items()))}, indent=2) + "\n")
+
+
+def read_predicted_auc(path: str | Path) -> tuple[dict[str, float], int]:
+    """Task -> predicted AUC in (0, 1), and the budget axis's n_max they refer to, as
+    `estimate.py mode=coslow` writes them: {"n_max": 5000, "tasks": {"<task>": 0.42, ...}}."""
     file = existing_path(path, "predicted AUC file", "write it with: python estimate.py mode=coslow fit=<fit.json>")
     try:
         content = json.loads(file.read_text())
     except ValueError as error:
         raise DataError(str(file), f"is not valid JSON: {error}") from error
-    if not isinstance(content, dict) or not content:
-        raise DataError(str(file), "must be a JSON object of task -> predicted AUC")
-    for task, auc in content.items():
+    tasks, n_max = (content.get("tasks"), content.get("n_max")) if isinstance(content, dict) else (None, None)
+    if not isinstance(tasks, dict) or not tasks:
+        raise DataError(str(file), 'must be a JSON object {"n_max": ..., "tasks": {task: predicted AUC}}', field="tasks")
+    if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 2:
+        raise DataError(str(file), f"must be an integer budget of at least 2, got {n_max!r}", field="n_max")
+    for task, auc in tasks.items():
         if isinstance(auc, bool) or not isinstance(auc, (int, float)) or not 0 < auc < 1:
             raise DataError(str(file), f"must be a number in (0, 1), got {auc!r}", field=task)
-    return {task: float(auc) for task, auc in content.items()}
+    return {task: float(auc) for task, auc in tasks.items()}, n_max
 
 
 @register
@@ -35,10 +44,10 @@ class PredictedEfficiencySelector(Selector):
     name = "predicted_efficiency"
     needs_scores = False
 
-    def __init__(self, predictions: str, n_max: int = 5000, step: int = 10):
+    def __init__(self, predictions: str, step: int = 10):
         self.path = predictions
-        self.predicted = read_predicted_auc(predictions)
-        self.n_max, self.step = n_max, step
+        self.predicted, self.n_max = read_predicted_auc(predictions)
+        self.step = step
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         super().check_budget(task_sizes, budget)
