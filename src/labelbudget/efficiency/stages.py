@@ -125,6 +125,9 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     print(markdown_table(header, [[r[k] for k in header] for r in results]))
     if fit is None:
         print("no fit given: measure curves (experiment=learning_curve), then estimate.py mode=fit, then pass fit=<fit.json>")
+    for row in results if fit is not None else []:
+        needs = ", ".join(f"about {row[f'labels_for_{t:g}']:.0f} labels to reach t = {t:g}" for t in targets)
+        print(f"task {row['task']}: CoS-Low {row['coslow']:.3f}, predicted AUC {row['predicted_auc']:.3f}; {needs} (n_max {fit.n_max})")
     print(f"wrote {folder / 'coslow.json'}")
     return {"tasks": results}
 
