@@ -34,6 +34,7 @@ from labelbudget.io import atomic_write_bytes, atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.pipeline import LazyModel, instantiate, pool_scores
 from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
+from labelbudget.tracking.report import load_runs
 from labelbudget.training.data import RightPadCollator, encode_sft
 from labelbudget.training.lora import attach_lora
 
@@ -92,7 +93,8 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
                           "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)")
     model = LazyModel(cfg.model)
     scores = pool_scores(cfg, pool, required=True, model=model)
-    samples = {task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task) for task, rows in task_rows(pool).items()}
+    rows_of = task_rows(pool)
+    samples = {task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task) for task, rows in rows_of.items()}
     folder = Path(cfg.paths.output_dir)
     exported = [{"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
                 for task, (low, _) in samples.items() for r in low]
@@ -104,7 +106,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
         labelled = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
         loaded = model()
         low_signals = gradient_signals(task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate)
-        rows = task_rows(pool)[task]
+        rows = rows_of[task]
         result = {"task": task, "coslow": low_signals.cosine, "cosine_random": None,
                   "gradient_norm": low_signals.mean_gradient_norm, "mean_confidence": float(scores.mean_prob[rows].mean()),
                   "n_pool": len(rows), "n_pairs": low_signals.n_pairs}
@@ -154,18 +156,10 @@ def sample_rows(rows: np.ndarray, confidence: np.ndarray, settings: DictConfig, 
 def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
     """task -> budget -> accuracies (one per seed), from train.py runs' metrics.json."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for folder in folders:
-        files = sorted(Path(folder).rglob("metrics.json"))
-        if not files:
-            raise DataError(str(folder), "contains no metrics.json (give learning-curve run folders of train.py)")
-        for file in files:
-            record = json.loads(file.read_text())
-            budget = record.get("run", {}).get("budget")
-            if budget is None:
-                raise DataError(str(file), "has no run budget", field="run.budget")
-            for key, value in record.get("metrics", {}).items():
-                if key.startswith("tasks/") and key not in ("tasks/macro", "tasks/micro"):
-                    curves[key.removeprefix("tasks/")][int(budget)].append(float(value))
+    for record in load_runs([Path(f) for f in folders]):
+        for key, value in record["metrics"].items():
+            if key.startswith("tasks/") and key not in ("tasks/macro", "tasks/micro"):
+                curves[key.removeprefix("tasks/")][int(record["run"]["budget"])].append(float(value))
     return curves
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from labelbudget.data.schema import Example, TaskData
+
 if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lightning
     import lightning as L
 
-    from labelbudget.data.schema import TaskData
     from labelbudget.models.loading import LoadedModel
 
 
@@ -71,3 +72,10 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
+
+
+def encode(loaded: LoadedModel, text: str, use_chat_template: bool) -> list[int]:
+    """Raw text with the tokenizer's own special tokens, or the model's template around it."""
+    if use_chat_template:
+        return loaded.template.encode_prompt(loaded.tokenizer, Example(id="-", task="-", prompt=text))
+    return loaded.tokenizer(text)["input_ids"]

@@ -25,8 +25,7 @@ from typing import Any, ClassVar
 from labelbudget.data.bbh import Exemplar, load_bbh, load_bbh_tasks, read_exemplars
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table, trained_loader
-from labelbudget.evaluation.mmlu import encode
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
 from labelbudget.evaluation.tasks import generate, limit_per_task
 from labelbudget.io import atomic_write_text
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from labelbudget.data.mmlu import CHOICE_LETTERS, SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
 from labelbudget.data.schema import Example, Pool, TaskData
 from labelbudget.errors import ConfigError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table, trained_loader
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
 from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.tasks import limit_per_task
 from labelbudget.io import atomic_write_text
@@ -36,13 +36,6 @@ def mmlu_prompt(question: Example, shots: list[Example]) -> str:
     subject = question.task.replace("_", " ")
     header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
     return header + "".join(f"{shot.prompt} {shot.response}\n\n" for shot in shots) + question.prompt
-
-
-def encode(loaded: LoadedModel, text: str, use_chat_template: bool) -> list[int]:
-    """Raw text with the tokenizer's own special tokens, or the model's template around it."""
-    if use_chat_template:
-        return loaded.template.encode_prompt(loaded.tokenizer, Example(id="-", task="-", prompt=text))
-    return loaded.tokenizer(text)["input_ids"]
 
 
 def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
