@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from labelbudget.data.synthetic import build_synthetic_suite
-from labelbudget.data.schema import Pool
 from labelbudget.models.loading import convert_smollm2, load_smollm2
 from labelbudget.models.templates import ChatTemplate
 from labelbudget.scoring.cache import ScoringSettings, score_pool

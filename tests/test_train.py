@@ -10,7 +10,6 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
+from labelbudget.distributed import barrier, hydra_job
 from labelbudget.errors import LabelbudgetError
 
 log = logging.getLogger("labelbudget")
@@ -38,7 +39,10 @@ def run_entry(stage: Callable[[DictConfig], object], cfg: DictConfig) -> object:
     """Run a stage; a LabelbudgetError (bad input or setup) ends the job with its message alone."""
     quiet_libraries()
     try:
-        return stage(cfg)
+        with hydra_job():
+            result = stage(cfg)
+            barrier()  # every rank of the job is done before the next job of a sweep starts
+        return result
     except LabelbudgetError as error:
         log.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

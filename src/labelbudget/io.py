@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Iterable
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -24,3 +26,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
+    """One JSON object per line, non-ASCII text kept readable."""
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)

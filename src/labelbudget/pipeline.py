@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
+from labelbudget.distributed import is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
 from labelbudget.io import atomic_write_text
@@ -27,7 +28,7 @@ from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection, Selector
-from labelbudget.tracking.selection_report import selection_statistics, summary_table, write_selection_outputs
+from labelbudget.tracking.selection_report import selection_statistics, summary_table, task_rows, write_selection_outputs
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,11 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     selection = prepared.selector.select(candidates, prepared.budget, np.random.default_rng(cfg.seed))
     _check_selection(selection, pool, prepared.budget, prepared.selector.name)
     folder = Path(cfg.paths.output_dir)
-    rows = write_selection_outputs(folder, pool, selection, scores, prepared.selector.name, prepared.budget)
-    print(summary_table(rows, prepared.selector.name, prepared.budget))
-    print(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
+    rows = task_rows(pool, selection, scores)
+    if is_main_process():  # every rank of a DDP job selects the same prompts; one writes them
+        write_selection_outputs(folder, rows, pool, selection, prepared.selector.name, prepared.budget)
+    print_once(summary_table(rows, prepared.selector.name, prepared.budget))
+    print_once(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
     metrics = {**selection_statistics(rows), **{f"selection/{k}": float(v) for k, v in selection.objective.items()}}
     if logger is not None:
         log_allocation(logger, rows, folder / "allocation.png")
@@ -203,7 +206,8 @@ def make_logger(cfg: DictConfig, identity: dict[str, Any]):
 def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, float], settings: dict[str, Any], logger) -> None:
     """metrics.json in the run folder (what the report reads) and the same numbers to the tracker."""
     record = {"run": identity, "metrics": metrics, "settings": settings}
-    atomic_write_text(folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if is_main_process():
+        atomic_write_text(folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     if logger is not None:
         logger.log_metrics(metrics)
 
@@ -239,7 +243,7 @@ def run_evaluations(cfg: DictConfig, evals: list[Evaluation], loaded: LoadedMode
     settings: dict[str, Any] = {}
     for evaluation in evals:
         result = evaluation.run(context)
-        print(f"\n{evaluation.name}\n{result.table}")
+        print_once(f"\n{evaluation.name}\n{result.table}")
         metrics.update(result.metrics)
         settings[evaluation.name] = result.settings
     return metrics, settings
@@ -269,7 +273,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder, identity, metrics, settings, logger)
-        print(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
+        print_once(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
         return metrics
     finally:
         finish_wandb()
@@ -285,7 +289,8 @@ def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, 
     examples = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
     loaded = model()
     fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
-    loaded.model.save_pretrained(Path(cfg.paths.output_dir) / "adapter")
+    # every rank takes part (FSDP gathers the adapter's shards), the main process alone writes
+    loaded.model.save_pretrained(Path(cfg.paths.output_dir) / "adapter", is_main_process=is_main_process())
     return {**fit_stats, **chosen.metrics}
 
 
@@ -309,7 +314,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter)).eval()
     metrics, settings = run_evaluations(cfg, evals, loaded, data)
     write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None)
-    print(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
+    print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
     return metrics
 
 

@@ -30,7 +30,7 @@ from labelbudget.efficiency.planner import mean_predicted_performance, plan_budg
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.evaluation.base import markdown_table
-from labelbudget.io import atomic_write_bytes, atomic_write_text
+from labelbudget.io import atomic_write_bytes, atomic_write_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.pipeline import LazyModel, instantiate, pool_scores
 from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
@@ -98,7 +98,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     folder = Path(cfg.paths.output_dir)
     exported = [{"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
                 for task, (low, _) in samples.items() for r in low]
-    atomic_write_text(folder / "coslow_sample.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in exported))
+    atomic_write_text(folder / "coslow_sample.jsonl", jsonl_text(exported))
     print(f"wrote the sample to annotate: {folder / 'coslow_sample.jsonl'}")
     results, predicted = [], {}
     for task, (low, random_rows) in samples.items():

@@ -26,7 +26,7 @@ from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table
 from labelbudget.evaluation.tasks import generate_answers
-from labelbudget.io import atomic_write_text
+from labelbudget.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,10 @@ class AlpacaEvalExport(Evaluation):
     def run(self, context: EvalContext) -> EvalResult:
         pool = self._instruction_pool()
         answers = generate_answers(context.loaded, pool, self, context.trainer_factory)
-        outputs_file = (context.output_dir / OUTPUTS_FILE).resolve()
-        atomic_write_text(outputs_file, model_outputs_json(pool, answers, self.generator))
+        outputs_file = context.write_text(OUTPUTS_FILE, model_outputs_json(pool, answers, self.generator)).resolve()
         metrics = {"alpaca_eval/n_outputs": float(len(answers)),
                    "alpaca_eval/mean_output_chars": sum(map(len, answers)) / len(answers)}
-        if self.judge is not None and importlib.util.find_spec("alpaca_eval") is not None:
+        if self.judge is not None and importlib.util.find_spec("alpaca_eval") is not None and is_main_process():
             metrics = {**self._judge(outputs_file, context.output_dir / JUDGE_DIR), **metrics}
             note = f"win rates in percent against the reference, judged by {self.judge}; outputs in {outputs_file}"
         else:

@@ -14,7 +14,6 @@ since stripping it would make every empty answer correct. Reported: macro averag
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import defaultdict
@@ -27,7 +26,7 @@ from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
 from labelbudget.evaluation.tasks import generate, limit_per_task
-from labelbudget.io import atomic_write_text
+from labelbudget.io import jsonl_text
 
 COT_CUE = "Let's think step by step."
 COT_STOPS = ("\n\n", "\nQ:")
@@ -119,7 +118,7 @@ class BBHEvaluation(Evaluation):
         stops = COT_STOPS if self.cot else DIRECT_STOPS
         outputs = generate(loaded, token_ids, self.max_new_tokens, self.batch_size, context.trainer_factory, stops, desc="bbh")
         metrics, correct = grade_outputs(self.examples, outputs)
-        write_predictions(context.output_dir / "bbh_predictions.jsonl", self.examples, outputs, correct)
+        context.write_text("bbh_predictions.jsonl", predictions_jsonl(self.examples, outputs, correct))
         settings = {**{k: v for k, v in asdict(self).items() if k not in ("examples", "prompts")},
                     "n_examples": len(self.examples), "stop_strings": list(stops),
                     "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
@@ -128,7 +127,6 @@ class BBHEvaluation(Evaluation):
         return EvalResult(metrics, settings, markdown_table(["BBH", "exact match"], rows))
 
 
-def write_predictions(path: Path, examples: Pool, outputs: list[str], correct: list[bool]) -> None:
-    lines = [json.dumps({"id": e.id, "task": e.task, "target": e.response, "output": o, "answer": extract_answer(o), "correct": c},
-                        ensure_ascii=False) for e, o, c in zip(examples, outputs, correct)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def predictions_jsonl(examples: Pool, outputs: list[str], correct: list[bool]) -> str:
+    return jsonl_text({"id": e.id, "task": e.task, "target": e.response, "output": o, "answer": extract_answer(o), "correct": c}
+                      for e, o, c in zip(examples, outputs, correct))

@@ -16,7 +16,7 @@ import torch
 
 from labelbudget.errors import ConfigError
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import PromptProgress, length_sorted_batches, prompt_loader
+from labelbudget.scoring.module import predict_prompts
 
 
 def letter_token_ids(tokenizer, letters: tuple[str, ...]) -> list[list[int]]:
@@ -57,10 +57,8 @@ class LetterScoringModule(L.LightningModule):
 def score_letters(loaded: LoadedModel, token_ids: list[list[int]], letter_ids: list[list[int]], batch_size: int,
                   trainer_factory: Callable[..., L.Trainer], desc: str = "multiple choice") -> torch.Tensor:
     """(prompts, letters) log-probabilities, in prompt order; length-sorted batches."""
-    batches = length_sorted_batches([len(t) for t in token_ids], batch_size)
-    loader = prompt_loader(token_ids, batches, loaded.tokenizer.pad_token_id)
-    trainer = trainer_factory(callbacks=[PromptProgress(len(token_ids), desc)])
-    outputs = trainer.predict(LetterScoringModule(loaded.model, letter_ids), dataloaders=loader)
+    module = LetterScoringModule(loaded.model, letter_ids)
+    outputs = predict_prompts(module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc)
     scores = torch.empty(len(token_ids), len(letter_ids), dtype=torch.float32)
     for out in outputs:
         scores[out["rows"]] = out["letter_logprobs"].cpu()

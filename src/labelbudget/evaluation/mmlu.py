@@ -14,10 +14,8 @@ other: micro average over the category's questions).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from labelbudget.data.mmlu import CHOICE_LETTERS, SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
@@ -26,8 +24,7 @@ from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
 from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.tasks import limit_per_task
-from labelbudget.io import atomic_write_text
-from labelbudget.models.loading import LoadedModel
+from labelbudget.io import jsonl_text
 
 CATEGORIES = ("STEM", "humanities", "social sciences", "other")
 
@@ -102,7 +99,7 @@ class MMLUEvaluation(Evaluation):
         scores = score_letters(loaded, token_ids, letter_ids, self.batch_size, context.trainer_factory, desc="mmlu")
         predicted = [CHOICE_LETTERS[i] for i in scores.argmax(dim=1).tolist()]
         metrics = grade_letters(self.questions, predicted)
-        write_predictions(context.output_dir / "mmlu_predictions.jsonl", self.questions, predicted, scores.tolist())
+        context.write_text("mmlu_predictions.jsonl", predictions_jsonl(self.questions, predicted, scores.tolist()))
         settings = {**{k: v for k, v in asdict(self).items() if k not in ("questions", "dev")},
                     "n_questions": len(self.questions), "letter_token_ids": letter_ids, "source": self.questions.source,
                     "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
@@ -111,7 +108,6 @@ class MMLUEvaluation(Evaluation):
         return EvalResult(metrics, settings, markdown_table(["MMLU", "accuracy"], rows))
 
 
-def write_predictions(path: Path, questions: Pool, predicted: list[str], scores: list[list[float]]) -> None:
-    lines = [json.dumps({"id": q.id, "subject": q.task, "answer": q.response, "prediction": p,
-                         "letter_logprobs": dict(zip(CHOICE_LETTERS, s))}) for q, p, s in zip(questions, predicted, scores)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def predictions_jsonl(questions: Pool, predicted: list[str], scores: list[list[float]]) -> str:
+    return jsonl_text({"id": q.id, "subject": q.task, "answer": q.response, "prediction": p, "letter_logprobs": dict(zip(CHOICE_LETTERS, s))}
+                      for q, p, s in zip(questions, predicted, scores))

@@ -7,7 +7,6 @@ Reported per task, macro-averaged (tasks weigh alike) and micro-averaged (prompt
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar
@@ -20,10 +19,10 @@ from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table
 from labelbudget.evaluation.rules import score_prediction
-from labelbudget.io import atomic_write_text
+from labelbudget.io import jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.generation import StopStrings, truncate_at_stop
-from labelbudget.scoring.module import PromptProgress, ScoringModule, length_sorted_batches, prompt_loader
+from labelbudget.scoring.module import ScoringModule, predict_prompts
 
 DEFAULT_RULE = "exact"  # for examples whose loader names no rule
 
@@ -48,7 +47,7 @@ class TaskEvaluation(Evaluation):
         test = limit_per_task(context.data.test, self.limit_per_task)
         answers = generate_answers(context.loaded, test, self, context.trainer_factory)
         metrics, scores = grade(test, answers)
-        atomic_write_text(context.output_dir / "predictions.jsonl", predictions_jsonl(test, answers, scores))
+        context.write_text("predictions.jsonl", predictions_jsonl(test, answers, scores))
         settings = {**asdict(self), "n_prompts": len(test), "template": type(context.loaded.template).__name__}
         rows = [[name.removeprefix("tasks/"), value] for name, value in metrics.items()]
         return EvalResult(metrics, settings, markdown_table(["task", "accuracy"], rows))
@@ -75,11 +74,9 @@ def generate(loaded: LoadedModel, token_ids: list[list[int]], max_new_tokens: in
              trainer_factory: Callable[..., L.Trainer], stop_strings: tuple[str, ...] = (), desc: str = "generating") -> list[str]:
     """Greedy continuations of tokenised prompts, in order, cut before the first stop string;
     length-sorted batches, KV cache, a batch ends when every row hit EOS or a stop string."""
-    batches = length_sorted_batches([len(t) for t in token_ids], batch_size)
     stop = StopStrings(loaded.tokenizer, stop_strings) if stop_strings else None
     module = ScoringModule(loaded.model, max_new_tokens, loaded.eos_token_ids, loaded.tokenizer.pad_token_id, "last", stop)
-    trainer = trainer_factory(callbacks=[PromptProgress(len(token_ids), desc)])
-    outputs = trainer.predict(module, dataloaders=prompt_loader(token_ids, batches, loaded.tokenizer.pad_token_id))
+    outputs = predict_prompts(module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc)
     answers: list[str] = [""] * len(token_ids)
     for out in outputs:
         for row, tokens in zip(out["rows"].tolist(), out["tokens"]):
@@ -105,8 +102,5 @@ def grade(pool: Pool, answers: list[str]) -> tuple[dict[str, float], list[float]
 
 def predictions_jsonl(pool: Pool, answers: list[str], scores: list[float]) -> str:
     """One line per test prompt: what was asked, expected, answered, and how it scored."""
-    lines = [
-        json.dumps({"id": e.id, "task": e.task, "prompt": e.prompt, "reference": e.response, "prediction": a, "score": s}, ensure_ascii=False)
-        for e, a, s in zip(pool, answers, scores)
-    ]
-    return "\n".join(lines) + "\n"
+    return jsonl_text({"id": e.id, "task": e.task, "prompt": e.prompt, "reference": e.response, "prediction": a, "score": s}
+                      for e, a, s in zip(pool, answers, scores))

@@ -3,26 +3,36 @@
 Key = hash(model config, pool content, scoring settings). A pass writes one shard per group of
 batches as soon as the group is done (atomically), so an interrupted pass resumes from its last
 finished shard; the finished pass merges the shards into `scores.*` in pool order.
+
+Under DDP each rank scores and writes the shards whose number is its rank modulo the world size;
+rank 0 merges. Concurrent jobs (a sweep's seeds, selectors, budgets) share the cache: the first
+to arrive takes a file lock on the key and scores, the others wait for it and read its result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import numpy as np
-from tqdm.auto import tqdm
+from filelock import FileLock, Timeout
 
 from labelbudget.data.schema import Pool
+from labelbudget.distributed import barrier, is_main_process
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import ScoringModule, length_sorted_batches, prompt_loader
+from labelbudget.scoring.module import PromptProgress, RankBatches, ScoringModule, length_sorted_batches
 from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
 from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,25 +61,20 @@ def cache_key(pool: Pool, model_config: dict[str, Any], settings: Any) -> str:
 class ShardWriter(L.Callback):
     """Collects predict outputs and writes each shard the moment its last batch arrives."""
 
-    def __init__(self, folder: Path, shards: list[list[int]], ids: list[str], decode: Callable, total: int):
+    def __init__(self, folder: Path, shards: list[list[int]], ids: list[str], decode: Callable):
         self.folder = folder
         self.shard_of_row = {row: s for s, rows in enumerate(shards) for row in rows}
         self.missing = {s: len(rows) for s, rows in enumerate(shards)}
         self.pending: dict[int, list[dict]] = {}
         self.ids = ids
         self.decode = decode
-        self.progress = tqdm(total=total, desc="scoring", unit="prompt", dynamic_ncols=True)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         shard = self.shard_of_row[int(outputs["rows"][0])]
         self.pending.setdefault(shard, []).append({k: v.cpu() for k, v in outputs.items()})
         self.missing[shard] -= len(outputs["rows"])
-        self.progress.update(len(outputs["rows"]))
         if self.missing[shard] == 0:
             self._write(shard, self.pending.pop(shard))
-
-    def on_predict_end(self, trainer, pl_module):
-        self.progress.close()
 
     def _write(self, shard: int, outputs: list[dict]) -> None:
         rows = np.concatenate([o["rows"].numpy() for o in outputs])
@@ -95,6 +100,26 @@ def load_cached(folder: Path) -> Scores | None:
     return Scores.load(final) if final.with_suffix(".json").is_file() else None
 
 
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold the cache key's file lock while checking and filling it. Only a job's main process
+    takes it: the job's other ranks run inside its pass (they start at its first Trainer call)."""
+    if not is_main_process():
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another job is scoring this pool into %s; waiting for it", folder)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def score_pool(
     pool: Pool,
     loaded: LoadedModel | Callable[[], LoadedModel],
@@ -107,41 +132,44 @@ def score_pool(
     (resuming any finished shards). `loaded` may be a zero-argument loader, so a cache hit never
     loads the model."""
     folder = cache_folder(pool, model_config, settings, cache_root)
-    cached = load_cached(folder)
-    if cached is not None:
-        return cached
-    if callable(loaded):
-        loaded = loaded()
+    with exclusive(folder):
+        cached = load_cached(folder)
+        if cached is not None:
+            return cached
+        if callable(loaded):
+            loaded = loaded()
+        return _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
+
+
+def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dict[str, Any], settings: ScoringSettings,
+                trainer_factory: Callable[..., L.Trainer]) -> Scores:
     tokenizer = loaded.tokenizer
     token_ids = [loaded.template.encode_prompt(tokenizer, example) for example in pool]
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
     step = settings.batches_per_shard
-    shards = [[row for batch in batches[i : i + step] for row in batch] for i in range(0, len(batches), step)]
-    done = {s for s in range(len(shards)) if shard_stem(folder, s).with_suffix(".json").is_file()}
-    todo = [batch for i in range(0, len(batches), step) if i // step not in done for batch in batches[i : i + step]]
+    shards = [batches[i : i + step] for i in range(0, len(batches), step)]
+    todo = {s: group for s, group in enumerate(shards) if not shard_stem(folder, s).with_suffix(".json").is_file()}
 
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        folder / "meta.json",
-        json.dumps({"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}, indent=2, default=str),
-    )
+    if is_main_process():
+        meta = {"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2, default=str))
+    world = 1
     if todo:
-        writer = ShardWriter(
-            folder,
-            shards,
-            pool.ids,
-            lambda tokens: tokenizer.decode(tokens, skip_special_tokens=True),
-            total=sum(len(b) for b in todo),
-        )
-        loader = prompt_loader(token_ids, todo, tokenizer.pad_token_id)
+        rows_of_shard = [[row for batch in group for row in batch] for group in shards]
+        decode = partial(tokenizer.decode, skip_special_tokens=True)
+        trainer = trainer_factory(callbacks=[ShardWriter(folder, rows_of_shard, pool.ids, decode), PromptProgress("scoring")])
         module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, tokenizer.pad_token_id, settings.pooling)
-        trainer_factory(callbacks=[writer]).predict(module, dataloaders=loader, return_predictions=False)
-
-    merged = Scores.concat([Scores.load(shard_stem(folder, s)) for s in range(len(shards))])
-    position = {id_: i for i, id_ in enumerate(merged.ids)}
-    scores = merged.take([position[id_] for id_ in pool.ids])
-    scores.save(folder / "scores")
-    for s in range(len(shards)):
-        for suffix in (".json", ".safetensors"):
-            shard_stem(folder, s).with_suffix(suffix).unlink()
-    return scores
+        trainer.predict(module, datamodule=RankBatches(token_ids, todo, tokenizer.pad_token_id), return_predictions=False)
+        world = trainer.world_size
+        barrier()  # every rank's shards are on disk
+    if is_main_process():
+        merged = Scores.concat([Scores.load(shard_stem(folder, s)) for s in range(len(shards))])
+        position = {id_: i for i, id_ in enumerate(merged.ids)}
+        merged.take([position[id_] for id_ in pool.ids]).save(folder / "scores")
+        for s in range(len(shards)):
+            for suffix in (".json", ".safetensors"):
+                shard_stem(folder, s).with_suffix(suffix).unlink()
+    if world > 1:
+        barrier()  # the merged scores are published
+    return load_cached(folder)

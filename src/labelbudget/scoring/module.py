@@ -1,13 +1,16 @@
-"""Scoring as a LightningModule run through `Trainer.predict`: devices, precision and (later)
-DDP come from the Trainer config, not from this code."""
+"""Scoring as a LightningModule run through `Trainer.predict`: devices, precision and DDP come
+from the Trainer config, not from this code."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from labelbudget.distributed import gather
 from labelbudget.scoring.generation import greedy_score
 
 
@@ -68,14 +71,48 @@ def prompt_loader(token_ids: list[list[int]], batches: list[list[int]], pad_toke
     return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))
 
 
-class PromptProgress(L.Callback):
-    """A prompts/s progress bar for an inference pass (Lightning's own bar counts batches)."""
+class RankBatches(L.LightningDataModule):
+    """A batch plan in numbered groups, cut across ranks when predict starts (only then is a
+    rank known): rank r replays the groups whose number is r modulo the world size, so every
+    prompt is predicted exactly once whatever the pool size. A group (a cache shard) is never
+    split, so one rank writes it whole."""
 
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc = total, desc
+    def __init__(self, token_ids: list[list[int]], groups: dict[int, list[list[int]]], pad_token_id: int):
+        super().__init__()
+        self.token_ids = token_ids
+        self.groups = groups
+        self.pad_token_id = pad_token_id
+        self.prompts_here = 0
+
+    def predict_dataloader(self) -> DataLoader:
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        mine = [batch for number, group in self.groups.items() if number % world == rank for batch in group]
+        self.prompts_here = sum(len(batch) for batch in mine)
+        return prompt_loader(self.token_ids, mine, self.pad_token_id)
+
+
+def predict_prompts(module: L.LightningModule, token_ids: list[list[int]], batch_size: int, pad_token_id: int,
+                    trainer_factory: Callable[..., L.Trainer], desc: str) -> list[dict]:
+    """Length-sorted batches of the prompts through `module.predict_step`, each rank its share;
+    every rank's outputs (on the CPU) come back on every rank, so all compute the same metrics."""
+    batches = length_sorted_batches([len(t) for t in token_ids], batch_size)
+    trainer = trainer_factory(callbacks=[PromptProgress(desc)])
+    outputs = trainer.predict(module, datamodule=RankBatches(token_ids, {i: [b] for i, b in enumerate(batches)}, pad_token_id)) or []
+    local = [{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in out.items()} for out in outputs]
+    return [out for part in gather(local, trainer.world_size) for out in part]
+
+
+class PromptProgress(L.Callback):
+    """A prompts/s progress bar for an inference pass (Lightning's own bar counts batches); under
+    DDP, rank 0 shows its own share."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
 
     def on_predict_start(self, trainer, pl_module):
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="prompt", dynamic_ncols=True)
+        desc = self.desc if trainer.world_size == 1 else f"{self.desc} (rank 0 of {trainer.world_size})"
+        self.bar = tqdm(total=trainer.datamodule.prompts_here, desc=desc, unit="prompt", dynamic_ncols=True,
+                        disable=not trainer.is_global_zero)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.bar.update(len(batch["rows"]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbudget.data.schema import Pool
-from labelbudget.io import atomic_write_bytes, atomic_write_text
+from labelbudget.io import atomic_write_bytes, atomic_write_text, jsonl_text
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection
 from labelbudget.selection.task_diversity import task_log_confidence
@@ -48,12 +47,9 @@ def _rows_of(pool: Pool, ids: list[str]) -> list[int]:
 
 def selection_jsonl(pool: Pool, selection: Selection) -> str:
     """One line per chosen prompt, rank 1 first: what an annotator needs, no hidden response."""
-    lines = []
-    for rank, row in enumerate(_rows_of(pool, selection.ids), start=1):
-        example = pool[row]
-        record = {"rank": rank, "id": example.id, "task": example.task, "prompt": example.prompt, "context": example.context}
-        lines.append(json.dumps(record, ensure_ascii=False))
-    return "\n".join(lines) + "\n"
+    examples = (pool[row] for row in _rows_of(pool, selection.ids))
+    return jsonl_text({"rank": rank, "id": e.id, "task": e.task, "prompt": e.prompt, "context": e.context}
+                      for rank, e in enumerate(examples, start=1))
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -128,10 +124,8 @@ def selection_statistics(rows: list[TaskRow]) -> dict[str, float]:
     }
 
 
-def write_selection_outputs(folder: Path, pool: Pool, selection: Selection, scores: Scores | None, selector: str, budget: int) -> list[TaskRow]:
-    """Write selection.jsonl, allocation.csv and allocation.png; return the per-task rows."""
-    rows = task_rows(pool, selection, scores)
+def write_selection_outputs(folder: Path, rows: list[TaskRow], pool: Pool, selection: Selection, selector: str, budget: int) -> None:
+    """Write selection.jsonl, allocation.csv and allocation.png from the per-task rows."""
     atomic_write_text(folder / "selection.jsonl", selection_jsonl(pool, selection))
     atomic_write_text(folder / "allocation.csv", allocation_csv(rows))
     atomic_write_bytes(folder / "allocation.png", allocation_plot(rows, f"{selector}, budget {budget}"))
-    return rows

@@ -8,11 +8,13 @@ cuts the padding that would otherwise dominate short-answer data.
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from labelbudget.data.schema import Example
+from labelbudget.errors import ConfigError
 from labelbudget.models.templates import PromptTemplate
 
 IGNORE_INDEX = -100  # label of prompt and padding tokens: no loss
@@ -62,22 +64,30 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
     Rows are shuffled, cut into mega-batches of `group` batches, sorted by length inside each,
     then batched; the batch order is shuffled again. Lightning calls `set_epoch` each epoch.
+
+    Under DDP `batch_size` stays the effective (global) batch: every rank draws the same global
+    batches (same seed) and takes every world-th row of each, so one optimiser step sees the same
+    rows as on one device. A last batch with fewer rows than ranks joins the batch before it.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50, rank: int = 0, world_size: int = 1):
+        if len(lengths) < world_size:
+            raise ConfigError(f"{len(lengths)} training examples cannot be shared by {world_size} ranks")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group = group
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return len(self.global_batches())
 
-    def __iter__(self):
+    def global_batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         mega = self.batch_size * self.group
@@ -86,5 +96,27 @@ class LengthGroupedBatches(Sampler[list[int]]):
             chunk = order[start : start + mega]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
             batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        for b in rng.permutation(len(batches)):
-            yield batches[b]
+        if len(batches) > 1 and len(batches[-1]) < self.world_size:
+            last = batches.pop()
+            batches[-1] += last
+        return [batches[b] for b in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        for batch in self.global_batches():
+            yield batch[self.rank :: self.world_size]
+
+
+class SFTData(L.LightningDataModule):
+    """The training rows, batched once the Trainer knows this process's rank and the world size."""
+
+    def __init__(self, rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int, pad_token_id: int):
+        super().__init__()
+        self.rows = rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pad_token_id = pad_token_id
+
+    def train_dataloader(self) -> DataLoader:
+        batches = LengthGroupedBatches([len(ids) for ids, _ in self.rows], self.batch_size, self.seed,
+                                       rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+        return DataLoader(SFTDataset(self.rows), batch_sampler=batches, collate_fn=RightPadCollator(self.pad_token_id))

@@ -7,11 +7,10 @@ import time
 from typing import Any, Callable
 
 import lightning as L
-from torch.utils.data import DataLoader
 
 from labelbudget.data.schema import Example
 from labelbudget.models.loading import LoadedModel
-from labelbudget.training.data import LengthGroupedBatches, RightPadCollator, SFTDataset, encode_sft
+from labelbudget.training.data import SFTData, encode_sft
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.module import SFTModule
 
@@ -34,8 +33,6 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
                     clipped, len(rows), settings.max_length)
     loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
     loaded.model.train()
-    batches = LengthGroupedBatches([len(ids) for ids, _ in rows], settings.batch_size, seed)
-    loader = DataLoader(SFTDataset(rows), batch_sampler=batches, collate_fn=RightPadCollator(tokenizer.pad_token_id))
     trainer = trainer_factory(
         max_epochs=settings.epochs,
         accumulate_grad_batches=settings.accumulate_grad_batches,
@@ -45,7 +42,7 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         use_distributed_sampler=False,
     )
     start = time.perf_counter()
-    trainer.fit(SFTModule(loaded.model, settings.learning_rate), train_dataloaders=loader)
+    trainer.fit(SFTModule(loaded.model, settings.learning_rate), datamodule=SFTData(rows, settings.batch_size, seed, tokenizer.pad_token_id))
     seconds = time.perf_counter() - start
     loaded.model.eval()
     tokens = settings.epochs * sum(len(ids) for ids, _ in rows)
