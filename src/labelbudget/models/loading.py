@@ -48,19 +48,35 @@ def ready_for_inference(model, tokenizer, template: PromptTemplate) -> LoadedMod
     return LoadedModel(model=model, tokenizer=tokenizer, template=template)
 
 
-def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "float32", revision: str | None = None) -> LoadedModel:
-    """Any hub id (e.g. meta-llama/Llama-2-7b-hf) or local checkpoint folder."""
+def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "float32", revision: str | None = None,
+                    load_in_4bit: bool = False) -> LoadedModel:
+    """Any hub id (e.g. meta-llama/Llama-2-7b-hf) or local checkpoint folder; `load_in_4bit`
+    quantises the weights to NF4 with bitsandbytes (QLoRA), computing in `dtype`, for small GPUs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quantization = four_bit_config(_dtype(dtype)) if load_in_4bit else None
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=_dtype(dtype),
+                                                     quantization_config=quantization)
     except OSError as error:
         raise MissingResourceError(
             f"cannot load model {name_or_path!r}: {error}. Give a local folder with model.name_or_path=..., "
             "or log in to the hub (huggingface-cli login) where the model is gated"
         ) from error
     return ready_for_inference(model, tokenizer, template)
+
+
+def four_bit_config(compute_dtype: torch.dtype):
+    """NF4 weights with double quantisation (Dettmers et al., QLoRA); needs CUDA and bitsandbytes."""
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingResourceError('model.loader.load_in_4bit needs bitsandbytes: pip install "labelbudget[quantization]"')
+    if not torch.cuda.is_available():
+        raise MissingResourceError("model.loader.load_in_4bit needs a CUDA GPU (bitsandbytes)")
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
 
 
 def smollm2_gguf_path() -> Path:

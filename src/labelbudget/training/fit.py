@@ -7,9 +7,12 @@ import time
 from typing import Any, Callable
 
 import lightning as L
+import torch
 
 from labelbudget.data.schema import Example
+from labelbudget.distributed import print_once
 from labelbudget.models.loading import LoadedModel
+from labelbudget.models.memory import GIB, MemoryPlan, plan_memory
 from labelbudget.training.data import SFTData, encode_sft
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.module import SFTModule
@@ -22,7 +25,7 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
     """LoRA-fine-tune `loaded.model` in place on the annotated examples; returns training stats.
 
     `settings` is the finetune config (lora, epochs, learning_rate, batch_size,
-    accumulate_grad_batches, max_length).
+    accumulate_grad_batches, max_length, gradient_checkpointing).
     """
     L.seed_everything(seed, verbose=False)
     tokenizer = loaded.tokenizer
@@ -31,8 +34,12 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
     if clipped:
         log.warning("%d of %d examples exceed finetune.max_length=%d and lose the start of their prompt",
                     clipped, len(rows), settings.max_length)
-    loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
-    loaded.model.train()
+    if settings.gradient_checkpointing:  # keep each layer's input only; recompute the rest in backward
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(loaded.model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=settings.gradient_checkpointing)
     trainer = trainer_factory(
         max_epochs=settings.epochs,
         accumulate_grad_batches=settings.accumulate_grad_batches,
@@ -41,6 +48,10 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         log_every_n_steps=1,
         use_distributed_sampler=False,
     )
+    plan = memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes)
+    print_once(plan.table())
+    loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
+    loaded.model.train()
     start = time.perf_counter()
     trainer.fit(SFTModule(loaded.model, settings.learning_rate), datamodule=SFTData(rows, settings.batch_size, seed, tokenizer.pad_token_id))
     seconds = time.perf_counter() - start
@@ -51,4 +62,15 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         "train/seconds": seconds,
         "train/tokens_per_s": tokens / seconds,
         "train/examples": float(len(rows)),
+        "train/planned_memory_gib": plan.total_bytes / GIB,
+        **({"train/peak_memory_gib": torch.cuda.max_memory_allocated() / GIB} if torch.cuda.is_available() else {}),
     }
+
+
+def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) -> MemoryPlan:
+    """The plan for this fine-tune: the longest batch a device can get (its share of the
+    longest rows), the model's own architecture, dtype and quantisation."""
+    per_device = -(-settings.batch_size // devices)
+    tokens = sorted((len(ids) for ids, _ in rows), reverse=True)[:per_device]
+    return plan_memory(loaded.model.config, loaded.model.dtype, dict(settings.lora), len(tokens), max(tokens),
+                       settings.gradient_checkpointing, getattr(loaded.model, "is_loaded_in_4bit", False))
