@@ -4,7 +4,7 @@ naive: per prompt, `model.generate` (greedy, KV cache, scores returned) and then
 forward over the prompt for the embedding: what a first implementation usually does.
 ours: length-sorted batches, one prefill for embedding + first token, cached decoding.
 
-    python benchmarks/scoring_throughput.py --n 256 [--model smollm2_135m|tiny_llama]
+    python benchmarks/scoring_throughput.py --n 256 [--model smollm2_135m|tiny_llama] [--gpu]   # --gpu: CUDA, bf16
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def naive(loaded, prompts: list[list[int]], max_new_tokens: int) -> tuple[float,
     start = time.perf_counter()
     with torch.no_grad():
         for ids in prompts:
-            input_ids = torch.tensor([ids])
+            input_ids = torch.tensor([ids], device=model.device)
             out = model.generate(
                 input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens, do_sample=False,
                 output_scores=True, return_dict_in_generate=True, eos_token_id=loaded.eos_token_ids, pad_token_id=tok.pad_token_id,
@@ -49,7 +49,7 @@ def one_pass(loaded, prompts: list[list[int]], max_new_tokens: int, batch_size: 
     generated = 0
     start = time.perf_counter()
     for batch_rows in length_sorted_batches([len(p) for p in prompts], batch_size):
-        batch = collate([(r, prompts[r]) for r in batch_rows])
+        batch = {k: v.to(loaded.model.device) for k, v in collate([(r, prompts[r]) for r in batch_rows]).items()}
         out = greedy_score(loaded.model, batch["input_ids"], batch["attention_mask"], max_new_tokens,
                            loaded.eos_token_ids, loaded.tokenizer.pad_token_id)
         generated += int(out["n_tokens"].sum())
@@ -63,9 +63,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", choices=["smollm2_135m", "tiny_llama"], default="smollm2_135m")
     parser.add_argument("--cache-dir", default="~/.cache/labelbudget/models")
+    parser.add_argument("--gpu", action="store_true", help="run both on CUDA in bfloat16")
     args = parser.parse_args()
 
     loaded = load_smollm2(args.cache_dir, ChatTemplate()) if args.model == "smollm2_135m" else build_tiny_llama()
+    if args.gpu:
+        loaded.model.to("cuda", dtype=torch.bfloat16)
     pool = build_synthetic_suite().pool
     prompts = [loaded.template.encode_prompt(loaded.tokenizer, e) for e in list(pool)[: args.n]]
     prompt_tokens = sum(len(p) for p in prompts)
@@ -82,7 +85,7 @@ def main() -> None:
         print(name, results[name], flush=True)
     speedup = results["naive loop"]["seconds"] / results["one-pass scorer"]["seconds"]
     print(json.dumps({
-        "date": str(date.today()), "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "date": str(date.today()), "machine": torch.cuda.get_device_name() if args.gpu else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "model": args.model, "n_prompts": len(prompts), "prompt_tokens": prompt_tokens, "results": results,
         "speedup": round(speedup, 2),
     }, indent=2))

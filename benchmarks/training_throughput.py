@@ -1,7 +1,10 @@
 """Training throughput: our Lightning LoRA loop against a plain Hugging Face Trainer + peft,
 same model, data, LoRA settings, batch size and epochs, side by side in one run.
 
-    python benchmarks/training_throughput.py [--n 150] [--epochs 1] [--model smollm2_135m|tiny_llama]
+    python benchmarks/training_throughput.py [--n 150] [--epochs 1] [--model smollm2_135m|tiny_llama] [--gpu]
+
+With --gpu both run on CUDA in bf16 mixed precision, and our run's memory plan is printed beside
+the measured peak (torch.cuda.max_memory_allocated).
 
 Tokens/s counts real (non-padding) tokens; an uncounted warm-up run goes first. The HF Trainer runs as most people run it (dynamic
 padding, no length grouping), and once more with its own length-grouped sampler.
@@ -34,9 +37,15 @@ LORA = {"rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "
 
 def ours(loaded, examples, args) -> float:
     settings = SimpleNamespace(lora=LORA, epochs=args.epochs, learning_rate=1e-4, batch_size=args.batch_size,
-                               accumulate_grad_batches=1, max_length=512)
-    factory = lambda **kw: L.Trainer(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False, **kw)  # noqa: E731
-    return fine_tune(loaded, examples, settings, factory, None, seed=0)["train/seconds"]
+                               accumulate_grad_batches=1, max_length=512, gradient_checkpointing=False)
+    device = {"accelerator": "gpu", "precision": "bf16-mixed"} if args.gpu else {"accelerator": "cpu"}
+    factory = lambda **kw: L.Trainer(devices=1, enable_progress_bar=False, enable_model_summary=False, **device, **kw)  # noqa: E731
+    if args.gpu:
+        torch.cuda.reset_peak_memory_stats()
+    stats = fine_tune(loaded, examples, settings, factory, None, seed=0)
+    if args.gpu:
+        print(f"memory: planned {stats['train/planned_memory_gib']:.3f} GiB, measured peak {stats['train/peak_memory_gib']:.3f} GiB")
+    return stats["train/seconds"]
 
 
 def hugging_face(loaded, examples, args, group_by_length: bool) -> float:
@@ -49,7 +58,7 @@ def hugging_face(loaded, examples, args, group_by_length: bool) -> float:
         model=model,
         args=TrainingArguments(output_dir="/tmp/hf-bench", per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
                                learning_rate=1e-4, optim="adamw_torch", weight_decay=0.0, report_to=[], save_strategy="no",
-                               logging_strategy="no", disable_tqdm=True, use_cpu=True, seed=0, train_sampling_strategy="group_by_length" if group_by_length else "random",
+                               logging_strategy="no", disable_tqdm=True, use_cpu=not args.gpu, bf16=args.gpu, seed=0, train_sampling_strategy="group_by_length" if group_by_length else "random",
                                dataloader_num_workers=0),
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(loaded.tokenizer, padding=True, label_pad_token_id=-100),
@@ -66,6 +75,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--model", choices=["smollm2_135m", "tiny_llama"], default="smollm2_135m")
     parser.add_argument("--cache-dir", default="~/.cache/labelbudget/models")
+    parser.add_argument("--gpu", action="store_true", help="CUDA, bf16 mixed precision")
     args = parser.parse_args()
 
     base = load_smollm2(args.cache_dir, ChatTemplate()) if args.model == "smollm2_135m" else build_tiny_llama()
@@ -85,7 +95,7 @@ def main() -> None:
         seconds = run(loaded)
         results[name] = {"seconds": round(seconds, 1), "tokens_per_s": round(tokens / seconds, 1)}
         print(name, results[name], flush=True)
-    print(json.dumps({"date": str(date.today()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+    print(json.dumps({"date": str(date.today()), "machine": torch.cuda.get_device_name() if args.gpu else f"{platform.machine()}, {torch.get_num_threads()} threads",
                       "model": args.model, "examples": len(examples), "epochs": args.epochs, "batch_size": args.batch_size,
                       "real_tokens": tokens, "results": results}, indent=2))
 
