@@ -154,3 +154,16 @@ def tiny_pool_scored(tmp_path):
     trainer = partial(L.Trainer, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     scores = score_pool(pool, build_tiny_llama(template=PlainTemplate()), identity, settings, tmp_path / "other", trainer)
     return pool, identity, settings, scores
+
+
+def test_fsdp_config_wraps_each_llama_decoder_layer():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=fsdp", "paths.output_dir=out"])
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy) and strategy.kwargs["use_orig_params"] is True
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}

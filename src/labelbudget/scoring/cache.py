@@ -143,6 +143,7 @@ def score_pool(
 
 def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dict[str, Any], settings: ScoringSettings,
                 trainer_factory: Callable[..., L.Trainer]) -> Scores:
+    """The pass itself: the shards not yet on disk, each rank its own; rank 0 merges and publishes."""
     tokenizer = loaded.tokenizer
     token_ids = [loaded.template.encode_prompt(tokenizer, example) for example in pool]
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
