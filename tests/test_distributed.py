@@ -167,3 +167,26 @@ def test_fsdp_config_wraps_each_llama_decoder_layer():
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy) and strategy.kwargs["use_orig_params"] is True
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+
+
+def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(tmp_path, tiny_pool_scored, monkeypatch):
+    import labelbudget.scoring.cache as cache
+
+    pool, identity, settings, finished = tiny_pool_scored
+    folder = cache_folder(pool, identity, settings, tmp_path)
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(cache, "job_identity", lambda: "SLURM_JOB_ID=2/0")
+    (folder / cache.CLAIM).write_text("SLURM_JOB_ID=1/0")  # another job is scoring this pool
+    result = {}
+    follower = threading.Thread(target=lambda: result.setdefault("scores", cache.follow_main_process(folder, poll_s=0.05)))
+    follower.start()
+    time.sleep(0.5)
+    assert follower.is_alive()  # neither joins the other job's pass nor scores alone
+    finished.save(folder / "scores")
+    follower.join(timeout=10)
+    assert result["scores"].ids == finished.ids
+
+    other = cache_folder(pool, identity, ScoringSettings(max_new_tokens=4), tmp_path)
+    other.mkdir()
+    (other / cache.CLAIM).write_text("SLURM_JOB_ID=2/0")  # its own job's main process claimed the pass
+    assert cache.follow_main_process(other, poll_s=0.05) is None  # so it takes its share

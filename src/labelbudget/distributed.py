@@ -30,6 +30,15 @@ def is_main_process() -> bool:
 print_once = rank_zero_only(print)  # what the terminal shows once, not once per rank
 
 
+def job_identity() -> str:
+    """The same on every rank of one job, different between jobs running at once: the scheduler's
+    job id, or the main process's pid (Lightning starts the other ranks as its children)."""
+    for key in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
+        if key in os.environ:
+            return f"{key}={os.environ[key]}/{os.environ.get('SLURM_STEP_ID', '')}"
+    return f"pid={os.getpid() if is_main_process() else os.getppid()}"
+
+
 def gather(obj: Any, world_size: int) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank ([obj] in a single process)."""
     if world_size == 1 or not dist.is_initialized():

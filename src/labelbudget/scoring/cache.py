@@ -7,6 +7,8 @@ finished shard; the finished pass merges the shards into `scores.*` in pool orde
 Under DDP each rank scores and writes the shards whose number is its rank modulo the world size;
 rank 0 merges. Concurrent jobs (a sweep's seeds, selectors, budgets) share the cache: the first
 to arrive takes a file lock on the key and scores, the others wait for it and read its result.
+A job's main process decides for all its ranks: it claims the pass in a file naming the job, and
+the other ranks join a pass only when it is their job's claim (else they wait for the scores).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -25,7 +28,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from labelbudget.data.schema import Pool
-from labelbudget.distributed import barrier, is_main_process
+from labelbudget.distributed import barrier, is_main_process, job_identity
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.module import PromptProgress, RankBatches, ScoringModule, length_sorted_batches
@@ -33,6 +36,8 @@ from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
 from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
 
 log = logging.getLogger(__name__)
+
+CLAIM = "claimed-by"  # in a cache folder while a job's pass fills it: which job
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,8 @@ def load_cached(folder: Path) -> Scores | None:
 
 @contextmanager
 def exclusive(folder: Path) -> Iterator[None]:
-    """Hold the cache key's file lock while checking and filling it. Only a job's main process
-    takes it: the job's other ranks run inside its pass (they start at its first Trainer call)."""
-    if not is_main_process():
-        yield
-        return
+    """Hold the cache key's file lock while checking and filling it (a job's main process only:
+    its other ranks take part in its pass, see `follow_main_process`)."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / ".lock"))
     try:
@@ -118,6 +120,20 @@ def exclusive(folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def follow_main_process(folder: Path, poll_s: float = 1.0) -> Scores | None:
+    """A non-main rank's view of the cache: the scores once published, or None as soon as its own
+    job's main process has claimed the pass (then this rank takes its share). Ranks started by a
+    scheduler all at once must not decide alone: another job may be scoring the same pool."""
+    while True:
+        cached = load_cached(folder)
+        if cached is not None:
+            return cached
+        claim = folder / CLAIM
+        if claim.is_file() and claim.read_text() == job_identity():
+            return None
+        time.sleep(poll_s)
 
 
 def score_pool(
@@ -132,13 +148,22 @@ def score_pool(
     (resuming any finished shards). `loaded` may be a zero-argument loader, so a cache hit never
     loads the model."""
     folder = cache_folder(pool, model_config, settings, cache_root)
+    if not is_main_process():
+        cached = follow_main_process(folder)
+        return cached if cached is not None else _score_into(folder, pool, _ready(loaded), model_config, settings, trainer_factory)
     with exclusive(folder):
         cached = load_cached(folder)
         if cached is not None:
             return cached
-        if callable(loaded):
-            loaded = loaded()
-        return _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
+        atomic_write_text(folder / CLAIM, job_identity())
+        try:
+            return _score_into(folder, pool, _ready(loaded), model_config, settings, trainer_factory)
+        finally:
+            (folder / CLAIM).unlink(missing_ok=True)
+
+
+def _ready(loaded: LoadedModel | Callable[[], LoadedModel]) -> LoadedModel:
+    return loaded() if callable(loaded) else loaded
 
 
 def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dict[str, Any], settings: ScoringSettings,
