@@ -19,6 +19,7 @@ from filelock import FileLock
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
 from labelbudget.scoring.module import RankBatches
 from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
+from labelbudget.distributed import check_strategy
 from labelbudget.errors import ConfigError
 from labelbudget.training.data import LengthGroupedBatches
 
@@ -190,3 +191,16 @@ def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(tmp_path,
     other.mkdir()
     (other / cache.CLAIM).write_text("SLURM_JOB_ID=2/0")  # its own job's main process claimed the pass
     assert cache.follow_main_process(other, poll_s=0.05) is None  # so it takes its share
+
+
+def test_spawning_strategies_are_refused_before_any_work(tmp_path):
+    result = subprocess.run([sys.executable, "select.py", "model=tiny_llama", "+trainer.strategy=ddp_spawn",
+                             f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2 and "trainer.strategy='ddp_spawn' is not supported: use trainer=ddp" in result.stderr
+    assert not (tmp_path / "cache").exists()  # refused before scoring
+    for strategy in ("ddp_fork", "ddp_notebook", {"_target_": "DDPStrategy", "start_method": "spawn"}):
+        with pytest.raises(ConfigError, match="is not supported"):
+            check_strategy({"strategy": strategy})
+    for strategy in (None, "ddp", "auto", {"_target_": "FSDPStrategy"}):
+        check_strategy({"strategy": strategy})

@@ -17,6 +17,8 @@ from typing import Any, Iterator
 import torch.distributed as dist
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from labelbudget.errors import ConfigError
+
 # what Lightning's launcher puts in the environment of the process that starts the ranks
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -37,6 +39,16 @@ def job_identity() -> str:
         if key in os.environ:
             return f"{key}={os.environ[key]}/{os.environ.get('SLURM_STEP_ID', '')}"
     return f"pid={os.getpid() if is_main_process() else os.getppid()}"
+
+
+def check_strategy(trainer_cfg: Any) -> None:
+    """Refuse the spawn/fork strategies: their ranks run only the Trainer call, in copies of the
+    objects, so the rest of a stage (gathering, merging, writing) would see one rank's work."""
+    strategy = trainer_cfg.get("strategy") or ""
+    name = strategy if isinstance(strategy, str) else str(strategy.get("start_method", ""))
+    if any(word in name for word in ("spawn", "fork", "notebook")):
+        raise ConfigError(f"trainer.strategy={name!r} is not supported: use trainer=ddp (Lightning's subprocess launcher), "
+                          "torchrun or SLURM")
 
 
 def gather(obj: Any, world_size: int) -> list[Any]:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
-from labelbudget.distributed import is_main_process, print_once
+from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
 from labelbudget.io import atomic_write_text
@@ -102,6 +102,7 @@ class Prepared:
 
 def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     """Load and validate the pool, resolve and check the budget: no model yet."""
+    check_strategy(cfg.trainer)
     data: TaskData = instantiate(cfg.dataset)
     budget = resolve_budget(cfg.budget, len(data.pool), zero_allowed)
     selector: Selector = instantiate(cfg.selector)
@@ -296,6 +297,7 @@ def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
+    check_strategy(cfg.trainer)
     evals = evaluations(cfg)
     data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
     adapter = Path(cfg.adapter) if cfg.adapter else None
