@@ -80,6 +80,7 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
     assert record["run"] == {"dataset": "synthetic", "selector": "random", "budget": 40, "seed": 0, "model": "tiny_llama"}
     assert record["metrics"] == pytest.approx(metrics)
     assert 0 <= metrics["tasks/macro"] <= 1 and metrics["train/examples"] == 40
+    assert 0 < metrics["train/planned_memory_gib"] < 0.1  # the tiny model's plan, made before the fit
     assert record["settings"]["tasks"]["max_new_tokens"] == 4
     assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
     # the adapter reloads for evaluation and reproduces the end-of-training numbers

@@ -49,7 +49,8 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         use_distributed_sampler=False,
     )
     plan = memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes)
-    print_once(plan.table())
+    if plan is not None:
+        print_once(plan.table())
     loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
     loaded.model.train()
     start = time.perf_counter()
@@ -62,15 +63,20 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         "train/seconds": seconds,
         "train/tokens_per_s": tokens / seconds,
         "train/examples": float(len(rows)),
-        "train/planned_memory_gib": plan.total_bytes / GIB,
+        **({"train/planned_memory_gib": plan.total_bytes / GIB} if plan is not None else {}),
         **({"train/peak_memory_gib": torch.cuda.max_memory_allocated() / GIB} if torch.cuda.is_available() else {}),
     }
 
 
-def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) -> MemoryPlan:
+def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) -> MemoryPlan | None:
     """The plan for this fine-tune: the longest batch a device can get (its share of the
-    longest rows), the model's own architecture, dtype and quantisation."""
+    longest rows), the model's own architecture, dtype and quantisation. None, with a warning,
+    for an architecture that cannot be built on the meta device: a plan never stops a fine-tune."""
     per_device = -(-settings.batch_size // devices)
     tokens = sorted((len(ids) for ids, _ in rows), reverse=True)[:per_device]
-    return plan_memory(loaded.model.config, loaded.model.dtype, dict(settings.lora), len(tokens), max(tokens),
-                       settings.gradient_checkpointing, getattr(loaded.model, "is_loaded_in_4bit", False))
+    try:
+        return plan_memory(loaded.model.config, loaded.model.dtype, dict(settings.lora), len(tokens), max(tokens),
+                           settings.gradient_checkpointing, getattr(loaded.model, "is_loaded_in_4bit", False))
+    except Exception as error:  # noqa: BLE001 - any failure here only costs the plan
+        log.warning("no memory plan for %s: %s", type(loaded.model).__name__, error)
+        return None
