@@ -42,3 +42,14 @@ def test_tiny_llama_is_deterministic_by_seed():
     a, b, c = build_tiny_llama(seed=1), build_tiny_llama(seed=1), build_tiny_llama(seed=2)
     weight = lambda m: m.model.model.layers[0].mlp.up_proj.weight  # noqa: E731
     assert weight(a).equal(weight(b)) and not weight(a).equal(weight(c))
+
+
+def test_four_bit_loading_names_what_it_needs_before_touching_the_model(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    with pytest.raises(MissingResourceError, match=r'pip install "labelbudget\[quantization\]"'):
+        loading.load_pretrained("no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a))
+    monkeypatch.setattr(loading.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MissingResourceError, match="needs a CUDA GPU"):
+        loading.load_pretrained("no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,9 @@ def test_report_means_and_standard_errors_by_hand(tmp_path, capsys):
 def test_report_refuses_a_folder_without_runs(tmp_path):
     with pytest.raises(DataError, match="contains no metrics.json"):
         write_report([tmp_path], tmp_path)
+
+
+def test_the_report_imports_without_torch_or_lightning():
+    code = "import sys, labelbudget.tracking.report; assert not {'torch', 'lightning'} & set(sys.modules), sorted(sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]

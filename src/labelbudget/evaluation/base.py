@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from labelbudget.data.schema import Example, TaskData
-from labelbudget.distributed import is_main_process
 from labelbudget.io import atomic_write_text
 
 if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lightning
@@ -42,6 +41,8 @@ class EvalContext:
     def write_text(self, name: str, text: str) -> Path:
         """Write a file into the run folder (atomically), once: under DDP every rank computes the
         same results, and the main process alone writes them."""
+        from labelbudget.distributed import is_main_process  # here: the report imports this module without torch
+
         path = self.output_dir / name
         if is_main_process():
             atomic_write_text(path, text)

@@ -180,14 +180,12 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dic
     if is_main_process():
         meta = {"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}
         atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2, default=str))
-    world = 1
     if todo:
         rows_of_shard = [[row for batch in group for row in batch] for group in shards]
         decode = partial(tokenizer.decode, skip_special_tokens=True)
         trainer = trainer_factory(callbacks=[ShardWriter(folder, rows_of_shard, pool.ids, decode), PromptProgress("scoring")])
         module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, tokenizer.pad_token_id, settings.pooling)
         trainer.predict(module, datamodule=RankBatches(token_ids, todo, tokenizer.pad_token_id), return_predictions=False)
-        world = trainer.world_size
         barrier()  # every rank's shards are on disk
     if is_main_process():
         merged = Scores.concat([Scores.load(shard_stem(folder, s)) for s in range(len(shards))])
@@ -196,6 +194,5 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dic
         for s in range(len(shards)):
             for suffix in (".json", ".safetensors"):
                 shard_stem(folder, s).with_suffix(suffix).unlink()
-    if world > 1:
-        barrier()  # the merged scores are published
+    barrier()  # the merged scores are published
     return load_cached(folder)

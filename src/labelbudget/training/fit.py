@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from labelbudget.data.schema import Example
-from labelbudget.distributed import print_once
+from labelbudget.distributed import is_main_process
 from labelbudget.models.loading import LoadedModel
 from labelbudget.models.memory import GIB, MemoryPlan, plan_memory
 from labelbudget.training.data import SFTData, encode_sft
@@ -34,12 +34,14 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
     if clipped:
         log.warning("%d of %d examples exceed finetune.max_length=%d and lose the start of their prompt",
                     clipped, len(rows), settings.max_length)
-    if settings.gradient_checkpointing:  # keep each layer's input only; recompute the rest in backward
-        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if getattr(loaded.model, "is_loaded_in_4bit", False):
+    checkpointing = {"use_reentrant": False}  # keep each layer's input only; recompute the rest in backward
+    if getattr(loaded.model, "is_loaded_in_4bit", False):  # QLoRA: norms in fp32, checkpointing as asked
         from peft import prepare_model_for_kbit_training
 
-        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=settings.gradient_checkpointing)
+        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=settings.gradient_checkpointing,
+                                                       gradient_checkpointing_kwargs=checkpointing)
+    elif settings.gradient_checkpointing:
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     trainer = trainer_factory(
         max_epochs=settings.epochs,
         accumulate_grad_batches=settings.accumulate_grad_batches,
@@ -48,9 +50,9 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         log_every_n_steps=1,
         use_distributed_sampler=False,
     )
-    plan = memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes)
+    plan = memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes) if is_main_process() else None
     if plan is not None:
-        print_once(plan.table())
+        print(plan.table())
     loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
     loaded.model.train()
     start = time.perf_counter()
