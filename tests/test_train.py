@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from labelbudget.data.schema import Example
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.training.data import IGNORE_INDEX, RightPadCollator, SFTDataset, encode_sft
+from labelbudget.training.data import IGNORE_INDEX, RightPadCollator, SFTData, SFTDataset, encode_sft
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.module import SFTModule
 
@@ -58,6 +58,41 @@ def test_training_loss_falls_on_a_fixed_batch():
     assert sum(log.losses[-5:]) < sum(log.losses[:5])
     frozen = [p for n, p in model.named_parameters() if "lora_" not in n]
     assert all(not p.requires_grad for p in frozen)  # only the adapter trains
+
+
+class BatchLog(L.Callback):
+    """The rows of every training batch, by their first token (unique per row here), per epoch."""
+
+    def __init__(self):
+        self.epochs: list[list[tuple[int, ...]]] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.epochs[-1].append(tuple(batch["input_ids"][:, 0].tolist()))
+
+
+def fit_and_log_batches(seed: int) -> list[list[tuple[int, ...]]]:
+    tiny = build_tiny_llama()
+    # 24 rows of 6 lengths; row i starts with token 3 + i, so a batch names its rows
+    rows = [([3 + i] + [5] * (i % 6), [IGNORE_INDEX] + [5] * (i % 6)) for i in range(24)]
+    log = BatchLog()
+    model = attach_lora(tiny.model, rank=4, alpha=8, dropout=0.0, seed=0).train()
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False, callbacks=[log])
+    trainer.fit(SFTModule(model, learning_rate=1e-3), datamodule=SFTData(rows, batch_size=4, seed=seed, pad_token_id=0))
+    return log.epochs
+
+
+def test_each_epoch_draws_a_fresh_seeded_batch_order():
+    epochs = fit_and_log_batches(seed=7)
+    assert len(epochs) == 3 and all(len(batches) == 6 for batches in epochs)
+    for batches in epochs:  # every row once per epoch
+        assert sorted(row for batch in batches for row in batch) == list(range(3, 27))
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]
+    assert fit_and_log_batches(seed=7) == epochs  # the same seed: the same three orders
+    assert fit_and_log_batches(seed=8)[0] != epochs[0]
 
 
 def compose_train(tmp_path: Path, *overrides: str):

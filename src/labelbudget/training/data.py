@@ -63,7 +63,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
     """Seeded batches of similar-length rows, in a fresh random order every epoch.
 
     Rows are shuffled, cut into mega-batches of `group` batches, sorted by length inside each,
-    then batched; the batch order is shuffled again. Lightning calls `set_epoch` each epoch.
+    then batched; the batch order is shuffled again. The order is drawn from (seed, epoch), and
+    Lightning sets the epoch through `sampler` (below).
 
     Under DDP `batch_size` stays the effective (global) batch: every rank draws the same global
     batches (same seed) and takes every world-th row of each, so one optimiser step sees the same
@@ -80,6 +81,12 @@ class LengthGroupedBatches(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+
+    @property
+    def sampler(self) -> LengthGroupedBatches:
+        """Lightning calls `set_epoch` on `dataloader.sampler` and `batch_sampler.sampler`, never on
+        the batch sampler itself: this attribute is how each epoch reaches `set_epoch` here."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
