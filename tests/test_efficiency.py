@@ -115,27 +115,41 @@ def test_saved_fit_round_trips_and_clips(tmp_path):
         LinearFit.load(tmp_path / "bad.json")
 
 
-def brute_force_plan(auc, sizes, budget, step):
-    """Best mean predicted performance over every split in multiples of `step`."""
+def brute_force_plan(auc, sizes, budget, n_max):
+    """The best mean predicted performance over every split of exactly min(budget, pool) labels."""
     tasks = sorted(sizes)
-    best = -1.0
-    for counts in itertools.product(*[range(0, sizes[t] + 1, step) for t in tasks]):
-        if sum(counts) == budget:
-            best = max(best, mean_predicted_performance(dict(zip(tasks, counts)), auc))
-    return best
+    budget = min(budget, sum(sizes.values()))
+    return max(mean_predicted_performance(dict(zip(tasks, counts)), auc, n_max)
+               for counts in itertools.product(*[range(sizes[t] + 1) for t in tasks]) if sum(counts) == budget)
 
 
-@pytest.mark.parametrize("budget", [30, 60, 90])
-def test_planner_matches_brute_force_on_concave_curves(budget):
-    auc = {"fast": 0.7, "medium": 0.45, "slow": 0.2}
-    sizes = {"fast": 60, "medium": 60, "slow": 60}
-    counts = plan_budget(auc, sizes, budget, step=10)
-    assert sum(counts.values()) == budget and all(counts[t] <= sizes[t] for t in sizes)
-    assert mean_predicted_performance(counts, auc) == pytest.approx(brute_force_plan(auc, sizes, budget, 10), abs=1e-9)
+def test_planner_is_optimal_on_400_random_cases():
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        n_tasks = int(rng.integers(2, 5))
+        auc = {f"t{i}": float(rng.uniform(0.05, 0.95)) for i in range(n_tasks)}
+        sizes = {f"t{i}": int(rng.integers(0, 9)) for i in range(n_tasks)}
+        budget = int(rng.integers(0, sum(sizes.values()) + 3))
+        counts = plan_budget(auc, sizes, budget, n_max=50)
+        assert sum(counts.values()) == min(budget, sum(sizes.values())) and all(counts[t] <= sizes[t] for t in sizes)
+        assert mean_predicted_performance(counts, auc, 50) == pytest.approx(brute_force_plan(auc, sizes, budget, 50), abs=1e-12)
+
+
+def test_planner_beats_the_greedy_where_one_label_gains_nothing():
+    # by hand, n_max = 4, so x(n) = log2(n) / 2: "fast" (AUC 0.5, p = 1) has y(1) = 0, y(2) = 0.5;
+    # "slow" (AUC 0.2, p = 4) has y(2) = 0.5^4 = 0.0625, y(4) = 1. Budget 4, fast holds 2 prompts.
+    # A greedy on one-label gains ties at 0, takes fast, then fast's 0.5, then slow 2: 0.5625 in
+    # all. The optimum spends all 4 on slow: 1.0, a mean of 0.5.
+    auc, sizes = {"fast": 0.5, "slow": 0.2}, {"fast": 2, "slow": 4}
+    counts = plan_budget(auc, sizes, 4, n_max=4)
+    assert counts == {"fast": 0, "slow": 4}
+    assert mean_predicted_performance(counts, auc, 4) == pytest.approx(0.5)
+    # equal plans: fast 4 + slow 0 and fast 0 + slow 4 both give 1.0; the later task gets fewer
+    assert plan_budget(auc, {"fast": 4, "slow": 4}, 4, n_max=4) == {"fast": 4, "slow": 0}
 
 
 def test_planner_respects_pool_sizes_and_spends_at_most_the_pool():
-    counts = plan_budget({"a": 0.9, "b": 0.1}, {"a": 15, "b": 100}, 1000, step=10)
+    counts = plan_budget({"a": 0.9, "b": 0.1}, {"a": 15, "b": 100}, 1000)
     assert counts == {"a": 15, "b": 100}
     assert plan_budget({"a": 0.5}, {"a": 100}, 0) == {"a": 0}
     with pytest.raises(ConfigError, match="no predicted AUC"):
@@ -145,11 +159,11 @@ def test_planner_respects_pool_sizes_and_spends_at_most_the_pool():
 def test_predicted_efficiency_selector_follows_the_plan(tmp_path):
     path = tmp_path / "predicted_auc.json"
     path.write_text(json.dumps({"n_max": 5000, "tasks": {"fast": 0.7, "slow": 0.2}}))
-    selector = PredictedEfficiencySelector(str(path), step=10)
+    selector = PredictedEfficiencySelector(str(path))
     tasks = ["fast"] * 40 + ["slow"] * 40
     candidates = Candidates([f"p{i}" for i in range(80)], tasks)
     selection = selector.select(candidates, 40, np.random.default_rng(0))
-    expected = plan_budget({"fast": 0.7, "slow": 0.2}, {"fast": 40, "slow": 40}, 40, step=10)
+    expected = plan_budget({"fast": 0.7, "slow": 0.2}, {"fast": 40, "slow": 40}, 40)
     picked = [tasks[int(i[1:])] for i in selection.ids]
     assert {t: picked.count(t) for t in expected} == expected and len(set(selection.ids)) == 40
     with pytest.raises(DataError, match="no predicted AUC for the pool's task"):

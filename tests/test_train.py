@@ -112,7 +112,9 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
     metrics = run_train(compose_train(tmp_path, *TINY_RUN))
     assert finished == [1]
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["run"] == {"dataset": "synthetic", "selector": "random", "budget": 40, "seed": 0, "model": "tiny_llama"}
+    assert record["run"] == {"dataset": "synthetic", "selector": "random", "selector_options": {}, "budget": 40, "seed": 0,
+                             "model": "tiny_llama"}
+    assert record["config"]["finetune"]["epochs"] == 2 and "paths" not in record["config"]
     assert record["metrics"] == pytest.approx(metrics)
     assert 0 <= metrics["tasks/macro"] <= 1 and metrics["train/examples"] == 40
     assert 0 < metrics["train/planned_memory_gib"] < 0.1  # the tiny model's plan, made before the fit

@@ -36,7 +36,8 @@ def quiet_libraries() -> None:
 
 
 def run_entry(stage: Callable[[DictConfig], object], cfg: DictConfig) -> object:
-    """Run a stage; a LabelbudgetError (bad input or setup) ends the job with its message alone."""
+    """Run a stage; a LabelbudgetError (bad input or setup) ends the job with its message alone.
+    In a sweep it ends only this job: the sweeper lists it with the others' failures at the end."""
     quiet_libraries()
     try:
         with hydra_job():
@@ -45,5 +46,14 @@ def run_entry(stage: Callable[[DictConfig], object], cfg: DictConfig) -> object:
         return result
     except LabelbudgetError as error:
         log.error("%s", error)
+        if in_sweep():
+            raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from labelbudget.configs import flat_settings, recorded_config
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
@@ -44,14 +45,16 @@ def instantiate(node: Any, *args, **kwargs) -> Any:
 
 
 def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> int:
-    """An integer count, or a fraction of the pool when 0 < budget < 1 (rounded, at least 1).
-    0 only where it means something (`train.py`: the zero-shot point of a learning curve)."""
+    """An integer count, a fraction of the pool when 0 < budget < 1 (rounded, at least 1), or
+    "all" (the paper's Full row). 0 only where it means something (`train.py`: zero-shot)."""
+    if budget == "all":
+        return pool_size
     if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise ConfigError(f"budget must be a number, got {budget!r}")
+        raise ConfigError(f"budget must be a number or 'all', got {budget!r}")
     if isinstance(budget, float) and 0 < budget < 1:
         return max(1, round(budget * pool_size))
     if isinstance(budget, float) and not budget.is_integer():
-        raise ConfigError(f"budget must be an integer count or a fraction below 1, got {budget}")
+        raise ConfigError(f"budget must be an integer count, a fraction below 1 or 'all', got {budget}")
     budget = int(budget)
     if budget == 0 and zero_allowed:
         return 0
@@ -178,19 +181,40 @@ def run_select(cfg: DictConfig) -> Selection:
     """Choose the prompts to annotate; metrics.json holds coverage and objective for the report."""
     prepared = prepare(cfg)
     chosen = choose(cfg, prepared, LazyModel(cfg.model))
-    write_metrics(Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None)
+    write_metrics(Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None, cfg)
     return chosen.selection
 
 
 def run_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, Any]:
-    """What a run compares, for W&B grouping, metrics.json and the report."""
+    """What a run compares, for W&B grouping, metrics.json and the report. Budget 0 is the
+    zero-shot row and the whole pool the Full row, whatever the selector (all pick the same)."""
+    name, options = selector_choice(cfg, prepared.selector)
+    if prepared.budget in (0, len(prepared.data.pool)):
+        name, options = ("zero-shot" if prepared.budget == 0 else "full"), {}
     return {
         "dataset": prepared.data.name,
-        "selector": prepared.selector.name,
+        "selector": name,
+        "selector_options": options,
         "budget": prepared.budget,
         "seed": int(cfg.seed),
         "model": cfg.model.name,
     }
+
+
+def selector_choice(cfg: DictConfig, selector: Selector) -> tuple[str, dict[str, Any]]:
+    """The selector option chosen (`conf/selector/<choice>.yaml`) and the settings this run
+    changed from that file, so that two variants of one selector are two rows of the report.
+    Outside a Hydra app (a config composed in Python): the selector's registered name."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    if not (HydraConfig.initialized() and GlobalHydra.instance().is_initialized()):
+        return selector.name, {}
+    choice = HydraConfig.get().runtime.choices.get("selector")
+    chosen = flat_settings(OmegaConf.to_container(cfg.selector, resolve=True))
+    default = flat_settings(OmegaConf.to_container(compose(config_name=f"selector/{choice}").selector, resolve=True))
+    return choice, {key: value for key, value in chosen.items() if default.get(key, "<absent>") != value}
 
 
 def make_logger(cfg: DictConfig, identity: dict[str, Any]):
@@ -204,9 +228,14 @@ def make_logger(cfg: DictConfig, identity: dict[str, Any]):
     return logger
 
 
-def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, float], settings: dict[str, Any], logger) -> None:
-    """metrics.json in the run folder (what the report reads) and the same numbers to the tracker."""
+def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, float], settings: dict[str, Any], logger,
+                  cfg: DictConfig | None = None) -> None:
+    """metrics.json in the run folder (what the report reads) and the same numbers to the tracker.
+    `config` is the run's whole config but for where it writes (paths, logger): the report puts
+    runs that differ in any of it into separate tables."""
     record = {"run": identity, "metrics": metrics, "settings": settings}
+    if cfg is not None:
+        record["config"] = recorded_config(cfg)
     if is_main_process():
         atomic_write_text(folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     if logger is not None:
@@ -273,7 +302,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder, identity, metrics, settings, logger)
+        write_metrics(folder, identity, metrics, settings, logger, cfg)
         print_once(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
         return metrics
     finally:
@@ -305,7 +334,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"{adapter.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder")
     check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
-    identity = {"dataset": dataset, "selector": "zero-shot", "budget": 0, "seed": int(cfg.seed), "model": cfg.model.name}
+    identity = {"dataset": dataset, "selector": "zero-shot", "selector_options": {}, "budget": 0, "seed": int(cfg.seed),
+                "model": cfg.model.name}
     if adapter is not None:  # the training run's identity, so the report puts it on its row
         trained = adapter.parent / "metrics.json"
         identity = json.loads(trained.read_text())["run"] if trained.is_file() else {**identity, "selector": f"adapter:{adapter}"}
@@ -315,7 +345,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
 
         loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter)).eval()
     metrics, settings = run_evaluations(cfg, evals, loaded, data)
-    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None)
+    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
     print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
     return metrics
 

@@ -2,46 +2,53 @@
 the mean predicted normalised performance, each task following its predicted curve
 y = x(n)^p (see `curves`), no task given more labels than its pool holds.
 
-Greedy on marginal predicted gain, `step` labels at a time: y is concave in log n, and a single
-label gains nothing (x(1) = 0), so the gain of the next `step` is what ranks the tasks.
+Exact, by dynamic programming over whole labels: y is not concave in n (a single label gains
+nothing, x(1) = 0, and p > 1 curves rise late), so a greedy on marginal gains can miss the
+optimum. Tasks are added one at a time; best[b] is the best total over the tasks so far with
+exactly b labels spent. Cost: one vector pass of length budget per (task, count), which is about
+3 x 10^9 element operations, seconds, for FLAN's 1,691 tasks at a 30,000-label budget.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
+
+import numpy as np
 
 from labelbudget.efficiency.curves import predicted_performance
 from labelbudget.errors import ConfigError
 
 
 def plan_budget(predicted_auc: Mapping[str, float], pool_sizes: Mapping[str, int], budget: int,
-                n_max: int = 5000, step: int = 10) -> dict[str, int]:
-    """Labels per task, summing to min(budget, total pool). Ties go to the task first by name."""
+                n_max: int = 5000) -> dict[str, int]:
+    """Labels per task, summing to min(budget, total pool), with the largest mean predicted
+    performance. Among equal plans, later tasks (by name) get fewer labels."""
     missing = sorted(set(pool_sizes) - set(predicted_auc))
     if missing:
         raise ConfigError(f"no predicted AUC for task(s) {missing}")
-    if budget < 0 or step < 1:
-        raise ConfigError(f"budget must be >= 0 and step >= 1, got {budget} and {step}")
+    if budget < 0:
+        raise ConfigError(f"budget must be >= 0, got {budget}")
+    tasks = sorted(pool_sizes)
     budget = min(budget, sum(pool_sizes.values()))
-    counts = {task: 0 for task in sorted(pool_sizes)}
-
-    def gain(task: str) -> tuple[float, int]:
-        size = min(step, pool_sizes[task] - counts[task])
-        after = predicted_performance(counts[task] + size, predicted_auc[task], n_max)
-        return after - predicted_performance(counts[task], predicted_auc[task], n_max), size
-
-    heap = [(-gain(t)[0], t) for t in counts if pool_sizes[t] > 0]
-    heapq.heapify(heap)
-    spent = 0
-    while spent < budget and heap:
-        _, task = heapq.heappop(heap)
-        size = min(gain(task)[1], budget - spent)
-        counts[task] += size
-        spent += size
-        if counts[task] < pool_sizes[task]:
-            heapq.heappush(heap, (-gain(task)[0], task))
-    return counts
+    best = np.full(budget + 1, -np.inf)
+    best[0] = 0.0
+    choices = []  # per task: the count it takes at each total spent
+    for task in tasks:
+        size = min(pool_sizes[task], budget)
+        value = [predicted_performance(n, predicted_auc[task], n_max) for n in range(size + 1)]
+        new, choice = best.copy(), np.zeros(budget + 1, dtype=np.int32)
+        for n in range(1, size + 1):
+            candidate = np.full(budget + 1, -np.inf)
+            candidate[n:] = best[: budget + 1 - n] + value[n]
+            better = candidate > new
+            new[better], choice[better] = candidate[better], n
+        best = new
+        choices.append(choice)
+    counts, spent = {}, budget
+    for task, choice in zip(reversed(tasks), reversed(choices)):
+        counts[task] = int(choice[spent])
+        spent -= counts[task]
+    return dict(sorted(counts.items()))
 
 
 def mean_predicted_performance(counts: Mapping[str, int], predicted_auc: Mapping[str, float], n_max: int = 5000) -> float:

@@ -262,7 +262,7 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
     missing = sorted(set(sizes) - set(predicted))
     if missing:
         raise DataError(str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}")
-    counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), n_max, cfg.plan_step)
+    counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), n_max)
     targets = [float(t) for t in cfg.targets]
     rows = [[t, predicted[t], sizes[t], counts[t], predicted_performance(counts[t], predicted[t], n_max),
              *[round(labels_needed(x, predicted[t], n_max)) for x in targets]] for t in sizes]

@@ -1,5 +1,5 @@
-"""Predicted efficiency: the budget planner's split across tasks (from each task's predicted
-learning curve, `labelbudget.efficiency.planner`), then a random draw within each task."""
+"""Predicted efficiency: the budget planner's optimal split across tasks (from each task's
+predicted learning curve, `labelbudget.efficiency.planner`), then a random draw within each task."""
 
 from __future__ import annotations
 
@@ -44,10 +44,9 @@ class PredictedEfficiencySelector(Selector):
     name = "predicted_efficiency"
     needs_scores = False
 
-    def __init__(self, predictions: str, step: int = 10):
+    def __init__(self, predictions: str):
         self.path = predictions
         self.predicted, self.n_max = read_predicted_auc(predictions)
-        self.step = step
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         super().check_budget(task_sizes, budget)
@@ -57,6 +56,6 @@ class PredictedEfficiencySelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         rows = candidates.task_rows()
-        counts = plan_budget({t: self.predicted[t] for t in rows}, {t: len(r) for t, r in rows.items()}, budget, self.n_max, self.step)
+        counts = plan_budget({t: self.predicted[t] for t in rows}, {t: len(r) for t, r in rows.items()}, budget, self.n_max)
         picks = [candidates.ids[i] for task, task_rows in rows.items() for i in rng.permutation(task_rows)[: counts[task]]]
         return Selection(ids=picks, allocation={t: float(n) for t, n in counts.items()})

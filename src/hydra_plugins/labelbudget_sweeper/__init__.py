@@ -1,0 +1,1 @@
+"""labelbudget's Hydra plugins (see resumable_sweeper)."""

@@ -1,0 +1,204 @@
+"""The project's Hydra sweeper: studies as a union of grids, and sweeps that resume.
+
+Hydra's basic sweeper runs one cartesian product and rewrites every job folder it meets. A
+study needs more: rows at one budget only (a union of grids), and days of jobs that survive a
+stopped machine. This sweeper, before it launches anything, composes every job's config and
+looks in the job's folder:
+
+- `metrics.json` there and the same composed config in `.hydra/config.yaml`: finished, skipped;
+- no `metrics.json`, same config: interrupted, its folder emptied and the job rerun;
+- a different config there: refused, naming the folder and the keys that differ, so that no
+  result is ever overwritten by a run of other settings.
+
+A job that fails does not stop the ones after it; every failure is listed at the end and the
+sweep exits non-zero. Jobs keep their number in the full list, so `hydra.job.num` folders stay
+put when some are skipped.
+
+Hydra finds plugins only in the `hydra_plugins` namespace package, hence this home; it loads
+this module without registering it, so no `from __future__ import annotations` (dataclasses).
+"""
+
+
+import copy
+import itertools
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from labelbudget.configs import flat_settings
+from labelbudget.errors import LabelbudgetError
+
+log = logging.getLogger(__name__)
+
+FINISHED = "metrics.json"  # written last by every stage: its presence means the job completed
+
+
+@dataclass
+class ResumableSweeperConf:
+    _target_: str = "hydra_plugins.labelbudget_sweeper.resumable_sweeper.ResumableSweeper"
+    max_batch_size: Optional[int] = None
+    # swept in every job, outermost first (seeds here run every row of seed 0 before seed 1)
+    params: Optional[Dict[str, str]] = None
+    # a union of grids: each a mapping of key -> value or comma-separated sweep, like params
+    grids: Optional[List[Dict[str, Any]]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="labelbudget")
+
+
+class SweepRefused(Exception):
+    """A job folder holds a run of other settings."""
+
+
+def overrides_of(mapping: Optional[Dict[str, Any]]) -> List[str]:
+    return [f"{key}={value}" for key, value in (mapping or {}).items()]
+
+
+def differing_keys(saved: Dict[str, Any], wanted: Dict[str, Any]) -> List[str]:
+    a, b = flat_settings(saved), flat_settings(wanted)
+    return [f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
+            for key in sorted(set(a) | set(b)) if a.get(key, "<absent>") != b.get(key, "<absent>")]
+
+
+def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
+    """'new', 'finished' or 'interrupted'; SweepRefused where the folder holds other settings."""
+    saved = folder / ".hydra" / "config.yaml"
+    if saved.is_file():
+        differences = differing_keys(OmegaConf.to_container(OmegaConf.load(saved)), task_config)
+        if differences:
+            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+            raise SweepRefused(f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir")
+    elif (folder / FINISHED).is_file():
+        raise SweepRefused(f"{folder} holds a {FINISHED} without its .hydra/config.yaml, so its settings are unknown; "
+                           "move it away or choose another hydra.sweep.dir")
+    if (folder / FINISHED).is_file():
+        return "finished"
+    return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
+
+
+class ResumableSweeper(Sweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 grids: Optional[List[Dict[str, Any]]] = None) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
+        self.grids = [dict(grid) for grid in grids or [{}]]
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function,
+                                                               config=config)
+
+    def product(self, lines: List[str]) -> List[List[str]]:
+        """Every job of one grid of overrides; a later key replaces an earlier one in place."""
+        swept: Dict[str, List[str]] = {}
+        for override in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
+            key = override.get_key_element()
+            if override.is_sweep_override():
+                swept[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+            else:
+                swept[key] = [f"{key}={override.get_value_element_as_str()}"]
+        return [list(job) for job in itertools.product(*swept.values())]
+
+    def jobs(self, arguments: List[str]) -> List[List[str]]:
+        """params outermost, then each grid in order, the command line last (it wins); no job twice."""
+        jobs, seen = [], set()
+        for outer in self.product(overrides_of(self.params)):
+            for grid in self.grids:
+                for job in self.product(outer + overrides_of(grid) + list(arguments)):
+                    if tuple(sorted(job)) not in seen:
+                        seen.add(tuple(sorted(job)))
+                        jobs.append(job)
+        return jobs
+
+    def job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = number
+            config.hydra.job.num = number
+        return config
+
+    def job_folder(self, config: DictConfig) -> Path:
+        previous = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(config)  # resolves ${hydra:...} in the folder names
+        try:
+            return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+        finally:
+            HydraConfig.instance().cfg = previous
+
+    def plan(self, jobs: List[List[str]]) -> List[int]:
+        """The numbers of the jobs to run; refuses before any job runs."""
+        to_run, refused = [], []
+        for number, overrides in enumerate(jobs):
+            config = self.job_config(overrides, number)
+            folder = self.job_folder(config)
+            task_config = copy.deepcopy(config)
+            with open_dict(task_config):
+                del task_config["hydra"]
+            try:
+                state = job_state(folder, OmegaConf.to_container(task_config))
+            except SweepRefused as error:
+                refused.append(str(error))
+                continue
+            if state == "finished":
+                log.info("skip #%d %s: finished (%s with the same config)", number, folder, FINISHED)
+                continue
+            if state == "interrupted":
+                log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, FINISHED)
+                shutil.rmtree(folder)
+            to_run.append(number)
+        if refused:
+            raise SweepRefused("\n".join(refused))
+        return to_run
+
+    def batches(self, numbers: List[int]) -> List[List[int]]:
+        """Runs of consecutive job numbers (a launcher numbers a batch consecutively), capped in size."""
+        batches: List[List[int]] = []
+        for number in numbers:
+            if batches and batches[-1][-1] == number - 1 and len(batches[-1]) != self.max_batch_size:
+                batches[-1].append(number)
+            else:
+                batches.append([number])
+        return batches
+
+    def sweep(self, arguments: List[str]) -> Any:
+        jobs = self.jobs(arguments)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        try:
+            to_run = self.plan(jobs)
+        except SweepRefused as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        log.info("%d jobs: %d finished already, %d to run", len(jobs), len(jobs) - len(to_run), len(to_run))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        failures, returns = [], []
+        for batch in self.batches(to_run):
+            results = self.launcher.launch([jobs[n] for n in batch], initial_job_idx=batch[0])
+            for number, result in zip(batch, results):
+                if result.status == JobStatus.FAILED:
+                    error = result._return_value  # the exception; `return_value` would raise it
+                    if not isinstance(error, LabelbudgetError):  # a bug: its traceback, in full
+                        log.error("job #%d failed", number, exc_info=error)
+                    failures.append(f"#{number} {' '.join(jobs[number])}: {error}")
+            returns.append(results)
+        if failures:
+            print(f"error: {len(failures)} of {len(to_run)} jobs failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+            sys.exit(1)
+        return returns
