@@ -89,10 +89,11 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path,
     assert (tmp_path / "a" / "selection.jsonl").read_bytes() != (tmp_path / "c" / "selection.jsonl").read_bytes()
 
 
-def test_fractional_budget_is_a_share_of_the_pool(tmp_path):
+def test_fractional_budget_is_a_share_of_the_pool_and_all_is_the_whole_pool(tmp_path):
     cfg = config(tmp_path, "selector=random", "budget=0.25")
     n_pool = sum(1 for _ in labelbudget.data.synthetic.build_synthetic_suite(pool_per_task=12).pool)
     assert len(run_select(cfg).ids) == round(0.25 * n_pool)
+    assert len(run_select(config(tmp_path, "selector=random", "budget=all")).ids) == n_pool
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,8 @@ def test_fractional_budget_is_a_share_of_the_pool(tmp_path):
         ("0", "budget must be positive"),
         ("-5", "budget must be positive"),
         ("100000", "larger than the pool"),
-        ("2.5", "integer count or a fraction"),
+        ("2.5", "an integer count, a fraction below 1 or 'all'"),
+        ("most", "a number or 'all'"),
         ("20", "smaller than the base allocation"),
     ],
 )

@@ -25,6 +25,18 @@ if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lig
 # Each evaluation's headline number, as the field reports it: the summary line and the report's
 # first table show these side by side.
 HEADLINES = ("tasks/macro", "mmlu/micro", "bbh/macro", "alpaca_eval/length_controlled_winrate")
+# A macro headline is the mean of per-task metrics named "<prefix><task>": the report pairs runs
+# task by task through these.
+PER_TASK = {"tasks/macro": "tasks/", "bbh/macro": "bbh/task/"}
+
+
+def per_task(metrics: dict[str, float], headline: str) -> dict[str, float]:
+    """The per-task values behind a macro headline ({} for a headline without them)."""
+    prefix = PER_TASK.get(headline)
+    if prefix is None:
+        return {}
+    return {key.removeprefix(prefix): value for key, value in metrics.items()
+            if key.startswith(prefix) and "/" not in key.removeprefix(prefix) and key not in (headline, f"{prefix}micro")}
 
 
 @dataclass

@@ -1,8 +1,22 @@
-"""Compare runs: python -m labelbudget.report <run or multirun folder> [...] [--out DIR]
+"""Compare runs: python -m labelbudget.report <run or sweep folder> [...] [--out DIR]
 
-Finds every metrics.json below the folders and lays the runs out as the paper's tables:
-rows = selector, columns = budget, cells = mean +- standard error over seeds, one table per
-metric, after a first table with each evaluation's headline number side by side. Writes report.csv, report.md and one plot of score against budget per metric.
+Finds every metrics.json below the folders and lays the runs out as the paper's tables, with a
+verdict on each selector:
+
+- Runs that differ in any setting but the selector, its options, the budget and the seed go to
+  separate tables, titled by the settings that differ: numbers of two datasets, models or
+  learning rates are never averaged together.
+- Rows are the selector plus its non-default options (`weighted_task (confidence=token_geomean)`),
+  columns the budget, cells the mean ± standard error over seeds.
+- Each row is compared with random at the same budget, paired by seed and task: the mean
+  difference of the macro headline and a 95% interval from a crossed bootstrap that resamples
+  tasks and seeds independently (so both the spread of tasks and the noise of seeds count).
+  A cell says "better" or "worse" only where the interval excludes 0.
+- Plots: each headline against budget (one line per row, standard-error bars), and each task's
+  gain over zero-shot against the labels it got, coloured by its mean confidence (the paper's
+  premise: low-confidence tasks gain more per label).
+
+Writes report.md, report.csv (every metric's cells) and plots/.
 """
 
 from __future__ import annotations
@@ -13,14 +27,26 @@ import io
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from labelbudget.configs import flat_settings
 from labelbudget.errors import DataError
-from labelbudget.evaluation.base import HEADLINES
+from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text
+
+BASELINE = "random"
+ZERO_SHOT = "zero-shot"
+BOOTSTRAP_DRAWS = 10_000
+# what distinguishes runs within one table; everything else in `config` separates tables
+WITHIN_TABLE = ("seed", "budget", "selector")
 
 
 def load_runs(folders: list[Path]) -> list[dict]:
+    """Every metrics.json below the folders, with `folder` (its run folder) added."""
     runs = []
     for folder in folders:
         files = sorted(Path(folder).rglob("metrics.json"))
@@ -31,8 +57,60 @@ def load_runs(folders: list[Path]) -> list[dict]:
             for key in ("run", "metrics"):
                 if key not in record:
                     raise DataError(str(file), "is not a labelbudget metrics file", field=key)
-            runs.append(record)
+            runs.append({**record, "folder": file.parent})
     return runs
+
+
+@dataclass(frozen=True)
+class Run:
+    folder: Path
+    row: str  # selector and its non-default options
+    budget: int
+    seed: int
+    metrics: dict[str, float]
+    setting: tuple[tuple[str, str], ...]  # every other config value, flattened
+
+
+def row_name(identity: dict[str, Any]) -> str:
+    options = identity.get("selector_options") or {}
+    if not options:
+        return identity["selector"]
+    return f"{identity['selector']} (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+
+
+def as_run(record: dict) -> Run:
+    identity = record["run"]
+    config = {k: v for k, v in flat_settings(record.get("config", {})).items() if k.split(".")[0] not in WITHIN_TABLE}
+    setting = tuple(sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key))
+    return Run(record["folder"], row_name(identity), int(identity["budget"]), int(identity["seed"]), record["metrics"], setting)
+
+
+def split_by_setting(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """Groups of runs with equal settings, each titled by the settings that differ between groups."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.setting].append(run)
+    if len(groups) == 1:
+        return [("", runs)]
+    keys = sorted({key for setting in groups for key, _ in setting})
+    values = {setting: dict(setting) for setting in groups}
+    differing = [key for key in keys if len({values[s].get(key) for s in groups}) > 1]
+    titled = []
+    for setting, members in groups.items():
+        title = ", ".join(f"{key}={json.loads(values[setting][key]) if key in values[setting] else '(unset)'}"
+                          for key in differing)
+        titled.append((title, members))
+    return sorted(titled)
+
+
+def check_one_run_per_cell(runs: list[Run]) -> None:
+    seen: dict[tuple, Path] = {}
+    for run in runs:
+        key = (run.row, run.budget, run.seed)
+        if key in seen:
+            raise DataError(str(run.folder), f"repeats row {run.row!r}, budget {run.budget}, seed {run.seed} of {seen[key]} "
+                                             "with the same settings; report one of them")
+        seen[key] = run.folder
 
 
 def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
@@ -45,90 +123,233 @@ def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(variance / n)
 
 
-def aggregate(runs: list[dict]) -> dict[str, dict[tuple[str, int], tuple[float, float, int]]]:
-    """metric -> (selector, budget) -> (mean, standard error, number of seeds)."""
+Cells = dict[tuple[str, int], tuple[float, float, int]]
+
+
+def aggregate(runs: list[Run]) -> dict[str, Cells]:
+    """metric -> (row, budget) -> (mean, standard error, number of seeds)."""
     grouped: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        key = (run["run"]["selector"], int(run["run"]["budget"]))
-        for metric, value in run["metrics"].items():
-            grouped[metric][key].append(float(value))
-    return {
-        metric: {key: (*mean_and_standard_error(values), len(values)) for key, values in cells.items()}
-        for metric, cells in sorted(grouped.items())
-    }
+        for metric, value in run.metrics.items():
+            grouped[metric][(run.row, run.budget)].append(float(value))
+    return {metric: {key: (*mean_and_standard_error(values), len(values)) for key, values in cells.items()}
+            for metric, cells in sorted(grouped.items())}
 
 
-def _axes(cells) -> tuple[list[str], list[int]]:
-    return sorted({s for s, _ in cells}), sorted({b for _, b in cells})
+@dataclass(frozen=True)
+class Paired:
+    mean: float
+    low: float
+    high: float
+    tasks: int
+    seeds: int
+
+    @property
+    def verdict(self) -> str:
+        return "better" if self.low > 0 else "worse" if self.high < 0 else "no difference"
 
 
-def headline_markdown(table: dict) -> str:
-    """One row per (selector, budget), one column per evaluation's headline number."""
+def crossed_bootstrap(differences: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> Paired:
+    """Mean of a (task x seed) table of paired differences and its 95% percentile interval, from
+    resampling tasks and seeds independently with replacement: each draw's mean is
+    sum_ts c_t d_ts e_s / (T S), c and e the times each task and seed was drawn."""
+    n_tasks, n_seeds = differences.shape
+    rng = np.random.default_rng(seed)
+    task_counts, seed_counts = (draw_counts(rng, n, draws) for n in (n_tasks, n_seeds))
+    means = np.einsum("dt,ts,ds->d", task_counts, differences, seed_counts) / (n_tasks * n_seeds)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Paired(float(differences.mean()), float(low), float(high), n_tasks, n_seeds)
+
+
+def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """(draws, n): how often each of n items is drawn in each of `draws` resamples of size n."""
+    picks = rng.integers(0, n, (draws, n)) + n * np.arange(draws)[:, None]
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n)
+
+
+def paired_with_baseline(runs: list[Run], headline: str) -> dict[tuple[str, int], Paired]:
+    """(row, budget) -> each row against random at its budget, on the seeds and tasks both have."""
+    by_cell: dict[tuple[str, int], dict[int, dict[str, float]]] = defaultdict(dict)
+    for run in runs:
+        by_cell[(run.row, run.budget)][run.seed] = per_task(run.metrics, headline)
+    results = {}
+    for (row, budget), seeds in sorted(by_cell.items()):
+        baseline = by_cell.get((BASELINE, budget))
+        if row == BASELINE or baseline is None:
+            continue
+        common_seeds = sorted(set(seeds) & set(baseline))
+        tasks = sorted(set.intersection(*[set(seeds[s]) & set(baseline[s]) for s in common_seeds])) if common_seeds else []
+        if tasks:
+            table = np.array([[seeds[s][t] - baseline[s][t] for s in common_seeds] for t in tasks])
+            results[(row, budget)] = crossed_bootstrap(table)
+    return results
+
+
+def task_gains(runs: list[Run], headline: str) -> dict[tuple[str, int], list[tuple[str, float, float, float | None]]]:
+    """(row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence),
+    means over seeds; from each run's allocation.csv. Empty without zero-shot runs."""
+    zero = [per_task(r.metrics, headline) for r in runs if r.row == ZERO_SHOT]
+    if not zero:
+        return {}
+    base = {task: float(np.mean([z[task] for z in zero])) for task in zero[0]}
+    collected: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    confidence: dict[str, float] = {}
+    for run in runs:
+        allocation = run.folder / "allocation.csv"
+        if run.row == ZERO_SHOT or not allocation.is_file():
+            continue
+        values = per_task(run.metrics, headline)
+        for line in csv.DictReader(io.StringIO(allocation.read_text())):
+            task = line["task"]
+            if line.get("mean_confidence"):
+                confidence[task] = float(line["mean_confidence"])
+            if task in values and task in base:
+                collected[(run.row, run.budget)][task].append((float(line["selected"]), values[task] - base[task]))
+    return {key: [(task, float(np.mean([p[0] for p in points])), float(np.mean([p[1] for p in points])), confidence.get(task))
+                  for task, points in sorted(tasks.items())]
+            for key, tasks in sorted(collected.items())}
+
+
+def _axes(cells: Cells) -> tuple[list[str], list[int]]:
+    return sorted({row for row, _ in cells}), sorted({budget for _, budget in cells})
+
+
+def _cell(value: tuple[float, float, int] | None, with_n: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value[0]:.4f} ± {value[1]:.4f}" + (f" (n={value[2]})" if with_n else "")
+
+
+def headline_markdown(table: dict[str, Cells]) -> str:
+    """One row per (row, budget), one column per evaluation's headline number."""
     columns = [m for m in HEADLINES if m in table]
     if not columns:
         return ""
-    keys = sorted({key for m in columns for key in table[m]})
-    lines = ["### headline metrics\n", "| selector | budget | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
-    for selector, budget in keys:
-        cells = [f"{table[m][(selector, budget)][0]:.4f} ± {table[m][(selector, budget)][1]:.4f}" if (selector, budget) in table[m] else ""
-                 for m in columns]
-        lines.append(f"| {selector} | {budget} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n"
+    keys = sorted({key for m in columns for key in table[m]}, key=lambda k: (k[1], k[0]))
+    lines = ["### headline metrics\n", "| selector | budget | seeds | " + " | ".join(columns) + " |",
+             "|---|---:|---:|" + "---:|" * len(columns)]
+    for key in keys:
+        seeds = max(table[m][key][2] for m in columns if key in table[m])
+        lines.append(f"| {key[0]} | {key[1]} | {seeds} | " + " | ".join(_cell(table[m].get(key)) for m in columns) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def markdown(table: dict) -> str:
-    parts = [headline_markdown(table)]
-    for metric, cells in table.items():
-        selectors, budgets = _axes(cells)
-        parts.append(f"### {metric}\n")
-        parts.append("| selector | " + " | ".join(str(b) for b in budgets) + " |")
-        parts.append("|---|" + "---:|" * len(budgets))
-        for s in selectors:
-            row = [f"{cells[(s, b)][0]:.4f} ± {cells[(s, b)][1]:.4f} (n={cells[(s, b)][2]})" if (s, b) in cells else "" for b in budgets]
-            parts.append(f"| {s} | " + " | ".join(row) + " |")
-        parts.append("")
-    return "\n".join(part for part in parts if part)
+def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str:
+    if not paired:
+        return ""
+    lines = [f"### {headline}: paired difference with {BASELINE} at the same budget\n",
+             f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval from a crossed "
+             f"bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).\n",
+             "| selector | budget | difference | 95% interval | tasks x seeds | verdict |", "|---|---:|---:|---|---:|---|"]
+    for (row, budget), result in sorted(paired.items(), key=lambda item: (item[0][1], item[0][0])):
+        lines.append(f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
+                     f"{result.tasks} x {result.seeds} | {result.verdict} |")
+    return "\n".join(lines) + "\n"
 
 
-def csv_text(table: dict) -> str:
+def metric_markdown(metric: str, cells: Cells) -> str:
+    rows, budgets = _axes(cells)
+    lines = [f"### {metric}\n", "| selector | " + " | ".join(str(b) for b in budgets) + " |", "|---|" + "---:|" * len(budgets)]
+    lines += [f"| {row} | " + " | ".join(_cell(cells.get((row, b)), with_n=True) for b in budgets) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(tables: list[tuple[str, dict[str, Cells]]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["metric", "selector", "budget", "mean", "standard_error", "n_seeds"])
-    for metric, cells in table.items():
-        for (selector, budget), (mean, error, n) in sorted(cells.items()):
-            writer.writerow([metric, selector, budget, f"{mean:.6g}", f"{error:.6g}", n])
+    writer.writerow(["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"])
+    for title, table in tables:
+        for metric, cells in table.items():
+            for (row, budget), (mean, error, n) in sorted(cells.items()):
+                writer.writerow([title, metric, row, budget, f"{mean:.6g}", f"{error:.6g}", n])
     return out.getvalue()
 
 
-def plot(metric: str, cells) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _figure_bytes(fig) -> bytes:
     import matplotlib.pyplot as plt
 
-    selectors, budgets = _axes(cells)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for s in selectors:
-        points = [(b, *cells[(s, b)][:2]) for b in budgets if (s, b) in cells]
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label=s)
-    ax.set_xlabel("budget (labelled prompts)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean ± standard error over seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
+    """The metric against budget, a line per row with standard-error bars; zero-shot as a level."""
+    plt = _pyplot()
+    rows, budgets = _axes(cells)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        points = [(b, *cells[(row, b)][:2]) for b in budgets if (row, b) in cells]
+        if row == ZERO_SHOT:
+            ax.axhline(points[0][1], color="grey", linestyle="--", linewidth=1, label=ZERO_SHOT)
+            continue
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label=row)
+    ax.set_xlabel("budget (labelled prompts)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean ± standard error over seeds" + (f"\n{title}" if title else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return _figure_bytes(fig)
+
+
+def plot_task_gains(gains: dict[tuple[str, int], list[tuple[str, float, float, float | None]]], budget: int, headline: str) -> bytes:
+    """One panel per row at `budget`: each task's gain over zero-shot against the labels it got,
+    coloured by the task's mean confidence."""
+    plt = _pyplot()
+    panels = [(row, points) for (row, b), points in gains.items() if b == budget]
+    cols = min(4, len(panels))
+    fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(3.6 * cols, 3.0 * -(-len(panels) // cols)),
+                             squeeze=False, sharex=True, sharey=True)
+    confidences = [c for _, points in panels for *_, c in points if c is not None]
+    low, high = (min(confidences), max(confidences)) if confidences else (0.0, 1.0)
+    scatter = None
+    for ax, (row, points) in zip(axes.flat, panels):
+        colours = [c if c is not None else np.nan for *_, c in points]
+        scatter = ax.scatter([p[1] for p in points], [p[2] for p in points], c=colours, cmap="viridis", vmin=low, vmax=high, s=18)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_title(row, fontsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.supxlabel("labels the task got (mean over seeds)")
+    fig.supylabel(f"gain over zero-shot ({headline}, per task)")
+    fig.suptitle(f"budget {budget}: per-task gain against labels, colour = task's mean confidence", fontsize=10)
+    if scatter is not None:
+        fig.colorbar(scatter, ax=axes, shrink=0.6, label="mean confidence")
+    return _figure_bytes(fig)
+
+
 def write_report(folders: list[Path], out: Path) -> str:
-    table = aggregate(load_runs(folders))
-    text = markdown(table)
+    runs = [as_run(record) for record in load_runs(folders)]
+    tables, parts = [], []
+    for index, (title, members) in enumerate(split_by_setting(runs)):
+        check_one_run_per_cell(members)
+        table = aggregate(members)
+        tables.append((title, table))
+        suffix = f"_{index + 1}" if title else ""
+        parts.append(f"## {title}\n" if title else "")
+        parts.append(headline_markdown(table))
+        for headline in (m for m in HEADLINES if m in table):
+            parts.append(paired_markdown(headline, paired_with_baseline(members, headline)))
+            atomic_write_bytes(out / "plots" / f"{headline.replace('/', '_')}{suffix}.png", plot_metric(headline, table[headline], title))
+            if headline in PER_TASK:
+                gains = task_gains(members, headline)
+                for budget in sorted({b for _, b in gains}):
+                    atomic_write_bytes(out / "plots" / f"task_gain_{headline.replace('/', '_')}_b{budget}{suffix}.png",
+                                       plot_task_gains(gains, budget, headline))
+        parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
+    text = "\n".join(part for part in parts if part)
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "report.csv", csv_text(table))
-    for metric, cells in table.items():
-        atomic_write_bytes(out / "plots" / f"{metric.replace('/', '_')}.png", plot(metric, cells))
+    atomic_write_text(out / "report.csv", csv_text(tables))
     return text
 
 
