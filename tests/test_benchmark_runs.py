@@ -31,7 +31,7 @@ def test_train_evaluates_tasks_mmlu_and_bbh_and_the_report_puts_them_side_by_sid
     right = sum(p["prediction"] == p["answer"] for p in predictions)
     assert metrics["mmlu/micro"] == pytest.approx(right / 4)  # the headline is the per-question file's accuracy
     report = write_report([tmp_path / "run"], tmp_path / "report")
-    assert "| selector | budget | tasks/macro | mmlu/micro | bbh/macro |" in report
+    assert "| selector | budget | seeds | tasks/macro | mmlu/micro | bbh/macro |" in report
 
 
 def test_evaluate_with_the_single_evaluation_shortcuts(tmp_path, shared_data):

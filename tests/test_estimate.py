@@ -109,3 +109,25 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
     result = run_coslow(compose_estimate(tmp_path, "mode=coslow", "dataset=jsonl", f"dataset.path={pool}", "dataset.fields.response=null", "coslow.n=4",
                                          "scoring.max_new_tokens=4", f"annotations={answers}", f"paths.output_dir={tmp_path / 'out'}"))
     assert result["tasks"][0]["n_pairs"] == 6 and result["tasks"][0]["cosine_random"] is None
+
+
+def test_estimate_py_uses_the_packaged_fit_for_the_model(tmp_path):
+    """The entry point, as a user runs it: no fit= given, the model's packaged fit predicts."""
+    import os
+    import subprocess
+    import sys
+
+    packaged = json.loads((REPO / "src" / "labelbudget" / "efficiency" / "fits" / "smollm2_135m.json").read_text())
+    out = tmp_path / "out"
+    # the tiny model under the embedded model's name: the packaged fit is chosen by name
+    command = [sys.executable, "estimate.py", "mode=coslow", "model=tiny_llama", "model.name=smollm2_135m",
+               "dataset.tasks=[convert_units]", "coslow.n=6", "coslow.rank=4", "scoring.max_new_tokens=4", f"hydra.run.dir={out}"]
+    env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "using the fit measured for smollm2_135m" in result.stdout
+    row = json.loads((out / "coslow.json").read_text())["tasks"][0]
+    auc = float(np.clip(packaged["slope"] * row["coslow"] + packaged["intercept"], 1e-3, 1 - 1e-3))
+    assert json.loads((out / "predicted_auc.json").read_text()) == {"n_max": packaged["n_max"],
+                                                                   "tasks": {"convert_units": pytest.approx(auc)}}
+    assert f"predicted AUC {auc:.3f}" in result.stdout

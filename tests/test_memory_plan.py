@@ -64,3 +64,17 @@ def test_checkpointing_keeps_layer_inputs_and_one_layer():
     assert 0 < checkpointed.activation_bytes_per_token < full.activation_bytes_per_token
     assert per_layer > 64 * 4 * 5  # a layer keeps several hidden-sized tensors per token
     assert "(checkpointed)" in checkpointed.table() and "GiB" in checkpointed.table()
+
+
+def test_an_architecture_the_meta_device_cannot_build_gets_a_warning_not_a_failure(caplog):
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    from labelbudget.training.fit import memory_plan
+
+    unknown = SimpleNamespace(model=SimpleNamespace(config=PretrainedConfig(model_type="no_such_architecture"), dtype=torch.float32))
+    settings = SimpleNamespace(batch_size=2, lora=ATTENTION, gradient_checkpointing=False)
+    with caplog.at_level("WARNING"):
+        assert memory_plan(unknown, settings, [([1, 2, 3], [1, 2, 3])], devices=1) is None
+    assert "no memory plan for SimpleNamespace" in caplog.text

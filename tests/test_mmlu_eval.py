@@ -8,6 +8,7 @@ import json
 from collections import Counter, defaultdict
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -146,3 +147,47 @@ def test_constant_predictions_match_a_pool_counted_by_hand():
     assert metrics["mmlu/macro"] == pytest.approx((0.5 + 1.0) / 2)
     assert metrics["mmlu/category/other"] == pytest.approx(2 / 3)  # both subjects are "other"
     assert Counter(k.split("/")[1] for k in metrics) == Counter({"micro": 1, "macro": 1, "category": 1, "subject": 2})
+
+
+def test_five_shot_evaluation_end_to_end_through_evaluate_py(shared_data, tmp_path):
+    """evaluate.py eval=mmlu with 5 shots: each prediction is the argmax letter of one plain forward
+    over the 5-shot prompt built here from the CSV files."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "eval"
+    command = [sys.executable, "evaluate.py", "model=tiny_llama", "eval=mmlu", f"eval.data_dir={shared_data / 'mmlu'}",
+               "eval.mmlu.shots=5", "eval.mmlu.subjects=[anatomy,virology]", "eval.limit_per_subject=2", f"hydra.run.dir={out}"]
+    result = subprocess.run(command, cwd=repo, env={**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache")},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["settings"]["mmlu"]["shots"] == 5 and record["settings"]["mmlu"]["n_questions"] == 4
+    predictions = [json.loads(line) for line in (out / "mmlu_predictions.jsonl").read_text().splitlines()]
+
+    def rows(subject: str, split: str) -> list[list[str]]:
+        with open(shared_data / "mmlu" / split / f"{subject}_{split}.csv", newline="", encoding="utf-8") as handle:
+            return list(csv.reader(handle))
+
+    def block(row: list[str]) -> str:
+        return "\n".join([row[0], *(f"{letter}. {option}" for letter, option in zip("ABCD", row[1:5])), "Answer:"])
+
+    tiny = build_tiny_llama()
+    letters = letter_token_ids(tiny.tokenizer, ("A", "B", "C", "D"))
+    expected = []
+    for subject in ("anatomy", "virology"):
+        header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+        shots = "".join(f"{block(row)} {row[5]}\n\n" for row in rows(subject, "dev")[:5])
+        for row in rows(subject, "test")[:2]:
+            with torch.no_grad():
+                ids = tiny.tokenizer(header + shots + block(row))["input_ids"]
+                log_probs = torch.log_softmax(tiny.model(input_ids=torch.tensor([ids])).logits[0, -1], dim=-1)
+            expected.append(torch.stack([torch.logsumexp(log_probs[v], 0) for v in letters]).tolist())
+    for prediction, letter_scores in zip(predictions, expected):
+        assert list(prediction["letter_logprobs"].values()) == pytest.approx(letter_scores, abs=1e-4)
+        assert prediction["prediction"] == "ABCD"[int(np.argmax(letter_scores))]
+    assert [p["answer"] for p in predictions] == [row[5] for s in ("anatomy", "virology") for row in rows(s, "test")[:2]]
+    assert record["metrics"]["mmlu/micro"] == pytest.approx(sum(p["prediction"] == p["answer"] for p in predictions) / 4)

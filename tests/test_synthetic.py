@@ -175,9 +175,13 @@ def test_word_list_has_no_duplicates_and_no_colour():
     assert not {"red", "green", "blue", "orange", "pink", "brown", "black", "white"} & set(WORDS)
 
 
-def test_every_task_rule_resolves():
-    for task in TASK_TABLE:
-        resolve_rule(task.rule)
+def test_every_task_rule_tells_its_reference_from_a_wrong_answer():
+    suite = build_synthetic_suite(pool_sizes="equal", pool_per_task=3, test_per_task=2)
+    for example in suite.test:
+        rule = resolve_rule(example.metadata["rule"])
+        assert rule(example.response, example.response) == 1.0, example.task
+        assert rule("zzz", example.response) == 0.0, example.task
+    assert {e.task for e in suite.test} == {task.name for task in TASK_TABLE}
 
 
 # --- the examples -----------------------------------------------------------------------------

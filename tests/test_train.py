@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 import pytest
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
@@ -117,7 +118,8 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
     assert record["config"]["finetune"]["epochs"] == 2 and "paths" not in record["config"]
     assert record["metrics"] == pytest.approx(metrics)
     assert 0 <= metrics["tasks/macro"] <= 1 and metrics["train/examples"] == 40
-    assert 0 < metrics["train/planned_memory_gib"] < 0.1  # the tiny model's plan, made before the fit
+    # the tiny model's plan for its longest batch, made before the fit (test_memory_plan checks the method)
+    assert metrics["train/planned_memory_gib"] == pytest.approx(0.0156351, rel=1e-5)
     assert record["settings"]["tasks"]["max_new_tokens"] == 4
     assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
     # the adapter reloads for evaluation and reproduces the end-of-training numbers
@@ -202,3 +204,59 @@ def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_p
     cfg = compose_train(tmp_path, "model=tiny_llama", "dataset=jsonl", f"dataset.path={path}", "selector=random", "budget=2", "logger=none")
     with pytest.raises(ConfigError, match="no held-out test split"):
         run_train(cfg)
+
+
+def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_config(tmp_path, monkeypatch):
+    import labelbudget.models.tiny
+    from labelbudget.errors import ConfigError
+    from labelbudget.pipeline import run_evaluate
+
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / ".hydra").mkdir()
+    # what train.py saved for a run fine-tuned on a BBH pool (half of each task)
+    (run / ".hydra" / "config.yaml").write_text("dataset:\n  _target_: labelbudget.data.bbh.load_bbh\n  data_dir: x\n"
+                                                "  test_fraction: 0.5\n  seed: 0\n")
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["model=tiny_llama", "eval=bbh", f"adapter={run / 'adapter'}",
+                                             f"paths.output_dir={tmp_path / 'eval'}"])
+    with pytest.raises(ConfigError, match="fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout"):
+        run_evaluate(cfg)
+
+
+def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
+    """One fine-tune of the tiny model on 16 examples: its stats and the adapter weights."""
+    from labelbudget.data.synthetic import build_synthetic_suite
+    from labelbudget.pipeline import instantiate
+    from labelbudget.training.fit import fine_tune
+
+    cfg = compose_train(tmp_path, *TINY_RUN, "finetune.lora.dropout=0.0", *overrides)
+    loaded = build_tiny_llama()
+    examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
+    stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
+    weights = {n: p.detach().clone() for n, p in loaded.model.named_parameters() if "lora_" in n}
+    return stats, weights
+
+
+def test_gradient_checkpointing_gives_the_same_fit(tmp_path):
+    plain_stats, plain = fit_once(tmp_path)
+    checkpointed_stats, checkpointed = fit_once(tmp_path, "finetune.gradient_checkpointing=true")
+    assert checkpointed_stats["train/last_epoch_loss"] == pytest.approx(plain_stats["train/last_epoch_loss"], rel=1e-5)
+    assert plain.keys() == checkpointed.keys() and plain
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
+    assert any((w != 0).any() for n, w in plain.items() if "lora_B" in n)  # it trained
+
+
+def test_rows_longer_than_max_length_are_counted_in_a_warning(tmp_path, caplog):
+    from labelbudget.data.synthetic import build_synthetic_suite
+
+    examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
+    tiny = build_tiny_llama()
+    lengths = [len(tiny.template.encode_prompt(tiny.tokenizer, e)) + 1 for e in examples]
+    limit = sorted(lengths)[8]  # about half the rows are longer; the test counts them itself
+    with caplog.at_level("WARNING"):
+        fit_once(tmp_path, f"finetune.max_length={limit}", "finetune.epochs=1")
+    assert f"{sum(n > limit for n in lengths)} of 16 examples exceed finetune.max_length={limit}" in caplog.text

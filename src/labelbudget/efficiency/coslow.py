@@ -85,18 +85,6 @@ def per_example_gradients(model: nn.Module, input_ids: torch.Tensor, attention_m
     return torch.cat(parts, dim=1)
 
 
-def gradients_one_by_one(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The same rows by plain autograd, one example at a time: the reference the batched path
-    is tested against."""
-    weights = [layer.weight for layer in lora_linears(model).values()]
-    rows = []
-    for b in range(len(input_ids)):
-        keep = attention_mask[b].bool()
-        loss = example_losses(model, input_ids[b : b + 1, keep], attention_mask[b : b + 1, keep], labels[b : b + 1, keep])[0]
-        rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, weights)]))
-    return torch.stack(rows)
-
-
 def pairwise_cosines(vectors: torch.Tensor) -> np.ndarray:
     """Cosine similarity of every pair i < j (n (n - 1) / 2 values), in float64."""
     v = vectors.double()
