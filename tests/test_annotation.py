@@ -36,21 +36,21 @@ def test_import_joins_by_id_whatever_the_file_order(tmp_path):
 
 
 def import_annotations(path, pool, ids):
-    return join_annotations(read_annotations(path), pool, ids)
+    return join_annotations(read_annotations(path, pool), pool, ids)
 
 
 def test_repeated_ids_are_refused_when_the_file_is_read(tmp_path):
     path = write(tmp_path / "ann.jsonl", [{"id": "p1", "response": "A"}, {"id": "p1", "response": "A2"}, {"id": "p2", "response": "B"}])
     with pytest.raises(DataError, match=r"1 ids appear twice: 'p1 \(rows 1 and 2\)'"):
-        read_annotations(path)
+        read_annotations(path, POOL)
 
 
 def test_join_lists_every_missing_and_unknown_id(tmp_path):
-    path = write(tmp_path / "ann.jsonl", [{"id": "p1", "response": "A"}, {"id": "zz", "response": "?"}])
+    path = write(tmp_path / "ann.jsonl", [{"id": "p1", "response": "A"}, {"id": "p5", "response": "?"}])
     with pytest.raises(DataError) as error:
         import_annotations(path, POOL, ["p1", "p2", "p3"])
     message = str(error.value)
-    assert "1 ids are not in the selection: 'zz'" in message
+    assert "1 ids are not in the selection: 'p5'" in message
     assert "2 selected ids have no response: 'p2', 'p3'" in message
 
 
@@ -66,3 +66,21 @@ def test_import_names_malformed_json_line(tmp_path):
     path = write(tmp_path / "ann.jsonl", ['{"id": "p0", "response": "ok"}', '{"id": '])
     with pytest.raises(DataError, match=r"ann.jsonl, row 2: line is not valid JSON"):
         import_annotations(path, POOL, ["p0"])
+
+
+def test_a_row_that_shows_another_prompt_than_the_pools_is_refused(tmp_path):
+    # p1's row carries the fingerprint of what the annotator saw then: prompt "old question"
+    shown = Example(id="p1", task="t", prompt="old question").fingerprint
+    rows = [{"id": "p0", "response": "A", "fingerprint": POOL[0].fingerprint}, {"id": "p1", "response": "B", "fingerprint": shown},
+            {"id": "p2", "response": "C", "prompt": "q2 edited"}, {"id": "p3", "response": "D", "prompt": "q3"}]
+    with pytest.raises(DataError, match=r"2 annotated ids now name a different prompt in the pool pool.jsonl: 'p1', 'p2'"):
+        read_annotations(write(tmp_path / "ann.jsonl", rows), POOL)
+
+
+def test_ids_unknown_to_the_pool_and_an_empty_file_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"1 annotated ids are not in the pool pool.jsonl .*: 'gone'"):
+        read_annotations(write(tmp_path / "ann.jsonl", [{"id": "p0", "response": "A"}, {"id": "gone", "response": "B"}]), POOL)
+    with pytest.raises(DataError, match="holds no annotations"):
+        read_annotations(write(tmp_path / "empty.jsonl", []), POOL)
+    with pytest.raises(DataError, match="is a directory"):
+        read_annotations(tmp_path, POOL)

@@ -7,6 +7,7 @@ checks all three, not only the exception type.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -32,6 +33,14 @@ FLAN_ROWS = [
 ]
 
 
+def content_id(task: str, prompt: str, context: str | None) -> str:
+    """The documented content id, computed here: SHA-256 of the JSON list [task, prompt, context]."""
+    return hashlib.sha256(json.dumps([task, prompt, context], ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+DOLLY_IDS = [content_id("open_qa", "Name a prime number.", None), content_id("summarization", "Summarise.", "Cats sleep a lot.")]
+
+
 def write_lines(path: Path, lines: list[object]) -> Path:
     """One line per item: dicts and lists as JSON, strings verbatim (to write broken lines)."""
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
@@ -46,8 +55,8 @@ def test_dolly_jsonl_maps_instruction_context_response_and_category(tmp_path):
 
     assert data.name == "dolly" and data.test is None
     assert list(data.pool) == [
-        Example(id="dolly-0", task="open_qa", prompt="Name a prime number.", context=None, response="2"),
-        Example(id="dolly-1", task="summarization", prompt="Summarise.", context="Cats sleep a lot.",
+        Example(id=DOLLY_IDS[0], task="open_qa", prompt="Name a prime number.", context=None, response="2"),
+        Example(id=DOLLY_IDS[1], task="summarization", prompt="Summarise.", context="Cats sleep a lot.",
                 response="Cats nap."),
     ]
 
@@ -87,12 +96,41 @@ def test_generic_mapping_with_id_field_task_constant_and_test_file(tmp_path):
 def test_json_list_file_loads_like_jsonl(tmp_path):
     path = tmp_path / "dolly.json"
     path.write_text(json.dumps(DOLLY_ROWS, indent=2))
-    assert load_jsonl_dataset(path, preset="dolly").pool.ids == ["dolly-0", "dolly-1"]
+    assert load_jsonl_dataset(path, preset="dolly").pool.ids == DOLLY_IDS
 
 
-def test_blank_lines_are_skipped_and_rows_keep_their_line_numbers(tmp_path):
+def test_blank_lines_are_skipped(tmp_path):
     path = write_lines(tmp_path / "dolly.jsonl", [DOLLY_ROWS[0], "", "   ", DOLLY_ROWS[1]])
-    assert load_jsonl_dataset(path, preset="dolly").pool.ids == ["dolly-0", "dolly-3"]
+    assert load_jsonl_dataset(path, preset="dolly").pool.ids == DOLLY_IDS
+
+
+def test_ids_follow_content_not_position_or_file_name(tmp_path):
+    rows = [{"prompt": f"q{i}", "task": "t", "response": "a"} for i in range(4)]
+    before = load_jsonl_dataset(write_lines(tmp_path / "pool.jsonl", rows))
+    # reordered, one row deleted and one appended, under another name
+    after = load_jsonl_dataset(write_lines(tmp_path / "renamed.jsonl", [rows[3], rows[1], rows[0], {**rows[2], "prompt": "new"}]))
+    id_of = {e.prompt: e.id for e in before.pool}
+    assert all(id_of[e.prompt] == e.id for e in after.pool if e.prompt in id_of)
+    assert before.pool.ids == [content_id("t", f"q{i}", None) for i in range(4)]
+    assert content_id("t", "new", None) in after.pool.ids
+
+
+def test_a_row_id_field_is_used_by_default_and_a_named_one_is_required(tmp_path):
+    path = write_lines(tmp_path / "pool.jsonl", [{"id": 7, "prompt": "a", "task": "t"}, {"id": "x", "prompt": "b", "task": "t"}])
+    assert load_jsonl_dataset(path).pool.ids == ["7", "x"]
+    with pytest.raises(DataError, match="row 1, field 'uid': no field 'uid'"):
+        load_jsonl_dataset(path, {"id": "uid"})
+
+
+def test_duplicate_content_is_refused_naming_both_rows(tmp_path):
+    path = write_lines(tmp_path / "pool.jsonl", [{"prompt": "a", "task": "t"}, {"prompt": "b", "task": "t"}, {"prompt": "a", "task": "t "}])
+    with pytest.raises(DataError, match=r"row 3, field 'id': duplicate id '[0-9a-f]{16}' \(first seen in row 1\)"):
+        load_jsonl_dataset(path)
+
+
+def test_task_names_are_trimmed(tmp_path):
+    path = write_lines(tmp_path / "pool.jsonl", [{"prompt": "a", "task": "open_qa "}, {"prompt": "b", "task": " open_qa"}])
+    assert load_jsonl_dataset(path).pool.task_sizes() == {"open_qa": 2}
 
 
 def test_missing_task_field_says_which_field_and_what_the_row_has(tmp_path):
@@ -181,7 +219,7 @@ def test_hub_loader_maps_rows_like_local_files(tmp_path, offline_hub):
     data = load_hub_dataset("json", data_files=str(path), preset="dolly", cache_dir=str(offline_hub))
 
     local = load_jsonl_dataset(path, preset="dolly")
-    assert data.name == "json" and data.pool.ids == ["json-train-0", "json-train-1"]
+    assert data.name == "json" and data.pool.ids == local.pool.ids == DOLLY_IDS
     assert [(e.task, e.prompt, e.context, e.response) for e in data.pool] == [
         (e.task, e.prompt, e.context, e.response) for e in local.pool
     ]

@@ -260,3 +260,31 @@ def test_rows_longer_than_max_length_are_counted_in_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         fit_once(tmp_path, f"finetune.max_length={limit}", "finetune.epochs=1")
     assert f"{sum(n > limit for n in lengths)} of 16 examples exceed finetune.max_length={limit}" in caplog.text
+
+
+@pytest.mark.parametrize("with_id_field", [True, False])
+def test_annotations_never_join_a_prompt_that_changed_after_selection(tmp_path, monkeypatch, with_id_field):
+    """The new user's trial: select, annotate from selection.jsonl, then reorder the pool file and
+    edit one selected prompt; train.py refuses before any model loads and names that id."""
+    import labelbudget.models.tiny
+    from labelbudget.errors import DataError
+    from labelbudget.pipeline import run_select, run_train
+
+    rows = [{"prompt": f"Question {i}?", "task": f"t{i % 3}", "response": f"answer {i}", **({"id": f"q{i}"} if with_id_field else {})}
+            for i in range(30)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["model=tiny_llama", "dataset=jsonl", f"dataset.path={pool}", f"dataset.test_path={pool}", "selector=random",
+              "budget=10", "logger=none"]
+    run_select(compose_train(tmp_path, *common, f"paths.output_dir={tmp_path / 'select'}"))
+    chosen = [json.loads(line) for line in (tmp_path / "select" / "selection.jsonl").read_text().splitlines()]
+    annotations = tmp_path / "responses.jsonl"  # what an annotation tool returns: the rows, plus a response
+    annotations.write_text("".join(json.dumps({**r, "response": "ANNOTATED"}) + "\n" for r in chosen))
+
+    edited = next(r for r in rows if r["prompt"] == chosen[0]["prompt"])
+    edited["prompt"] = "A different question?"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    expected = "now name a different prompt" if with_id_field else "are not in the pool"
+    with pytest.raises(DataError, match=f"{expected}.*'{chosen[0]['id']}'"):
+        run_train(compose_train(tmp_path, *common, f"annotations={annotations}"))

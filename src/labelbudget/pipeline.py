@@ -292,7 +292,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     prepared = prepare(cfg, zero_allowed=True)
     evals = evaluations(cfg)
     check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
-    annotations = read_annotations(cfg.annotations) if cfg.annotations else None
+    annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
     model = LazyModel(cfg.model)
     identity = run_identity(cfg, prepared)
     folder = Path(cfg.paths.output_dir)

@@ -2,7 +2,9 @@
 
 Simulation reveals the pool's own hidden responses, only now that selection is final. Import
 joins an annotator's JSONL file to the selection by id; every id missing, unknown or repeated is
-reported at once, so nothing is dropped or doubled silently.
+reported at once, so nothing is dropped or doubled silently. An imported row that carries what
+the annotator saw (selection.jsonl's `fingerprint`, or the `prompt` and `context` themselves)
+must still match the pool: a response is never joined to a prompt that has since changed.
 """
 
 from __future__ import annotations
@@ -48,14 +50,18 @@ class Annotations:
     responses: dict[str, str]
 
 
-def read_annotations(path: str | Path, id_field: str = "id", response_field: str = "response") -> Annotations:
-    """Read and check an annotator's JSONL file (one {id, response} object per line): every row
-    well formed, no id twice. Runs before any model work; the join to the selection comes later."""
+def read_annotations(path: str | Path, pool: Pool, id_field: str = "id", response_field: str = "response") -> Annotations:
+    """Read and check an annotator's JSONL file (one {id, response} object per line) against the
+    pool: every row well formed, no id twice, every id in the pool and naming the prompt it was
+    annotated for. Runs before any model work; the join to the selection comes later."""
     file = existing_path(path, "annotations file", "set annotations to the JSONL file of {id, response} rows")
+    if not file.is_file():
+        raise DataError(str(file), "is a directory; annotations= takes the JSONL file of {id, response} rows")
     source = str(file)
     responses: dict[str, str] = {}
     first_row: dict[str, int] = {}
     duplicates: list[str] = []
+    records: dict[str, dict] = {}
     for row, record in read_records(file):
         if not isinstance(record, dict):
             raise DataError(source, "must be a JSON object", row)
@@ -69,10 +75,39 @@ def read_annotations(path: str | Path, id_field: str = "id", response_field: str
         if id_ in responses:
             duplicates.append(f"{id_} (rows {first_row[id_]} and {row})")
         responses[id_] = record[response_field]
+        records[id_] = record
         first_row.setdefault(id_, row)
     if duplicates:
         raise DataError(source, f"{len(duplicates)} ids appear twice: {_listing(duplicates)}", field=id_field)
+    if not responses:
+        raise DataError(source, "holds no annotations")
+    _check_against_pool(source, records, pool)
     return Annotations(source, responses)
+
+
+def _check_against_pool(source: str, records: dict[str, dict], pool: Pool) -> None:
+    """Every annotated id is in the pool and, where the row says what was shown, shows it still."""
+    by_id = {e.id: e for e in pool}
+    unknown = [i for i in records if i not in by_id]
+    changed = [i for i, record in records.items() if i in by_id and not _shows(record, by_id[i])]
+    problems = []
+    if unknown:
+        problems.append(f"{len(unknown)} annotated ids are not in the pool {pool.source} (removed, or their prompt "
+                        f"changed, which changes a content id): {_listing(unknown)}")
+    if changed:
+        problems.append(f"{len(changed)} annotated ids now name a different prompt in the pool {pool.source}: "
+                        f"{_listing(changed)}; annotate the new prompts, or restore the pool file")
+    if problems:
+        raise DataError(source, "; ".join(problems), field="id")
+
+
+def _shows(record: dict, example: Example) -> bool:
+    """Whether the annotated row matches the pool's example, judged by what the row carries."""
+    if record.get("fingerprint") is not None:
+        return record["fingerprint"] == example.fingerprint
+    if record.get("prompt") is not None:
+        return (record["prompt"], record.get("context") or None) == (example.prompt, example.context)
+    return True
 
 
 def join_annotations(annotations: Annotations, pool: Pool, ids: list[str]) -> list[Example]:

@@ -23,8 +23,8 @@ def load_hub_dataset(
     """Load `split` (and optionally `test_split`) with `datasets.load_dataset` and map each row
     through the same `FieldMap` rules as local files (`fields` overriding `preset` key by key).
 
-    Ids not taken from a field are "<name>-<split>-<row - 1>" with the last part of the hub name,
-    e.g. "databricks-dolly-15k-train-17".
+    Ids come from the rows' `id` field or, without one, from each row's content, as for local
+    files (`example_from_record`).
     """
     mapping = field_map(fields, preset)
     load_kwargs = {"revision": revision, "data_files": data_files, "cache_dir": cache_dir}
@@ -34,9 +34,8 @@ def load_hub_dataset(
 
 def _load_split(name: str, split: str, fields: FieldMap, load_kwargs: dict[str, Any]) -> Pool:
     source = f"{name} (split {split!r})"
-    id_prefix = f"{name.rstrip('/').split('/')[-1]}-{split}-"
     rows = download(name, split, load_kwargs)
-    return Pool((example_from_record(r, fields, source, row, id_prefix) for row, r in enumerate(rows, start=1)), source)
+    return Pool((example_from_record(r, fields, source, row) for row, r in enumerate(rows, start=1)), source)
 
 
 def download(name: str, split: str, load_kwargs: dict[str, Any]) -> Any:

@@ -24,7 +24,8 @@ def load_jsonl_dataset(
     `fields` maps source field names onto the example (see `FieldMap`), overriding `preset`
     ("dolly", "flan") key by key. A `.json` file holds a list of objects; any other file is read
     as JSON Lines, where blank lines are skipped and rows are line numbers, so every error points
-    at the line to fix. Ids not taken from a field are "<file stem>-<row - 1>".
+    at the line to fix. Ids come from the rows' `id` field or, without one, from each row's
+    content (`example_from_record`): never from its position.
     """
     mapping = field_map(fields, preset)
     pool_file = existing_path(path, "dataset file", "set dataset.path to your JSONL file")
@@ -36,9 +37,7 @@ def load_jsonl_dataset(
 
 def _load_pool(path: Path, fields: FieldMap) -> Pool:
     source = str(path)
-    examples = [
-        example_from_record(record, fields, source, row, id_prefix=f"{path.stem}-") for row, record in read_records(path)
-    ]
+    examples = [example_from_record(record, fields, source, row) for row, record in read_records(path)]
     return Pool(examples, source)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labelbudget.data.schema import Example
+from labelbudget.data.schema import Example, content_fingerprint
 from labelbudget.errors import ConfigError, DataError, MissingResourceError
 
 
@@ -22,7 +22,8 @@ from labelbudget.errors import ConfigError, DataError, MissingResourceError
 class FieldMap:
     """Names of the source fields that hold each part of an `Example`.
 
-    `id=None` makes ids from the row position (see `example_from_record`); `context=None` and
+    `id=None` takes the row's own `id` field where it has one, else an id made from the row's
+    content (see `example_from_record`); `context=None` and
     `response=None` mean the data has none. `task_constant`, when set, labels every row with
     that task (a single-task file) and the `task` field is then not read. `metadata` lists
     extra fields copied verbatim into `Example.metadata`.
@@ -81,24 +82,39 @@ def field_map(fields: Mapping[str, Any] | None = None, preset: str | None = None
 
 
 def example_from_record(
-    record: Any, fields: FieldMap, source: str, row: int, id_prefix: str = "", suggest_config: bool = True
+    record: Any, fields: FieldMap, source: str, row: int, id_prefix: str | None = None, suggest_config: bool = True
 ) -> Example:
     """Map one row to an `Example`, raising `DataError` (source, 1-based row, field) for a
     mapped field that is missing, not a string, or empty where it must not be.
 
-    Without an id field the id is `id_prefix` + the zero-based row index (e.g. "dolly-17"), so
-    it points back at the row. Integer ids are accepted and made strings; a null or empty
-    context becomes None, a null response None. `suggest_config=False` (fixed formats such as
-    BBH) keeps the error for a missing field from suggesting a `dataset.fields` setting.
+    The id: the mapped id field if one is set; else the row's own `id` field where it has one;
+    else the content fingerprint of (task, prompt, context), so that reordering, inserting or
+    deleting rows, or renaming the file, never moves an id to another prompt. Fixed benchmark
+    files, whose order is part of the benchmark, pass `id_prefix` for positional ids
+    (`id_prefix` + the zero-based row index). Integer ids are accepted and made strings; task
+    names are trimmed ("open_qa " is "open_qa"); a null or empty context becomes None, a null
+    response None. `suggest_config=False` (fixed formats such as BBH) keeps the error for a
+    missing field from suggesting a `dataset.fields` setting.
     """
     if not isinstance(record, Mapping):
         raise DataError(source, f"expected an object with named fields, got {type(record).__name__}", row)
     reader = _RowReader(record, source, row, suggest_config)
+    task = fields.task_constant if fields.task_constant is not None else reader.text("task", fields.task)
+    prompt = reader.text("prompt", fields.prompt)
+    context = (reader.optional_text("context", fields.context) or None) if fields.context else None
+    if fields.id is not None:
+        id_ = reader.text("id", fields.id, allow_int=True)
+    elif id_prefix is not None:
+        id_ = f"{id_prefix}{row - 1}"
+    elif record.get("id") is not None:
+        id_ = reader.text("id", "id", allow_int=True)
+    else:
+        id_ = content_fingerprint(task.strip(), prompt, context)
     return Example(
-        id=f"{id_prefix}{row - 1}" if fields.id is None else reader.text("id", fields.id, allow_int=True),
-        task=fields.task_constant if fields.task_constant is not None else reader.text("task", fields.task),
-        prompt=reader.text("prompt", fields.prompt),
-        context=(reader.optional_text("context", fields.context) or None) if fields.context else None,
+        id=id_,
+        task=task.strip(),
+        prompt=prompt,
+        context=context,
         response=reader.optional_text("response", fields.response) if fields.response else None,
         metadata={name: reader.value("metadata", name) for name in fields.metadata},
     )

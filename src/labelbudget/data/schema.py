@@ -27,6 +27,12 @@ class Example:
     response: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def fingerprint(self) -> str:
+        """What an annotator is shown, hashed: ids derived from it, and the check that an annotated
+        id still names the prompt it was annotated for."""
+        return content_fingerprint(self.task, self.prompt, self.context)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -36,6 +42,11 @@ class Example:
             "response": self.response,
             "metadata": self.metadata,
         }
+
+
+def content_fingerprint(task: str, prompt: str, context: str | None) -> str:
+    """16 hex digits of SHA-256 over (task, prompt, context)."""
+    return hashlib.sha256(json.dumps([task, prompt, context], ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def check_example_fields(example: Example, source: str, row: int) -> None:

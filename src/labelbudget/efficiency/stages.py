@@ -83,7 +83,7 @@ def choose_fit(path: str | None, model_name: str) -> LinearFit | None:
 def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     settings = cfg.coslow
     data = instantiate(cfg.dataset)
-    annotations = read_annotations(cfg.annotations) if cfg.annotations else None
+    annotations = read_annotations(cfg.annotations, data.pool) if cfg.annotations else None
     fit = choose_fit(cfg.fit, cfg.model.name)
     targets = [float(t) for t in cfg.targets]
     pool = data.pool

@@ -46,10 +46,11 @@ def _rows_of(pool: Pool, ids: list[str]) -> list[int]:
 
 
 def selection_jsonl(pool: Pool, selection: Selection) -> str:
-    """One line per chosen prompt, rank 1 first: what an annotator needs, no hidden response."""
+    """One line per chosen prompt, rank 1 first: what an annotator needs, no hidden response. The
+    fingerprint of what is shown travels with the annotation, so the import can check it."""
     examples = (pool[row] for row in _rows_of(pool, selection.ids))
-    return jsonl_text({"rank": rank, "id": e.id, "task": e.task, "prompt": e.prompt, "context": e.context}
-                      for rank, e in enumerate(examples, start=1))
+    return jsonl_text({"rank": rank, "id": e.id, "task": e.task, "prompt": e.prompt, "context": e.context,
+                       "fingerprint": e.fingerprint} for rank, e in enumerate(examples, start=1))
 
 
 def _fmt(value: float | None, digits: int) -> str:
