@@ -10,9 +10,7 @@ from labelbudget.cli import hoist_multirun_flag, run_entry
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="estimate")
 def main(cfg: DictConfig) -> None:
-    from labelbudget.efficiency.stages import run_estimate
-
-    run_entry(run_estimate, cfg)
+    run_entry("labelbudget.efficiency.stages.run_estimate", cfg)
 
 
 if __name__ == "__main__":

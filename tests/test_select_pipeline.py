@@ -4,6 +4,7 @@ before any model is loaded."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -56,7 +57,11 @@ def test_weighted_task_writes_selection_allocation_and_plot(tmp_path):
     assert [r["rank"] for r in rows] == list(range(1, 151))
     assert [r["id"] for r in rows] == selection.ids
     assert len({r["id"] for r in rows}) == 150
-    assert all(set(r) == {"rank", "id", "task", "prompt", "context"} for r in rows)  # no hidden response
+    assert all(set(r) == {"rank", "id", "task", "prompt", "context", "fingerprint"} for r in rows)  # no hidden response
+    by_id = {e.id: e for e in labelbudget.data.synthetic.build_synthetic_suite(pool_per_task=12).pool}
+    # the fingerprint is of what the annotator sees, computed here: SHA-256 of [task, prompt, context]
+    assert all(r["fingerprint"] == hashlib.sha256(json.dumps([r["task"], by_id[r["id"]].prompt, by_id[r["id"]].context],
+                                                               ensure_ascii=False).encode()).hexdigest()[:16] for r in rows)
 
     with open(tmp_path / "run" / "allocation.csv") as handle:
         table = list(csv.DictReader(handle))

@@ -77,7 +77,7 @@ class BatchLog(L.Callback):
 def fit_and_log_batches(seed: int) -> list[list[tuple[int, ...]]]:
     tiny = build_tiny_llama()
     # 24 rows of 6 lengths; row i starts with token 3 + i, so a batch names its rows
-    rows = [([3 + i] + [5] * (i % 6), [IGNORE_INDEX] + [5] * (i % 6)) for i in range(24)]
+    rows = [([3 + i] + [5] * (1 + i % 6), [IGNORE_INDEX] + [5] * (1 + i % 6)) for i in range(24)]
     log = BatchLog()
     model = attach_lora(tiny.model, rank=4, alpha=8, dropout=0.0, seed=0).train()
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
@@ -9,7 +10,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-from labelbudget.distributed import barrier, hydra_job
+from labelbudget.configs import check_settings
 from labelbudget.errors import LabelbudgetError
 
 log = logging.getLogger("labelbudget")
@@ -35,13 +36,20 @@ def quiet_libraries() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
 
 
-def run_entry(stage: Callable[[DictConfig], object], cfg: DictConfig) -> object:
-    """Run a stage; a LabelbudgetError (bad input or setup) ends the job with its message alone.
-    In a sweep it ends only this job: the sweeper lists it with the others' failures at the end."""
+def run_entry(stage: str, cfg: DictConfig) -> object:
+    """Run a stage ("package.module.function"), its settings checked first: a bad value ends the
+    run in seconds, before the stage's heavy imports (torch, lightning) and any model. A
+    LabelbudgetError (bad input or setup) ends the job with its message alone; in a sweep it ends
+    only this job, and the sweeper lists it with the others' failures at the end."""
     quiet_libraries()
     try:
+        check_settings(cfg)
+        from labelbudget.distributed import barrier, hydra_job
+
+        module, name = stage.rsplit(".", 1)
+        function: Callable[[DictConfig], object] = getattr(importlib.import_module(module), name)
         with hydra_job():
-            result = stage(cfg)
+            result = function(cfg)
             barrier()  # every rank of the job is done before the next job of a sweep starts
         return result
     except LabelbudgetError as error:

@@ -17,8 +17,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.configs import flat_settings, recorded_config
-from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
+from labelbudget.configs import check_settings, flat_settings, recorded_config
+from labelbudget.data.annotation import check_responses, join_annotations, read_annotations, reveal_responses
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
@@ -66,11 +66,12 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
 
 
 def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
-    """The model config as it determines scores: local cache locations do not count."""
+    """The model config as it determines scores: local cache locations and the list of linear
+    layers (a check on LoRA settings) do not count."""
 
     def strip(node):
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "cache_dir"}
+            return {k: strip(v) for k, v in node.items() if k not in ("cache_dir", "linear_layers")}
         return node
 
     return strip(OmegaConf.to_container(model_cfg, resolve=True))
@@ -86,6 +87,7 @@ class LazyModel:
 
     def __call__(self) -> LoadedModel:
         if self.loaded is None:
+            log.info("loading model %s", self.model_cfg.name)
             self.loaded = instantiate(self.model_cfg.loader)()
         return self.loaded
 
@@ -104,7 +106,8 @@ class Prepared:
 
 
 def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
-    """Load and validate the pool, resolve and check the budget: no model yet."""
+    """Check every setting, load and validate the pool, resolve and check the budget: no model yet."""
+    check_settings(cfg)
     check_strategy(cfg.trainer)
     data: TaskData = instantiate(cfg.dataset)
     budget = resolve_budget(cfg.budget, len(data.pool), zero_allowed)
@@ -293,6 +296,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     evals = evaluations(cfg)
     check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
     annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
+    if prepared.budget and annotations is None:
+        check_responses(prepared.data.pool)
     model = LazyModel(cfg.model)
     identity = run_identity(cfg, prepared)
     folder = Path(cfg.paths.output_dir)
@@ -326,6 +331,7 @@ def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
+    check_settings(cfg)
     check_strategy(cfg.trainer)
     evals = evaluations(cfg)
     data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None

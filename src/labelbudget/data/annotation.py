@@ -31,15 +31,21 @@ def _selected(pool: Pool, ids: list[str]) -> list[Example]:
 def reveal_responses(pool: Pool, ids: list[str]) -> list[Example]:
     """Simulated annotation: the selected examples with the pool's own responses."""
     examples = _selected(pool, ids)
-    missing = [e.id for e in examples if not (e.response or "").strip()]
+    check_responses(Pool(examples, pool.source), "selected ")
+    return examples
+
+
+def check_responses(pool: Pool, which: str = "") -> None:
+    """Simulated annotation needs every prompt it may reveal to have a response; checked on the
+    whole pool before any model loads, since any prompt may be selected."""
+    missing = [e.id for e in pool if not (e.response or "").strip()]
     if missing:
         raise DataError(
             pool.source,
-            f"simulated annotation needs the pool's responses, but {len(missing)} selected prompts have none "
+            f"simulated annotation needs the pool's responses, but {len(missing)} {which}prompts have none "
             f"({_listing(missing)}); give real ones with annotations=path/to/responses.jsonl",
             field="response",
         )
-    return examples
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def load_jsonl_dataset(
 
 def _load_pool(path: Path, fields: FieldMap) -> Pool:
     source = str(path)
+    if not path.is_file():
+        raise DataError(source, "is a directory; dataset.path (and dataset.test_path) take a JSONL or JSON file")
     examples = [example_from_record(record, fields, source, row) for row, record in read_records(path)]
     return Pool(examples, source)
 

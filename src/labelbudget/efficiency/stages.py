@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from labelbudget.configs import check_settings
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.records import existing_path
 from labelbudget.efficiency.coslow import gradient_signals, low_confidence_sample, per_example_gradients
@@ -46,6 +47,7 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
     modes = {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}
     if cfg.mode not in modes:
         raise ConfigError(f"mode must be one of {', '.join(modes)}, got {cfg.mode!r}")
+    check_settings(cfg)
     return modes[cfg.mode](cfg)
 
 

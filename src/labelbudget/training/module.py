@@ -9,6 +9,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from labelbudget.errors import ConfigError
+
 
 class SFTModule(L.LightningModule):
     def __init__(self, model, learning_rate: float = 1e-4, weight_decay: float = 0.0):
@@ -19,6 +21,10 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
+        if not torch.isfinite(loss):  # NaN or inf: every later step would only spread it
+            raise ConfigError(f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                              f"batch {batch_idx}): lower finetune.learning_rate, or raise finetune.max_length so that "
+                              "every example keeps answer tokens")
         tokens = (batch["labels"] != -100).sum()
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
