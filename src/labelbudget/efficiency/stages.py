@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from labelbudget.configs import check_settings
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
@@ -103,7 +104,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_text(folder / "coslow_sample.jsonl", jsonl_text(exported))
     print(f"wrote the sample to annotate: {folder / 'coslow_sample.jsonl'}")
     results, predicted = [], {}
-    for task, (low, random_rows) in samples.items():
+    for task, (low, random_rows) in tqdm(samples.items(), desc="CoS-Low", unit="task"):
         ids = [pool[r].id for r in low]
         labelled = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
         loaded = model()
