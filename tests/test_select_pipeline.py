@@ -271,3 +271,29 @@ def test_select_multirun_over_selectors_reports_coverage_side_by_side(tmp_path):
     assert "### selection/allocation_entropy" in report.stdout
     activeit_covered = float(table.split("| activeit | ")[1].split(" ")[0])
     assert activeit_covered < 24  # whole tasks, lowest confidence first: fewer tasks
+
+
+def test_small_things_csv_cells_are_not_formulas_a_fraction_is_said_and_same_embeddings_warn(tmp_path, caplog):
+    import io as text_io
+
+    from labelbudget.io import csv_cell, csv_text
+    from labelbudget.selection.kernels import Pairwise
+
+    written = csv_text(["task", "n"], [["=SUM(A1:A9)", 3], ["+1", -2], ["plain", 1.5]])
+    assert written == "task,n\n'=SUM(A1:A9),3\n'+1,-2\nplain,1.5\n"  # numbers stay numbers
+    assert [csv_cell(r["task"]) for r in csv.DictReader(text_io.StringIO(written))] == ["=SUM(A1:A9)", "+1", "plain"]
+    with caplog.at_level("INFO"):
+        run_select(config(tmp_path, "selector=random", "budget=0.0001"))
+    assert "budget 1 (0.0001 of the pool)" in caplog.text
+    with caplog.at_level("WARNING"):
+        Pairwise(np.ones((5, 3)), "rbf")
+    assert "every one of the 5 embeddings is identical" in caplog.text
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path):
+    env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "select.py", "model=tiny_llama", "selector=random", "budget=5", f"paths.log_dir={tmp_path}"]
+    runs = [subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0], [run.stderr.read()[-2000:] for run in runs]
+    folders = sorted((tmp_path / "select" / "runs").iterdir())
+    assert len(folders) == 2 and all((f / "selection.jsonl").is_file() for f in folders)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -31,3 +33,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
     """One JSON object per line, non-ASCII text kept readable."""
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet runs a cell that starts with one of these
+
+
+def csv_text(header: list[str], rows: Iterable[list[Any]]) -> str:
+    """CSV with a header; a text cell that a spreadsheet would run as a formula (a task named
+    "=HYPERLINK(...)") gets a leading apostrophe. Numbers stay numbers. `csv_cell` undoes it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell for cell in row])
+    return out.getvalue()
+
+
+def csv_cell(text: str) -> str:
+    """A cell of a file `csv_text` wrote, as it was before the escape."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text

@@ -114,7 +114,9 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     selector: Selector = instantiate(cfg.selector)
     if budget:
         selector.check_budget(data.pool.task_sizes(), budget)
-    log.info("pool: %d prompts in %d tasks (%s); budget %d", len(data.pool), len(data.pool.task_sizes()), data.pool.source, budget)
+    asked = f" ({cfg.budget} of the pool)" if isinstance(cfg.budget, float) and 0 < cfg.budget < 1 else ""
+    log.info("pool: %d prompts in %d tasks (%s); budget %d%s", len(data.pool), len(data.pool.task_sizes()), data.pool.source,
+             budget, asked)
     return Prepared(data, budget, selector)
 
 

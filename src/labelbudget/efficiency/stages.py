@@ -10,7 +10,6 @@ plan    predicted AUCs + a total budget -> labels per task, and labels needed pe
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import defaultdict
@@ -32,7 +31,7 @@ from labelbudget.efficiency.planner import mean_predicted_performance, plan_budg
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.evaluation.base import markdown_table
-from labelbudget.io import atomic_write_bytes, atomic_write_text, jsonl_text
+from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.pipeline import LazyModel, instantiate, pool_scores
 from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
@@ -273,8 +272,6 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
     for task, auc, *_ in rows:
         print(f"task {task} needs about {round(labels_needed(targets[0], auc, n_max))} labels to reach t = {targets[0]:g}")
     mean = mean_predicted_performance(counts, predicted, n_max)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([["task", "predicted_auc", "pool", "labels"], *[[r[0], r[1], r[2], r[3]] for r in rows]])
-    atomic_write_text(Path(cfg.paths.output_dir) / "plan.csv", out.getvalue())
+    atomic_write_text(Path(cfg.paths.output_dir) / "plan.csv", csv_text(["task", "predicted_auc", "pool", "labels"], [r[:4] for r in rows]))
     print(f"mean predicted normalised performance {mean:.4f}; wrote {Path(cfg.paths.output_dir) / 'plan.csv'}")
     return {"counts": counts, "mean_predicted": mean}

@@ -81,6 +81,9 @@ class Pairwise:
         z = torch.as_tensor(np.asarray(embeddings), device=device).to(torch.float64)
         if z.ndim != 2 or len(z) == 0:
             raise ConfigError(f"embeddings must be a non-empty (N, d) array, got shape {tuple(z.shape)}")
+        if len(z) > 1 and bool((z == z[0]).all()):
+            log.warning("every one of the %d embeddings is identical: a diversity selector can only break ties, so its "
+                        "picks carry no information; check the scores (scoring.pooling) or the pool", len(z))
         if normalize or kind == "cosine":
             z = z / z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         if kind in ("sqeuclidean", "rbf"):

@@ -36,7 +36,7 @@ import numpy as np
 from labelbudget.configs import flat_settings
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
-from labelbudget.io import atomic_write_bytes, atomic_write_text
+from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
 
 BASELINE = "random"
 ZERO_SHOT = "zero-shot"
@@ -200,7 +200,7 @@ def task_gains(runs: list[Run], headline: str) -> dict[tuple[str, int], list[tup
             continue
         values = per_task(run.metrics, headline)
         for line in csv.DictReader(io.StringIO(allocation.read_text())):
-            task = line["task"]
+            task = csv_cell(line["task"])
             if line.get("mean_confidence"):
                 confidence[task] = float(line["mean_confidence"])
             if task in values and task in base:
@@ -254,15 +254,10 @@ def metric_markdown(metric: str, cells: Cells) -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_text(tables: list[tuple[str, dict[str, Cells]]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"])
-    for title, table in tables:
-        for metric, cells in table.items():
-            for (row, budget), (mean, error, n) in sorted(cells.items()):
-                writer.writerow([title, metric, row, budget, f"{mean:.6g}", f"{error:.6g}", n])
-    return out.getvalue()
+def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
+    return csv_text(["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"],
+                    ([title, metric, row, budget, f"{mean:.6g}", f"{error:.6g}", n] for title, table in tables
+                     for metric, cells in table.items() for (row, budget), (mean, error, n) in sorted(cells.items())))
 
 
 def _figure_bytes(fig) -> bytes:
@@ -349,7 +344,7 @@ def write_report(folders: list[Path], out: Path) -> str:
         parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
     text = "\n".join(part for part in parts if part)
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "report.csv", csv_text(tables))
+    atomic_write_text(out / "report.csv", cells_csv(tables))
     return text
 
 

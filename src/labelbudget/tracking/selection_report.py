@@ -3,7 +3,6 @@ table and its bar chart, and a summary printed for the person at the terminal.""
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbudget.data.schema import Pool
-from labelbudget.io import atomic_write_bytes, atomic_write_text, jsonl_text
+from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection
 from labelbudget.selection.task_diversity import task_log_confidence
@@ -58,12 +57,8 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def allocation_csv(rows: list[TaskRow]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["task", "pool_size", "mean_confidence", "allocated", "selected"])
-    for r in rows:
-        writer.writerow([r.task, r.pool_size, _fmt(r.mean_confidence, 6), _fmt(r.allocated, 6), r.selected])
-    return out.getvalue()
+    return csv_text(["task", "pool_size", "mean_confidence", "allocated", "selected"],
+                    ([r.task, r.pool_size, _fmt(r.mean_confidence, 6), _fmt(r.allocated, 6), r.selected] for r in rows))
 
 
 def summary_table(rows: list[TaskRow], selector: str, budget: int) -> str:
