@@ -14,7 +14,7 @@ from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import DataError
 from labelbudget.models.tiny import build_tiny_llama
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
-from labelbudget.scoring.scores import Scores
+from labelbudget.scoring.scores import CorruptScores, Scores
 
 SETTINGS = ScoringSettings(max_new_tokens=4, batch_size=4, batches_per_shard=2)
 MODEL_ID = {"name": "tiny_llama", "seed": 0}
@@ -108,3 +108,28 @@ def test_non_finite_value_in_cache_is_refused_with_file_row_and_field(tmp_path):
         Scores.load(tmp_path / "bad")
     message = str(error.value)
     assert "bad.safetensors" in message and "row 4" in message and "'mean_entropy'" in message and "'ex3'" in message
+
+
+def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
+    pool, model = make_pool(), build_tiny_llama()
+    reference = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "clean", trainer_factory)
+    # an interrupted pass leaves shards 0 and 1; shard 1 is then truncated on disk
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", partial(trainer_factory, extra_callbacks=[CrashAfter(5)]))
+    folder = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path / "cache")
+    shard = folder / "shard-00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-7])
+    counter = CountPrompts()
+    with caplog.at_level("WARNING"):
+        resumed = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", partial(trainer_factory, extra_callbacks=[counter]))
+    assert "shard-00001.safetensors is damaged" in caplog.text and "removed, to be scored again" in caplog.text
+    assert counter.prompts == 30 - 8  # shard 0 kept; the damaged shard 1 scored again with 2 and 3
+    assert_same_scores(resumed, reference)
+    # the finished file, one byte flipped: named, removed, rescored, never a traceback on every rerun
+    final = folder / "scores.safetensors"
+    data = bytearray(final.read_bytes())
+    data[-1] ^= 0xFF
+    final.write_bytes(bytes(data))
+    with pytest.raises(CorruptScores, match="scores.safetensors: is damaged .*SHA-256"):
+        Scores.load(folder / "scores")
+    assert_same_scores(score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference)

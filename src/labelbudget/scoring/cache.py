@@ -33,7 +33,7 @@ from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.module import PromptProgress, RankBatches, ScoringModule, length_sorted_batches
 from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
-from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
+from labelbudget.scoring.scores import NUMERIC_FIELDS, CorruptScores, Scores
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,23 @@ def cache_folder(pool: Pool, model_config: dict[str, Any], settings: ScoringSett
 
 
 def load_cached(folder: Path) -> Scores | None:
-    """The finished scores in a cache folder, or None when the pool was not fully scored there."""
-    final = folder / "scores"
-    return Scores.load(final) if final.with_suffix(".json").is_file() else None
+    """The finished scores in a cache folder, or None when the pool was not fully scored there
+    (or its file is damaged: it is removed, with a warning, and the pool is scored again)."""
+    return readable(folder / "scores")
+
+
+def readable(stem: Path) -> Scores | None:
+    """The score set saved at `stem`, or None when there is none or it is damaged (then removed,
+    so that it is computed again instead of failing on every rerun)."""
+    if not stem.with_suffix(".json").is_file():
+        return None
+    try:
+        return Scores.load(stem)
+    except CorruptScores as error:
+        log.warning("%s is damaged (%s): removed, to be scored again", error.source, error.__cause__)
+        for suffix in (".json", ".safetensors"):
+            stem.with_suffix(suffix).unlink(missing_ok=True)
+        return None
 
 
 @contextmanager
@@ -174,7 +188,7 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dic
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
     step = settings.batches_per_shard
     shards = [batches[i : i + step] for i in range(0, len(batches), step)]
-    todo = {s: group for s, group in enumerate(shards) if not shard_stem(folder, s).with_suffix(".json").is_file()}
+    todo = {s: group for s, group in enumerate(shards) if readable(shard_stem(folder, s)) is None}
 
     folder.mkdir(parents=True, exist_ok=True)
     if is_main_process():

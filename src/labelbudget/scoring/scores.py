@@ -7,18 +7,24 @@ corrupt cache fails with the file, row and field instead of steering a selection
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
 
 from labelbudget.errors import DataError
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 
 FORMAT = 2  # bumped whenever the columns change, so older caches are rescored, not misread
 NUMERIC_FIELDS = ("seq_logprob", "mean_logprob", "mean_prob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens")
+
+
+class CorruptScores(DataError):
+    """A saved score file that cannot be read back as written."""
 
 
 @dataclass(frozen=True)
@@ -93,22 +99,32 @@ class Scores:
         )
 
     def save(self, stem: Path) -> None:
-        """Write `<stem>.safetensors` and `<stem>.json` atomically (JSON last: it marks completeness)."""
+        """Write `<stem>.safetensors` and `<stem>.json` atomically (JSON last: it marks completeness
+        and holds the tensors' SHA-256, so a file damaged later is found on load)."""
         tensors = {name: np.ascontiguousarray(getattr(self, name)) for name in NUMERIC_FIELDS}
         tensors["embeddings"] = np.ascontiguousarray(self.embeddings)
-        atomic_write_bytes(stem.with_suffix(".safetensors"), save(tensors))
+        data = save(tensors)
+        atomic_write_bytes(stem.with_suffix(".safetensors"), data)
         atomic_write_text(
             stem.with_suffix(".json"),
-            json.dumps({"ids": self.ids, "generations": self.generations}, ensure_ascii=False),
+            json.dumps({"ids": self.ids, "generations": self.generations, "sha256": hashlib.sha256(data).hexdigest()},
+                       ensure_ascii=False),
         )
 
     @staticmethod
     def load(stem: Path) -> "Scores":
-        """Read a saved score set, rejecting non-finite values with file, row and field."""
+        """Read a saved score set: a damaged file (truncated, edited, checksum off) is a
+        `CorruptScores` naming it; non-finite values are refused with file, row and field."""
         path = stem.with_suffix(".safetensors")
-        tensors = load_file(str(path))
-        meta = json.loads(stem.with_suffix(".json").read_text())
-        ids = meta["ids"]
+        try:
+            meta = json.loads(stem.with_suffix(".json").read_text())
+            data = path.read_bytes()
+            if meta.get("sha256", hashlib.sha256(data).hexdigest()) != hashlib.sha256(data).hexdigest():
+                raise ValueError("its SHA-256 differs from the one written with it")
+            tensors = load(data)
+            ids = meta["ids"]
+        except (OSError, ValueError, KeyError, SafetensorError) as error:
+            raise CorruptScores(str(path), f"is damaged ({error}); delete it, or its cache folder, to rescore") from error
         for name, values in tensors.items():
             if len(values) != len(ids):
                 raise DataError(str(path), f"has {len(values)} rows but {len(ids)} ids", field=name)
