@@ -288,3 +288,47 @@ def test_annotations_never_join_a_prompt_that_changed_after_selection(tmp_path, 
     expected = "now name a different prompt" if with_id_field else "are not in the pool"
     with pytest.raises(DataError, match=f"{expected}.*'{chosen[0]['id']}'"):
         run_train(compose_train(tmp_path, *common, f"annotations={annotations}"))
+
+
+def test_a_broken_or_foreign_adapter_is_one_clear_line(tmp_path, monkeypatch):
+    import shutil
+
+    import labelbudget.models.tiny
+    from labelbudget.errors import ConfigError, DataError
+    from labelbudget.pipeline import run_evaluate, run_train
+
+    run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", "finetune.epochs=1"))
+    trained = tmp_path / "run" / "adapter"
+    assert json.loads((trained / "base_model.json").read_text())["loader"]["hidden_size"] == 64
+
+    def evaluate(folder: Path, *overrides: str):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("evaluate", overrides=["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3",
+                                                 "eval.tasks.max_new_tokens=4", f"adapter={folder}",
+                                                 f"paths.output_dir={tmp_path / 'eval'}", *overrides])
+        return run_evaluate(cfg)
+
+    def broken(name: str, damage) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(trained, folder)
+        damage(folder)
+        return folder
+
+    real_build = labelbudget.models.tiny.build_tiny_llama
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    cases = [
+        (broken("bad_config", lambda f: (f / "adapter_config.json").write_text("{not json")), DataError,
+         r"adapter_config.json: is not valid JSON"),
+        (broken("truncated", lambda f: (f / "adapter_model.safetensors").write_bytes((f / "adapter_model.safetensors").read_bytes()[:100])),
+         DataError, r"adapter_model.safetensors: cannot be read .*truncated or damaged"),
+        (broken("no_weights", lambda f: (f / "adapter_model.safetensors").unlink()), DataError, r"has no adapter weights"),
+    ]
+    for folder, error, message in cases:
+        with pytest.raises(error, match=message):
+            evaluate(folder)
+    with pytest.raises(ConfigError, match=r"was trained on base model 'tiny_llama' .* not on this run's 'tiny_llama'"):
+        evaluate(trained, "model.loader.hidden_size=32")  # same name, another base: refused before loading it
+    # an adapter without its record (older labelbudget) on a base of another shape: after the load, one line
+    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", real_build)
+    with pytest.raises(ConfigError, match=r"the adapter in .* does not fit this base model: .*size mismatch"):
+        evaluate(broken("unrecorded", lambda f: (f / "base_model.json").unlink()), "model.loader.hidden_size=32")

@@ -18,18 +18,34 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.configs import check_settings, flat_settings, recorded_config
-from labelbudget.data.annotation import check_responses, join_annotations, read_annotations, reveal_responses
+from labelbudget.data.annotation import (
+    check_responses,
+    join_annotations,
+    read_annotations,
+    reveal_responses,
+)
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.cache import ScoringSettings, cache_folder, load_cached, score_pool
+from labelbudget.scoring.cache import (
+    ScoringSettings,
+    cache_folder,
+    load_cached,
+    score_pool,
+)
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection, Selector
-from labelbudget.tracking.selection_report import selection_statistics, summary_table, task_rows, write_selection_outputs
+from labelbudget.tracking.selection_report import (
+    selection_statistics,
+    summary_table,
+    task_rows,
+    write_selection_outputs,
+)
+from labelbudget.training.adapters import check_adapter, load_adapter, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +342,7 @@ def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, 
     examples = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
     loaded = model()
     fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
-    # every rank takes part (FSDP gathers the adapter's shards), the main process alone writes
-    loaded.model.save_pretrained(Path(cfg.paths.output_dir) / "adapter", is_main_process=is_main_process())
+    save_adapter(loaded.model, Path(cfg.paths.output_dir) / "adapter", model_identity(cfg.model), is_main_process())
     return {**fit_stats, **chosen.metrics}
 
 
@@ -338,8 +353,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     evals = evaluations(cfg)
     data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
     adapter = Path(cfg.adapter) if cfg.adapter else None
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(f"{adapter.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder")
+    if adapter is not None:
+        check_adapter(adapter, model_identity(cfg.model))
     check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
     identity = {"dataset": dataset, "selector": "zero-shot", "selector_options": {}, "budget": 0, "seed": int(cfg.seed),
@@ -349,9 +364,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         identity = json.loads(trained.read_text())["run"] if trained.is_file() else {**identity, "selector": f"adapter:{adapter}"}
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
-        from peft import PeftModel
-
-        loaded.model = PeftModel.from_pretrained(loaded.model, str(adapter)).eval()
+        loaded.model = load_adapter(loaded.model, adapter)
     metrics, settings = run_evaluations(cfg, evals, loaded, data)
     write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
     print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
