@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from labelbudget.errors import ConfigError
+
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection import SELECTORS, Candidates, make_selector
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def candidates_with_confidence(task_conf: dict[str, tuple[int, float]]) -> Candidates:
@@ -100,3 +104,20 @@ def test_selection_statistics_by_hand():
     stats = selection_statistics(rows)
     assert stats["selection/tasks_covered"] == 2 and stats["selection/tasks_in_pool"] == 3
     assert stats["selection/allocation_entropy"] == pytest.approx(np.log(2))  # two tasks, evenly
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "selector").glob("*.yaml")))
+def test_every_selector_config_builds_what_make_selector_of_its_name_builds(name, tmp_path):
+    """One registry, one set of defaults: `selector=<name>` and `make_selector(<name>)` agree."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    predictions = tmp_path / "predicted_auc.json"
+    predictions.write_text('{"n_max": 100, "tasks": {"t": 0.5}}')
+    given = {"predictions": str(predictions)} if name == "predicted_efficiency" else {}
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("select", overrides=[f"selector={name}", *[f"selector.{k}={v}" for k, v in given.items()]])
+    from_config = instantiate(cfg.selector)
+    from_python = make_selector(name, **given)
+    assert type(from_python) is type(from_config)
+    assert vars(from_python) == vars(from_config)

@@ -82,6 +82,8 @@ class Selector(ABC):
 
 
 SELECTORS: dict[str, type[Selector]] = {}
+# a named variant: a registered selector with settings of its own (the config of the same name)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def register(cls: type[Selector]) -> type[Selector]:
@@ -90,13 +92,20 @@ def register(cls: type[Selector]) -> type[Selector]:
     return cls
 
 
+def register_variant(name: str, selector: str, **settings: Any) -> None:
+    """`make_selector(name)` builds `selector` with `settings`, as `conf/selector/<name>.yaml` does."""
+    VARIANTS[name] = (selector, settings)
+
+
 def make_selector(name: str, **settings) -> Selector:
-    """Build a selector by name, for use from Python without Hydra."""
+    """Build a selector by name, for use from Python without Hydra: the same selector, with the
+    same defaults, as `selector=<name>` (a test checks every conf/selector/*.yaml)."""
     import labelbudget.selection  # noqa: F401  (importing the package registers every selector)
 
-    if name not in SELECTORS:
-        raise ConfigError(f"unknown selector {name!r}; available: {', '.join(sorted(SELECTORS))}")
-    return SELECTORS[name](**settings)
+    base, preset = VARIANTS.get(name, (name, {}))
+    if base not in SELECTORS:
+        raise ConfigError(f"unknown selector {name!r}; available: {', '.join(sorted([*SELECTORS, *VARIANTS]))}")
+    return SELECTORS[base](**{**preset, **settings})
 
 
 def shuffled_task_rows(candidates: Candidates, rng: np.random.Generator) -> tuple[list[str], list[np.ndarray]]:

@@ -114,7 +114,7 @@ class DPPSelector(Selector):
     name = "dpp"
     needs_scores = True
 
-    def __init__(self, kernel: str = "rbf", gamma: float = 1.0, normalize: bool = True, quality: str = "none",
+    def __init__(self, kernel: str = "rbf", gamma: float = 1.0, normalize: bool = True, quality: str = "uncertainty",
                  min_quality: float = 0.01, jitter: float = 1e-6, memory_limit_mb: float = 2048,
                  max_factor_mb: float = 32768, device: str = "auto"):
         check_kernel(kernel, gamma, ("rbf", "cosine", "linear"))

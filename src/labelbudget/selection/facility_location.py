@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from labelbudget.errors import ConfigError
-from labelbudget.selection.base import Candidates, Selection, Selector, register
+from labelbudget.selection.base import (
+    Candidates,
+    Selection,
+    Selector,
+    register,
+    register_variant,
+)
 from labelbudget.selection.kernels import (
     MB,
     CachedPairwise,
@@ -248,3 +254,7 @@ class FacilityLocationSelector(Selector):
         objective["facility_location"] = float(cover.sum(dtype=torch.float64))
         log.info("facility_location: %d picks, F(S) = %.6g", budget, objective["facility_location"])
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)
+
+
+register_variant("facility_location_rbf0002", "facility_location", gamma=0.002)  # the paper's wider kernel
+register_variant("facility_location_cosine", "facility_location", kernel="cosine")
