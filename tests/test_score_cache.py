@@ -133,3 +133,15 @@ def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
     with pytest.raises(CorruptScores, match="scores.safetensors: is damaged .*SHA-256"):
         Scores.load(folder / "scores")
     assert_same_scores(score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference)
+
+
+def test_a_huge_prompt_is_clipped_from_the_left_and_counted(tmp_path, caplog):
+    pool = Pool([*make_pool(5), Example(id="huge", task="t", prompt="word " * 20_000 + "What is 2+2?")], "test-pool")
+    settings = replace(SETTINGS, max_prompt_tokens=64)
+    with caplog.at_level("WARNING"):
+        scores = score_pool(pool, build_tiny_llama(), MODEL_ID, settings, tmp_path, trainer_factory)
+    assert "1 of 6 prompts are longer than scoring.max_prompt_tokens=64 tokens: they keep their last 64" in caplog.text
+    assert scores.ids == pool.ids and np.isfinite(scores.embeddings).all()
+    # the other prompts, all shorter than 64 tokens, score as they do unclipped
+    unclipped = score_pool(make_pool(5), build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path / "plain", trainer_factory)
+    np.testing.assert_allclose(scores.embeddings[:5], unclipped.embeddings, atol=1e-5)

@@ -78,6 +78,7 @@ SETTINGS: dict[str, Rule] = {
     "scoring.max_new_tokens": whole(1),
     "scoring.batch_size": whole(1),
     "scoring.batches_per_shard": whole(1),
+    "scoring.max_prompt_tokens": whole(1),
     "scoring.pooling": choice("mean", "last"),
     "finetune.epochs": whole(1),
     "finetune.learning_rate": positive(),

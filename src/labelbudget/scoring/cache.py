@@ -46,12 +46,25 @@ class ScoringSettings:
 
     max_new_tokens: the generation cap (OPEN in the paper; the data-efficiency paper uses 30).
     pooling: prompt embedding from the penultimate layer, 'mean' over prompt tokens or 'last'.
+    max_prompt_tokens: longer prompts keep their last this many tokens (the end holds the
+    question and the template's turn marker), so that one huge prompt cannot take the memory of
+    a whole batch of its length.
     """
 
     max_new_tokens: int = 32
     pooling: str = "mean"
     batch_size: int = 32
     batches_per_shard: int = 8
+    max_prompt_tokens: int = 2048
+
+
+def clip_prompts(token_ids: list[list[int]], limit: int, setting: str) -> list[list[int]]:
+    """Each prompt's last `limit` tokens; how many were cut is said once."""
+    long = sum(len(ids) > limit for ids in token_ids)
+    if long:
+        log.warning("%d of %d prompts are longer than %s=%d tokens: they keep their last %d", long, len(token_ids),
+                    setting, limit, limit)
+    return [ids[-limit:] for ids in token_ids]
 
 
 def cache_key(pool: Pool, model_config: dict[str, Any], settings: Any) -> str:
@@ -184,7 +197,8 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dic
                 trainer_factory: Callable[..., L.Trainer]) -> Scores:
     """The pass itself: the shards not yet on disk, each rank its own; rank 0 merges and publishes."""
     tokenizer = loaded.tokenizer
-    token_ids = [loaded.template.encode_prompt(tokenizer, example) for example in pool]
+    token_ids = clip_prompts([loaded.template.encode_prompt(tokenizer, example) for example in pool],
+                             settings.max_prompt_tokens, "scoring.max_prompt_tokens")
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
     step = settings.batches_per_shard
     shards = [batches[i : i + step] for i in range(0, len(batches), step)]
