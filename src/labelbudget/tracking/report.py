@@ -303,14 +303,19 @@ def plot_task_gains(gains: dict[tuple[str, int], list[tuple[str, float, float, f
     plt = _pyplot()
     panels = [(row, points) for (row, b), points in gains.items() if b == budget]
     cols = min(4, len(panels))
-    fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(3.6 * cols, 3.0 * -(-len(panels) // cols)),
-                             squeeze=False, sharex=True, sharey=True)
+    n_rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.6 * cols + 1.5, 3.0 * n_rows + 1.2), squeeze=False, sharex=True,
+                             sharey=True, layout="constrained")
+    from matplotlib.colors import LogNorm, Normalize
+
     confidences = [c for _, points in panels for *_, c in points if c is not None]
     low, high = (min(confidences), max(confidences)) if confidences else (0.0, 1.0)
+    # sequence confidences span orders of magnitude: a log scale then keeps the tasks apart
+    norm = LogNorm(low, high) if low > 0 and high > 10 * low else Normalize(low, high)
     scatter = None
     for ax, (row, points) in zip(axes.flat, panels):
         colours = [c if c is not None else np.nan for *_, c in points]
-        scatter = ax.scatter([p[1] for p in points], [p[2] for p in points], c=colours, cmap="viridis", vmin=low, vmax=high, s=18)
+        scatter = ax.scatter([p[1] for p in points], [p[2] for p in points], c=colours, cmap="viridis", norm=norm, s=18)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_title(row, fontsize=8)
     for ax in axes.flat[len(panels):]:
