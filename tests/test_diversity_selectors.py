@@ -314,3 +314,32 @@ def test_dpp_refuses_a_factor_beyond_its_memory_cap():
     candidates, _ = random_pool(100, 4)
     with pytest.raises(ConfigError, match="max_factor_mb"):
         DPPSelector(max_factor_mb=0.01).select(candidates, 50, np.random.default_rng(0))
+
+
+def clustered_pool(n: int, d: int, seed: int) -> tuple[Candidates, np.ndarray]:
+    """Task-like clusters; the reference reads the float32 embeddings the selector sees."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, d))
+    candidates = pool(centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, d)))
+    return candidates, np.asarray(candidates.scores.embeddings, dtype=np.float64)
+
+
+def facility_location_float64(kernel: np.ndarray, budget: int) -> list[int]:
+    """The greedy step by step in float64, every gain from scratch (vectorised over candidates)."""
+    cover, picks = np.zeros(len(kernel)), []
+    for _ in range(budget):
+        gains = np.maximum(kernel - cover[:, None], 0).sum(axis=0)
+        gains[picks] = -np.inf
+        picks.append(first_max(gains))
+        cover = np.maximum(cover, kernel[:, picks[-1]])
+    return picks
+
+
+@pytest.mark.parametrize("kernel,gamma", [("rbf", 0.1), ("rbf", 0.002), ("cosine", 0.1)])
+def test_facility_location_is_the_float64_greedy_where_the_kernel_is_flat(kernel, gamma):
+    # at gamma 0.002 every kernel value lies in [0.99, 1]: late gains are sums of differences of
+    # 1e-4, which a float32 kernel holds to a few digits; its complement 1 - K holds them all
+    candidates, x = clustered_pool(600, 32, seed=0)
+    reference = facility_location_float64(rbf(x, gamma) if kernel == "rbf" else cosine01(x), 250)
+    selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(candidates, 250, np.random.default_rng(0))
+    assert rows(selection) == reference

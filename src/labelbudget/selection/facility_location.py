@@ -2,9 +2,15 @@
 
 Exact greedy with every candidate's gain kept up to date incrementally: a pick only changes the
 cover of the rows it serves better, so only those rows of the kernel are read (see `greedy`).
-The running gains carry a tracked bound on their float32 rounding; before each pick, every
-candidate that could be the best within it is recomputed from scratch with float64 sums, so the
-picks are the exact greedy's for the (float32) kernel values, ties to the lowest pool index.
+All of it works on D = 1 - K, the distance from full cover, and each row's `uncovered` = 1 - its
+cover: gain_j = sum_i max(uncovered_i - D_ij, 0). D is computed as such (`Pairwise` with
+`complement`), so a late gain, a sum of differences of 1e-4 where K lies in [0.992, 1], keeps
+its digits in float32. The running gains carry a tracked bound on their float32 rounding; before
+each pick, every candidate that could be the best within it (or tie with it) is recomputed from
+scratch with float64 sums, so the picks are the exact greedy's for the float32 values of D, ties
+(equal to 1e-12 relative) to the lowest pool index. Those values depend on how the kernel is
+blocked (the matrix products round differently), so a pool too large for the cached N x N
+kernel may break near-ties differently from the cached path.
 `rng` is not used: the greedy is deterministic.
 
 Kernel: `rbf` exp(-gamma ||z_i - z_j||^2) or `cosine` shifted into [0, 1] as (1 + cos) / 2.
@@ -44,12 +50,13 @@ log = logging.getLogger(__name__)
 
 
 ROUNDING = float(torch.finfo(torch.float32).eps)  # unit roundoff bound of one float32 operation
-EPS64 = float(torch.finfo(torch.float64).eps)
+TIE = 1e-12  # relative: gains this close are equal (float64 sums of N terms in another order differ by less)
 
 
 class DenseKernel:
-    """The dense kernel, read in cache-sized blocks (from the N x N cache or computed on the fly)
-    into one reused buffer: fresh large temporaries cost more than the arithmetic on a CPU."""
+    """The dense kernel's complement D, read in cache-sized blocks (from the N x N cache or
+    computed on the fly) into one reused buffer: fresh large temporaries cost more than the
+    arithmetic on a CPU."""
 
     def __init__(self, blocks: Pairwise | CachedPairwise, block_mb: float):
         self.blocks = blocks
@@ -62,7 +69,7 @@ class DenseKernel:
         self.rounding = (self.rows_per_block + 2) * ROUNDING
 
     def _blocks(self, rows: torch.Tensor):
-        """(row part, column range, K[rows[part], cols]) in the reused buffer: modify, don't keep."""
+        """(row part, column range, D[rows[part], cols]) in the reused buffer: modify, don't keep."""
         for start in range(0, len(rows), self.rows_per_block):
             part = slice(start, start + self.rows_per_block)
             for cols in self.cols:
@@ -70,46 +77,47 @@ class DenseKernel:
                 yield part, cols, self.blocks.block(rows[part], cols, out=self.buffer[: size[0] * size[1]].view(size))
 
     def initial_gains(self) -> torch.Tensor:
-        """sum_i K_ij: every gain for the empty set (K >= 0)."""
+        """sum_i (1 - D_ij): every gain for the empty set (D <= 1)."""
         total = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         for _, cols, block in self._blocks(torch.arange(self.n, device=self.device)):
             total[cols] += block.sum(dim=0)
-        return total
+        return self.n - total
 
-    def improved(self, pick: int, cover: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows i that the pick covers better than before (K_i,pick > cover_i), and K_i,pick there."""
-        row = self.blocks.block(torch.tensor([pick], device=self.device))[0]  # N values: needed whole anyway
-        rows = torch.nonzero(row > cover).flatten()
+    def improved(self, pick: int, uncovered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows i that the pick covers better than before (D_i,pick < uncovered_i), and D_i,pick there."""
+        row = self.blocks.block(torch.tensor([pick], device=self.device))[0].to(torch.float64)  # N values: needed whole
+        rows = torch.nonzero(row < uncovered).flatten()
         return rows, row[rows]
 
-    def decrease(self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """For every column j: sum over the given rows i of clamp(K_ij - low_i, 0, high_i - low_i).
+    def decrease(self, rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """For every column j: sum over the given rows i of clamp(old_i - D_ij, 0, old_i - new_i).
         Block sums in float32 (see `rounding`), their running total in float64."""
         total = torch.zeros(self.n, dtype=torch.float64, device=self.device)
-        width = high - low
+        old, width = old.to(self.dtype), (old - new).to(self.dtype)
         for part, cols, block in self._blocks(rows):
-            block.sub_(low[part, None]).clamp_(min=0)
+            block.neg_().add_(old[part, None]).clamp_(min=0)
             torch.minimum(block, width[part, None], out=block)
             total[cols] += block.sum(dim=0)  # a column sum: faster than a matrix-vector product here
         return total
 
-    def exact_gains(self, cands: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
-        """sum_i max(K_ij - cover_i, 0) from scratch in float64 (K is symmetric)."""
+    def exact_gains(self, cands: torch.Tensor, uncovered: torch.Tensor) -> torch.Tensor:
+        """sum_i max(uncovered_i - D_ij, 0) from scratch in float64 (D is symmetric)."""
         total = torch.zeros(len(cands), dtype=torch.float64, device=self.device)
         for part, cols, block in self._blocks(cands):
-            total[part] += block.to(torch.float64).sub_(cover[cols]).clamp_(min=0).sum(dim=1)
+            total[part] += uncovered[cols].sub(block.to(torch.float64)).clamp_(min=0).sum(dim=1)
         return total
 
-    def coverage(self, picks: torch.Tensor) -> torch.Tensor:
-        """max_{j in picks} K_ij for every i."""
-        cover = torch.zeros(self.n, dtype=self.dtype, device=self.device)
+    def uncovered(self, picks: torch.Tensor) -> torch.Tensor:
+        """min_{j in picks} D_ij for every i."""
+        result = torch.ones(self.n, dtype=torch.float64, device=self.device)
         for _, cols, block in self._blocks(picks):
-            torch.maximum(cover[cols], block.amax(dim=0), out=cover[cols])
-        return cover
+            torch.minimum(result[cols], block.amin(dim=0).to(torch.float64), out=result[cols])
+        return result
 
 
 class KnnKernel:
-    """A symmetric kNN graph of the kernel, stored by row (CSR); pairs left out count as 0.
+    """A symmetric kNN graph of the kernel, stored by row (CSR) as complements D = 1 - K; pairs
+    left out count as K = 0, D = 1.
 
     K_ij is kept when j is among the knn most similar to i, or i among those of j: symmetric, so
     a pick's column is its own row. O(N knn) memory, built in one chunked pass over the kernel,
@@ -124,7 +132,7 @@ class KnnKernel:
         pairs, values = [], []
         for part in pairwise.row_chunks(n, block_mb):
             rows = torch.arange(part.start, part.stop, device=self.device)
-            top = torch.topk(pairwise.block(rows), knn, dim=1)
+            top = torch.topk(pairwise.block(rows), knn, dim=1, largest=False)  # the smallest D: the most similar
             i, j = rows.repeat_interleave(knn), top.indices.flatten()
             pairs.append(torch.minimum(i, j) * n + torch.maximum(i, j))  # one key per unordered pair
             values.append(top.values.flatten())
@@ -152,65 +160,68 @@ class KnnKernel:
         return torch.zeros(size, dtype=torch.float64, device=self.device).index_add_(0, index, terms.to(torch.float64))
 
     def initial_gains(self) -> torch.Tensor:
-        return self._sums(self.cols, self.values, self.n)
+        return self._sums(self.cols, 1 - self.values.to(torch.float64), self.n)
 
-    def improved(self, pick: int, cover: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def improved(self, pick: int, uncovered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         entries = slice(int(self.starts[pick]), int(self.starts[pick] + self.counts[pick]))
-        rows, values = self.cols[entries], self.values[entries]
-        better = values > cover[rows]
+        rows, values = self.cols[entries], self.values[entries].to(torch.float64)
+        better = values < uncovered[rows]
         return rows[better], values[better]
 
-    def decrease(self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    def decrease(self, rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         entry, owner = self._entries(rows)
-        terms = torch.minimum((self.values[entry] - low[owner]).clamp_(min=0), (high - low)[owner])
+        terms = torch.minimum((old[owner] - self.values[entry]).clamp_(min=0), (old - new)[owner])
         return self._sums(self.cols[entry], terms, self.n)
 
-    def exact_gains(self, cands: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    def exact_gains(self, cands: torch.Tensor, uncovered: torch.Tensor) -> torch.Tensor:
         entry, owner = self._entries(cands)
-        terms = (self.values[entry].to(torch.float64) - cover[self.cols[entry]]).clamp_(min=0)
+        terms = (uncovered[self.cols[entry]] - self.values[entry].to(torch.float64)).clamp_(min=0)
         return self._sums(owner, terms, len(cands))
 
 
-def verified_argmax(kernel: DenseKernel | KnnKernel, gains: torch.Tensor, error: torch.Tensor, cover: torch.Tensor) -> int:
+def verified_argmax(kernel: DenseKernel | KnnKernel, gains: torch.Tensor, error: torch.Tensor, uncovered: torch.Tensor) -> int:
     """The exact greedy pick. `gains` carry accumulated rounding of at most `error`; every
     candidate that could be the best within it is recomputed from scratch in float64 (its error
-    reset). Of those, gains equal up to float64 summation error (N eps relative) are ties, and
-    ties go to the lowest index: mutual pairs tie exactly, which summation order cannot decide."""
-    contenders = torch.nonzero(gains + error >= (gains - error).max()).flatten()
+    reset). Of those, gains equal to 1e-12 relative are ties, and ties go to the lowest index:
+    mutual pairs tie exactly, which summation order cannot decide."""
+    floor = (gains - error).max()
+    contenders = torch.nonzero(gains + error >= floor - floor.abs() * TIE).flatten()  # a tie with the best contends
     if len(contenders) == 1:
         return int(contenders[0])
-    exact = kernel.exact_gains(contenders, cover)
+    exact = kernel.exact_gains(contenders, uncovered)
     gains[contenders] = exact
     error[contenders] = 0.0
     best = exact.max()
-    return int(contenders[torch.nonzero(exact >= best - best.abs() * kernel.n * EPS64)[0, 0]])
+    return int(contenders[torch.nonzero(exact >= best - best.abs() * TIE)[0, 0]])
 
 
 def greedy(kernel: DenseKernel | KnnKernel, budget: int) -> tuple[list[int], torch.Tensor]:
-    """Exact greedy with every candidate's gain kept up to date: gain_j = sum_i max(K_ij - cover_i, 0).
+    """Exact greedy with every candidate's gain kept up to date: gain_j = sum_i max(u_i - D_ij, 0),
+    u_i = 1 - cover_i (`uncovered`, float64).
 
-    A pick changes cover_i only on the rows R it covers better, and lowers gain_j by
-    sum_{i in R} clamp(K_ij - old_i, 0, new_i - old_i), one (|R| x N) pass. R is the set of
+    A pick lowers u_i only on the rows R it covers better, and lowers gain_j by
+    sum_{i in R} clamp(u_old_i - D_ij, 0, u_old_i - u_new_i), one (|R| x N) pass. R is the set of
     points whose nearest pick changed: about N ln k rows in all (6.8 N at N = 20,000, k = 2,000,
     where lazy evaluation needed ~11 N row evaluations: a flat kernel keeps every bound loose).
+    Returns the picks and the final `uncovered`.
     """
     n, device = kernel.n, kernel.device
-    cover = torch.zeros(n, dtype=kernel.dtype, device=device)
+    uncovered = torch.ones(n, dtype=torch.float64, device=device)
     gains = kernel.initial_gains()
-    error = kernel.rounding * gains
+    error = kernel.rounding * n * torch.ones_like(gains)  # the sum of D (<= n) behind each initial gain
     picks = []
     with progress(budget, "facility location") as bar:
         for _ in range(budget):
-            pick = verified_argmax(kernel, gains, error, cover)
+            pick = verified_argmax(kernel, gains, error, uncovered)
             picks.append(pick)
-            rows, new = kernel.improved(pick, cover)
-            decrease = kernel.decrease(rows, cover[rows], new)
+            rows, new = kernel.improved(pick, uncovered)
+            decrease = kernel.decrease(rows, uncovered[rows], new)
             gains -= decrease
             error += kernel.rounding * decrease
             gains[pick] = float("-inf")
-            cover[rows] = new
+            uncovered[rows] = new
             bar.update()
-    return picks, cover
+    return picks, uncovered
 
 
 @register
@@ -241,17 +252,18 @@ class FacilityLocationSelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         embeddings = candidates.require_scores(self.name).embeddings
-        pairwise = Pairwise(embeddings, self.kernel, self.gamma, self.normalize, resolve_device(self.device))
+        pairwise = Pairwise(embeddings, self.kernel, self.gamma, self.normalize, resolve_device(self.device), complement=True)
         objective = kernel_scale(pairwise, self.memory_limit_mb, self.name)
         block = block_mb(self.memory_limit_mb, pairwise.device)
+        n = pairwise.n
         if self.knn is None:
-            cached = CachedPairwise.fits(pairwise, self.memory_limit_mb)
-            picks, cover = greedy(DenseKernel(CachedPairwise(pairwise, self.memory_limit_mb) if cached else pairwise, block), budget)
+            blocks = CachedPairwise(pairwise, self.memory_limit_mb) if CachedPairwise.fits(pairwise, self.memory_limit_mb) else pairwise
+            picks, uncovered = greedy(DenseKernel(blocks, block), budget)
         else:
-            picks, knn_cover = greedy(KnnKernel(pairwise, self.knn, block), budget)
-            objective["facility_location_knn"] = float(knn_cover.sum(dtype=torch.float64))
-            cover = DenseKernel(pairwise, block).coverage(torch.tensor(picks, device=pairwise.device))
-        objective["facility_location"] = float(cover.sum(dtype=torch.float64))
+            picks, knn_uncovered = greedy(KnnKernel(pairwise, self.knn, block), budget)
+            objective["facility_location_knn"] = float(n - knn_uncovered.sum())
+            uncovered = DenseKernel(pairwise, block).uncovered(torch.tensor(picks, device=pairwise.device))
+        objective["facility_location"] = float(n - uncovered.sum())
         log.info("facility_location: %d picks, F(S) = %.6g", budget, objective["facility_location"])
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)
 
