@@ -343,3 +343,15 @@ def test_facility_location_is_the_float64_greedy_where_the_kernel_is_flat(kernel
     reference = facility_location_float64(rbf(x, gamma) if kernel == "rbf" else cosine01(x), 250)
     selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(candidates, 250, np.random.default_rng(0))
     assert rows(selection) == reference
+
+
+@pytest.mark.parametrize("d", [2, 64])
+def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
+    # far from the origin and close together: |a|^2 + |b|^2 - 2 a.b cancels most float32 digits
+    rng = np.random.default_rng(d)
+    candidates = pool(rng.normal(size=(1500, d)) * 0.01 + rng.normal(size=(20, d))[rng.integers(0, 20, 1500)] * 3 + 50)
+    x = np.asarray(candidates.scores.embeddings, dtype=np.float64)
+    selection = KCenterSelector().select(candidates, 120, np.random.default_rng(1))
+    picks, radius = kcenter_reference(x, 120, first=rows(selection)[0])
+    assert rows(selection) == picks
+    assert selection.objective["max_min_distance"] == pytest.approx(radius, rel=1e-12)
