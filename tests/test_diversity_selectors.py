@@ -335,14 +335,16 @@ def facility_location_float64(kernel: np.ndarray, budget: int) -> list[int]:
     return picks
 
 
+@pytest.mark.parametrize("memory_limit_mb", [2048, 0.5, 0.05])  # the cached kernel, then blocks of two sizes
 @pytest.mark.parametrize("kernel,gamma", [("rbf", 0.1), ("rbf", 0.002), ("cosine", 0.1)])
-def test_facility_location_is_the_float64_greedy_where_the_kernel_is_flat(kernel, gamma):
+def test_facility_location_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_limit_mb):
     # at gamma 0.002 every kernel value lies in [0.99, 1]: late gains are sums of differences of
-    # 1e-4, which a float32 kernel holds to a few digits; its complement 1 - K holds them all
+    # 1e-4, which a float32 kernel holds to a few digits; its complement 1 - K holds them all.
+    # Blocks of other shapes round a float32 product differently: the values are float64, rounded once.
     candidates, x = clustered_pool(600, 32, seed=0)
     reference = facility_location_float64(rbf(x, gamma) if kernel == "rbf" else cosine01(x), 250)
-    selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(candidates, 250, np.random.default_rng(0))
-    assert rows(selection) == reference
+    selector = FacilityLocationSelector(kernel=kernel, gamma=gamma, memory_limit_mb=memory_limit_mb)
+    assert rows(selector.select(candidates, 250, np.random.default_rng(0))) == reference
 
 
 @pytest.mark.parametrize("d", [2, 64])
@@ -355,3 +357,16 @@ def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
     picks, radius = kcenter_reference(x, 120, first=rows(selection)[0])
     assert rows(selection) == picks
     assert selection.objective["max_min_distance"] == pytest.approx(radius, rel=1e-12)
+
+
+@pytest.mark.parametrize("memory_limit_mb", [2048, 0.05])
+@pytest.mark.parametrize("kernel,gamma", [("rbf", 0.1), ("rbf", 0.002), ("cosine", 1.0)])
+def test_dpp_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_limit_mb):
+    candidates, x = clustered_pool(200, 16, seed=3)
+    q = np.clip(-np.expm1(candidates.scores.mean_logprob.astype(np.float64)), 0.01, 1)
+    base = rbf(x, gamma) if kernel == "rbf" else cosine01(x)
+    ensemble = q[:, None] * base * q[None, :]
+    ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(200)
+    selection = DPPSelector(kernel=kernel, gamma=gamma, memory_limit_mb=memory_limit_mb).select(candidates, 30,
+                                                                                             np.random.default_rng(0))
+    assert rows(selection) == dpp_reference(ensemble, 30)

@@ -8,9 +8,9 @@ cover: gain_j = sum_i max(uncovered_i - D_ij, 0). D is computed as such (`Pairwi
 its digits in float32. The running gains carry a tracked bound on their float32 rounding; before
 each pick, every candidate that could be the best within it (or tie with it) is recomputed from
 scratch with float64 sums, so the picks are the exact greedy's for the float32 values of D, ties
-(equal to 1e-12 relative) to the lowest pool index. Those values depend on how the kernel is
-blocked (the matrix products round differently), so a pool too large for the cached N x N
-kernel may break near-ties differently from the cached path.
+(equal to 1e-12 relative) to the lowest pool index. Those values are computed in float64 and
+rounded once (`Pairwise` with `stable`), so they, and the picks, are the same for any memory
+setting, cached kernel or blocks.
 `rng` is not used: the greedy is deterministic.
 
 Kernel: `rbf` exp(-gamma ||z_i - z_j||^2) or `cosine` shifted into [0, 1] as (1 + cos) / 2.
@@ -252,7 +252,8 @@ class FacilityLocationSelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         embeddings = candidates.require_scores(self.name).embeddings
-        pairwise = Pairwise(embeddings, self.kernel, self.gamma, self.normalize, resolve_device(self.device), complement=True)
+        pairwise = Pairwise(embeddings, self.kernel, self.gamma, self.normalize, resolve_device(self.device), complement=True,
+                            stable=True)
         objective = kernel_scale(pairwise, self.memory_limit_mb, self.name)
         block = block_mb(self.memory_limit_mb, pairwise.device)
         n = pairwise.n

@@ -76,12 +76,14 @@ class Pairwise:
     `complement`: 1 - f for rbf and cosine, computed as such (-expm1(-gamma d^2), (1 - cos) / 2).
     Near 1 a float32 kernel keeps few digits of what matters (at gamma 0.002 every value lies in
     [0.992, 1], and a late facility-location gain is a sum of differences of 1e-4); its complement
-    keeps them all.
+    keeps them all. `stable`: every value computed in float64 and rounded once to `dtype`, so it
+    is the same whichever block it is computed in (a float32 product rounds differently for other
+    block shapes, and near-ties would then fall differently for other memory settings).
     """
 
     def __init__(self, embeddings: np.ndarray, kind: str, gamma: float = 1.0, normalize: bool = False,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, complement: bool = False,
-                 exact_distances: bool = False):
+                 exact_distances: bool = False, stable: bool = False):
         if kind not in KINDS:
             raise ConfigError(f"pairwise kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if complement and kind not in ("rbf", "cosine"):
@@ -96,11 +98,12 @@ class Pairwise:
             z = z / z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         if kind in ("sqeuclidean", "rbf"):
             z = z - z.mean(dim=0)
-        self.kind, self.gamma, self.complement = kind, float(gamma), complement
+        self.kind, self.gamma, self.complement, self.stable, self._dtype = kind, float(gamma), complement, stable, dtype
+        compute = torch.float64 if stable else dtype
         # stored transposed, (d, N): one row of f against all N is then a product that streams
         # through memory (2.7x faster than the (N, d) layout on a 2-core EPYC with MKL)
-        self.zt = z.T.to(dtype).contiguous()
-        self.sq_norms = (z * z).sum(dim=1).to(dtype)
+        self.zt = z.T.to(compute).contiguous()
+        self.sq_norms = (z * z).sum(dim=1).to(compute)
         self.z64 = z if exact_distances else None  # for `exact_nearest`
         # worst-case rounding of one squared distance by the block formula, |a|^2 + |b|^2 - 2 a.b
         self.distance_error = 4 * (z.shape[1] + 2) * torch.finfo(dtype).eps * 2 * float(self.sq_norms.max())
@@ -116,7 +119,8 @@ class Pairwise:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.zt.dtype
+        """The dtype of the blocks handed out."""
+        return self._dtype
 
     def diag(self) -> torch.Tensor:
         """f(z_i, z_i), exactly (the block formula is off by rounding on the diagonal)."""
@@ -133,10 +137,12 @@ class Pairwise:
         """f(z_rows, z_cols) as a (len(rows), width) array; `out` may be a view to fill in place."""
         start, stop, _ = cols.indices(self.n)
         b = self._values(self.zt.index_select(1, rows).T, self.zt[:, start:stop], self.sq_norms[rows],
-                         self.sq_norms[start:stop], out)
+                         self.sq_norms[start:stop], None if self.stable else out)
         inside = torch.nonzero((rows >= start) & (rows < stop)).flatten()
         b[inside, rows[inside] - start] = self._diag[rows[inside]]
-        return b
+        if not self.stable:
+            return b
+        return out.copy_(b) if out is not None else b.to(self._dtype)
 
     def _values(self, zr: torch.Tensor, zc: torch.Tensor, row_norms: torch.Tensor, col_norms: torch.Tensor,
                 out: torch.Tensor | None) -> torch.Tensor:
