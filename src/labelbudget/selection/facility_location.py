@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+import numba
 import numpy as np
 import torch
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 
 ROUNDING = float(torch.finfo(torch.float32).eps)  # unit roundoff bound of one float32 operation
+EPS64 = float(torch.finfo(torch.float64).eps)
 TIE = 1e-12  # relative: gains this close are equal (float64 sums of N terms in another order differ by less)
 
 
@@ -65,8 +67,10 @@ class DenseKernel:
         width = self.cols[0].stop - self.cols[0].start
         self.rows_per_block = min(self.n, max(1, int(block_mb * MB) // (width * self.dtype.itemsize)))
         self.buffer = torch.empty(self.rows_per_block * width, dtype=self.dtype, device=self.device)
-        # float32 block sums are off by at most (rows summed + 2) roundings of their total
-        self.rounding = (self.rows_per_block + 2) * ROUNDING
+        self.fused = isinstance(blocks, CachedPairwise) and self.device.type == "cpu"
+        # float32 block sums are off by at most (rows summed + 2) roundings of their total; the
+        # fused pass sums float32 values in float64: off by at most N float64 roundings
+        self.rounding = (self.n + 2) * EPS64 if self.fused else (self.rows_per_block + 2) * ROUNDING
 
     def _blocks(self, rows: torch.Tensor):
         """(row part, column range, D[rows[part], cols]) in the reused buffer: modify, don't keep."""
@@ -78,6 +82,8 @@ class DenseKernel:
 
     def initial_gains(self) -> torch.Tensor:
         """sum_i (1 - D_ij): every gain for the empty set (D <= 1)."""
+        if self.fused:
+            return self.n - torch.from_numpy(self.blocks.matrix.numpy().sum(axis=0, dtype=np.float64))
         total = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         for _, cols, block in self._blocks(torch.arange(self.n, device=self.device)):
             total[cols] += block.sum(dim=0)
@@ -91,7 +97,12 @@ class DenseKernel:
 
     def decrease(self, rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """For every column j: sum over the given rows i of clamp(old_i - D_ij, 0, old_i - new_i).
-        Block sums in float32 (see `rounding`), their running total in float64."""
+        Block sums in float32 (see `rounding`), their running total in float64; on a CPU with the
+        kernel cached, one fused pass in float64 (`fused_decrease`)."""
+        if self.fused:
+            total = np.zeros(self.n)
+            fused_decrease(self.blocks.matrix.numpy(), rows.numpy(), old.numpy(), (old - new).numpy(), total)
+            return torch.from_numpy(total)
         total = torch.zeros(self.n, dtype=torch.float64, device=self.device)
         old, width = old.to(self.dtype), (old - new).to(self.dtype)
         for part, cols, block in self._blocks(rows):
@@ -113,6 +124,23 @@ class DenseKernel:
         for _, cols, block in self._blocks(picks):
             torch.minimum(result[cols], block.amin(dim=0).to(torch.float64), out=result[cols])
         return result
+
+
+FUSED_COLUMNS = 2048  # columns per task of the fused pass: its float64 sums stay in L1/L2
+
+
+@numba.njit(parallel=True, cache=True)
+def fused_decrease(matrix, rows, old, width, total):  # pragma: no cover - compiled; tested through DenseKernel
+    """total_j = sum_r clamp(old_r - matrix[rows_r, j], 0, width_r), in float64, in one pass over
+    the rows' memory: the torch version makes five passes (subtract, clamp, minimum, sum, add)."""
+    n = matrix.shape[1]
+    for block in numba.prange((n + FUSED_COLUMNS - 1) // FUSED_COLUMNS):
+        start = block * FUSED_COLUMNS
+        stop = min(start + FUSED_COLUMNS, n)
+        for r in range(rows.shape[0]):
+            row, low, cap = matrix[rows[r]], old[r], width[r]
+            for j in range(start, stop):  # branch-free, so that it compiles to vector instructions
+                total[j] += max(min(low - row[j], cap), 0.0)
 
 
 class KnnKernel:
