@@ -212,9 +212,13 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
     from labelbudget.pipeline import run_evaluate
 
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    import numpy as np
+    from safetensors.numpy import save_file
+
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
-    (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors"))
     (run / ".hydra").mkdir()
     # what train.py saved for a run fine-tuned on a BBH pool (half of each task)
     (run / ".hydra" / "config.yaml").write_text("dataset:\n  _target_: labelbudget.data.bbh.load_bbh\n  data_dir: x\n"
@@ -332,3 +336,16 @@ def test_a_broken_or_foreign_adapter_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", real_build)
     with pytest.raises(ConfigError, match=r"the adapter in .* does not fit this base model: .*size mismatch"):
         evaluate(broken("unrecorded", lambda f: (f / "base_model.json").unlink()), "model.loader.hidden_size=32")
+
+
+def test_adapter_may_name_a_run_folder_and_a_sweep_folder_is_refused_as_ambiguous(tmp_path):
+    from labelbudget.errors import ConfigError
+    from labelbudget.training.adapters import resolve_adapter
+
+    for run in ("sweep/0", "sweep/1"):
+        (tmp_path / run / "adapter").mkdir(parents=True)
+        (tmp_path / run / "adapter" / "adapter_config.json").write_text("{}")
+    assert resolve_adapter(tmp_path / "sweep" / "0") == tmp_path / "sweep" / "0" / "adapter"
+    assert resolve_adapter(tmp_path / "sweep" / "0" / "adapter") == tmp_path / "sweep" / "0" / "adapter"
+    with pytest.raises(ConfigError, match=r"sweep holds 2 adapters .*sweep/0/adapter, .*sweep/1/adapter\); give adapter= one"):
+        resolve_adapter(tmp_path / "sweep")

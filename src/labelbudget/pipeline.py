@@ -45,7 +45,7 @@ from labelbudget.tracking.selection_report import (
     task_rows,
     write_selection_outputs,
 )
-from labelbudget.training.adapters import check_adapter, load_adapter, save_adapter
+from labelbudget.training.adapters import check_adapter, load_adapter, resolve_adapter, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     check_strategy(cfg.trainer)
     evals = evaluations(cfg)
     data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
-    adapter = Path(cfg.adapter) if cfg.adapter else None
+    adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
     if adapter is not None:
         check_adapter(adapter, model_identity(cfg.model))
     check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
@@ -361,7 +361,12 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
                 "model": cfg.model.name}
     if adapter is not None:  # the training run's identity, so the report puts it on its row
         trained = adapter.parent / "metrics.json"
-        identity = json.loads(trained.read_text())["run"] if trained.is_file() else {**identity, "selector": f"adapter:{adapter}"}
+        if trained.is_file():
+            identity = json.loads(trained.read_text())["run"]
+        else:
+            log.warning("no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
+                        "it as its own row 'adapter:%s'", adapter, adapter)
+            identity = {**identity, "selector": f"adapter:{adapter}"}
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
         loaded.model = load_adapter(loaded.model, adapter)

@@ -24,6 +24,21 @@ def save_adapter(model, folder: Path, base: dict[str, Any], write: bool) -> None
         (folder / BASE_MODEL).write_text(json.dumps(base, indent=2, sort_keys=True) + "\n")
 
 
+def resolve_adapter(path: Path) -> Path:
+    """The adapter folder `adapter=` means: the folder itself, or a train.py run's `adapter/`;
+    a folder holding several runs' adapters (a sweep) is ambiguous and refused, listing them."""
+    if (path / "adapter_config.json").is_file() or not path.is_dir():
+        return path
+    found = sorted(config.parent for config in path.rglob("adapter_config.json"))
+    if len(found) > 1:
+        shown = ", ".join(str(f) for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise ConfigError(f"{path} holds {len(found)} adapters ({shown}); give adapter= one of them")
+    if found:
+        log.info("adapter=%s is a run folder: evaluating its adapter %s", path, found[0])
+        return found[0]
+    return path
+
+
 def check_adapter(folder: Path, base: dict[str, Any]) -> None:
     """Everything about an adapter folder that can be checked without the base model."""
     config_file = folder / "adapter_config.json"
