@@ -124,7 +124,8 @@ def test_a_row_id_field_is_used_by_default_and_a_named_one_is_required(tmp_path)
 
 def test_duplicate_content_is_refused_naming_both_rows(tmp_path):
     path = write_lines(tmp_path / "pool.jsonl", [{"prompt": "a", "task": "t"}, {"prompt": "b", "task": "t"}, {"prompt": "a", "task": "t "}])
-    with pytest.raises(DataError, match=r"row 3, field 'id': duplicate id '[0-9a-f]{16}' \(first seen in row 1\)"):
+    with pytest.raises(DataError, match=r"row 3, field 'id': repeats the task, prompt and context of row 1, so both get the "
+                                        r"content id '[0-9a-f]{16}'; remove the repeat, or give every row an id"):
         load_jsonl_dataset(path)
 
 

@@ -58,7 +58,9 @@ def test_weighted_task_writes_selection_allocation_and_plot(tmp_path):
     assert [r["id"] for r in rows] == selection.ids
     assert len({r["id"] for r in rows}) == 150
     assert all(set(r) == {"rank", "id", "task", "prompt", "context", "fingerprint"} for r in rows)  # no hidden response
-    by_id = {e.id: e for e in labelbudget.data.synthetic.build_synthetic_suite(pool_per_task=12).pool}
+    from labelbudget.data.synthetic import build_synthetic_suite
+
+    by_id = {e.id: e for e in build_synthetic_suite(pool_per_task=12).pool}
     # the fingerprint is of what the annotator sees, computed here: SHA-256 of [task, prompt, context]
     assert all(r["fingerprint"] == hashlib.sha256(json.dumps([r["task"], by_id[r["id"]].prompt, by_id[r["id"]].context],
                                                                ensure_ascii=False).encode()).hexdigest()[:16] for r in rows)
@@ -95,8 +97,10 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path,
 
 
 def test_fractional_budget_is_a_share_of_the_pool_and_all_is_the_whole_pool(tmp_path):
+    from labelbudget.data.synthetic import build_synthetic_suite
+
     cfg = config(tmp_path, "selector=random", "budget=0.25")
-    n_pool = sum(1 for _ in labelbudget.data.synthetic.build_synthetic_suite(pool_per_task=12).pool)
+    n_pool = len(build_synthetic_suite(pool_per_task=12).pool)
     assert len(run_select(cfg).ids) == round(0.25 * n_pool)
     assert len(run_select(config(tmp_path, "selector=random", "budget=all")).ids) == n_pool
 
@@ -144,12 +148,15 @@ def test_bad_pool_file_is_refused_before_the_model_loads(tmp_path, no_model, lin
 
 def test_non_finite_cached_score_is_refused_before_the_model_loads(tmp_path, monkeypatch):
     run_select(config(tmp_path, "budget=150"))
-    cached = next((tmp_path / "cache" / "scores").glob("*/scores.safetensors"))
-    from safetensors.numpy import load_file, save_file
+    cached = next((tmp_path / "cache" / "scores").glob("*/scores.safetensors")).with_suffix("")
+    from dataclasses import replace
 
-    tensors = load_file(str(cached))
-    tensors["seq_logprob"][7] = np.inf
-    save_file(tensors, str(cached))
+    from labelbudget.scoring.scores import Scores
+
+    scores = Scores.load(cached)
+    broken = scores.seq_logprob.copy()
+    broken[7] = np.inf
+    replace(scores, seq_logprob=broken).save(cached)  # as a faulty scorer would write it: checksum and all
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
     with pytest.raises(DataError, match=r"row 8, field 'seq_logprob'"):
         run_select(config(tmp_path, "budget=150", output="again"))
@@ -279,9 +286,9 @@ def test_small_things_csv_cells_are_not_formulas_a_fraction_is_said_and_same_emb
     from labelbudget.io import csv_cell, csv_text
     from labelbudget.selection.kernels import Pairwise
 
-    written = csv_text(["task", "n"], [["=SUM(A1:A9)", 3], ["+1", -2], ["plain", 1.5]])
-    assert written == "task,n\n'=SUM(A1:A9),3\n'+1,-2\nplain,1.5\n"  # numbers stay numbers
-    assert [csv_cell(r["task"]) for r in csv.DictReader(text_io.StringIO(written))] == ["=SUM(A1:A9)", "+1", "plain"]
+    written = csv_text(["task", "n"], [["=SUM(A1:A9)", 3], ["+x", -2], ["plain", "-12.5"]])
+    assert written == "task,n\n'=SUM(A1:A9),3\n'+x,-2\nplain,-12.5\n"  # numbers, and text that is one, stay
+    assert [csv_cell(r["task"]) for r in csv.DictReader(text_io.StringIO(written))] == ["=SUM(A1:A9)", "+x", "plain"]
     with caplog.at_level("INFO"):
         run_select(config(tmp_path, "selector=random", "budget=0.0001"))
     assert "budget 1 (0.0001 of the pool)" in caplog.text

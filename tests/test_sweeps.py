@@ -63,7 +63,9 @@ def test_a_killed_sweep_reruns_only_the_missing_jobs_and_leaves_finished_ones_un
     assert {n: snapshot(sweep / str(n)) for n in (0, 1)} == done
     assert all((sweep / str(n) / "metrics.json").is_file() for n in range(4))
 
-    # the same folders with other settings: refused before any job runs, nothing touched
+    # the same folders with other settings: refused before any job runs, nothing touched, not
+    # even an interrupted job's folder (job 3's metrics.json removed here)
+    (sweep / "3" / "metrics.json").unlink()
     everything = snapshot(sweep)
     refused = subprocess.run(sweep_command(sweep, "finetune.learning_rate=0.01"), cwd=REPO, env=environment(tmp_path),
                              capture_output=True, text=True, timeout=600)
@@ -96,3 +98,19 @@ def test_a_study_is_params_outermost_then_each_grid_and_the_command_line_wins():
                                                                   "seed=5 budget=10 selector=kcenter",
                                                                   "seed=5 budget=20 selector=random",
                                                                   "seed=5 budget=20 selector=kcenter"]
+
+
+def test_two_jobs_that_would_share_a_folder_are_refused(tmp_path):
+    command = [sys.executable, "train.py", "-m", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=same",
+               "selector=random", "seed=0,1"]
+    result = subprocess.run(command, cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "jobs #0 and #1 (" in result.stderr and "would share" in result.stderr
+    assert not (tmp_path / "sweep" / "same").exists()
+
+
+def test_a_logger_or_paths_change_does_not_make_a_finished_job_other_settings(tmp_path):
+    from hydra_plugins.labelbudget_sweeper.resumable_sweeper import differing_keys
+
+    saved = {"seed": 0, "logger": {"project": "a"}, "paths": {"cache_dir": "/x"}, "model": {"linear_layers": ["q_proj"]}}
+    assert differing_keys(saved, {"seed": 0, "logger": None, "paths": {"cache_dir": "/y"}, "model": {}}) == []
+    assert differing_keys(saved, {"seed": 1}) == ["seed: 0 there, 1 now"]

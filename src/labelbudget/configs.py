@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from labelbudget.errors import ConfigError
 
 RUN_LOCAL_KEYS = ("paths", "logger", "hydra")  # where a run writes, not what it computes
+CHECK_ONLY_KEYS = ("model.linear_layers",)  # read to check other settings; they change no number
 
 
 def flat_settings(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -28,6 +29,13 @@ def recorded_config(cfg: DictConfig) -> dict[str, Any]:
     """The run's config, resolved, without the run-local keys."""
     return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
             for key in cfg if key not in RUN_LOCAL_KEYS}
+
+
+def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Flat settings of a config as plain data, without what changes no number (where the run
+    writes, the keys only read for checks): what two runs must share to be the same run."""
+    return {key: value for key, value in flat_settings(config).items()
+            if key.split(".")[0] not in RUN_LOCAL_KEYS and key not in CHECK_ONLY_KEYS and value != {}}
 
 
 # --- the checks every stage runs on its config before any model loads ----------------------------

@@ -40,15 +40,26 @@ FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet runs a cell that starts w
 
 def csv_text(header: list[str], rows: Iterable[list[Any]]) -> str:
     """CSV with a header; a text cell that a spreadsheet would run as a formula (a task named
-    "=HYPERLINK(...)") gets a leading apostrophe. Numbers stay numbers. `csv_cell` undoes it."""
+    "=HYPERLINK(...)") gets a leading apostrophe. Numbers, and text that is one ("-12.5"), stay
+    as they are. `csv_cell` undoes it."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell for cell in row])
+        writer.writerow([f"'{cell}" if _formula(cell) else cell for cell in row])
     return out.getvalue()
+
+
+def _formula(cell: Any) -> bool:
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return False
+    try:
+        float(cell)
+        return False
+    except ValueError:
+        return True
 
 
 def csv_cell(text: str) -> str:
     """A cell of a file `csv_text` wrote, as it was before the escape."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+    return text[1:] if text.startswith("'") and _formula(text[1:]) else text

@@ -36,7 +36,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from labelbudget.configs import flat_settings
+from labelbudget.configs import determining_settings
 from labelbudget.errors import LabelbudgetError
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,13 @@ class SweepRefused(Exception):
 
 
 def overrides_of(mapping: Optional[Dict[str, Any]]) -> List[str]:
-    return [f"{key}={value}" for key, value in (mapping or {}).items()]
+    """Override strings from a mapping of the config (YAML null is Hydra's `null`)."""
+    return [f"{key}={'null' if value is None else value}" for key, value in (mapping or {}).items()]
 
 
 def differing_keys(saved: Dict[str, Any], wanted: Dict[str, Any]) -> List[str]:
-    a, b = flat_settings(saved), flat_settings(wanted)
+    """The settings that differ, where the run writes (paths, logger) left aside."""
+    a, b = determining_settings(saved), determining_settings(wanted)
     return [f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
             for key in sorted(set(a) | set(b)) if a.get(key, "<absent>") != b.get(key, "<absent>")]
 
@@ -110,10 +112,9 @@ class ResumableSweeper(Sweeper):
         swept: Dict[str, List[str]] = {}
         for override in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
             key = override.get_key_element()
-            if override.is_sweep_override():
-                swept[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-            else:
-                swept[key] = [f"{key}={override.get_value_element_as_str()}"]
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.get_value_element_as_str()]
+            # `+key` and `key` name one setting: the later one wins, in the earlier one's place
+            swept[key.lstrip("+")] = [f"{key}={value}" for value in values]
         return [list(job) for job in itertools.product(*swept.values())]
 
     def jobs(self, arguments: List[str]) -> List[List[str]]:
@@ -143,11 +144,17 @@ class ResumableSweeper(Sweeper):
             HydraConfig.instance().cfg = previous
 
     def plan(self, jobs: List[List[str]]) -> List[int]:
-        """The numbers of the jobs to run; refuses before any job runs."""
-        to_run, refused = [], []
+        """The numbers of the jobs to run. Everything is checked before anything is touched: a
+        refusal leaves every folder as it was."""
+        to_run, refused, interrupted, owner = [], [], [], {}
         for number, overrides in enumerate(jobs):
             config = self.job_config(overrides, number)
             folder = self.job_folder(config)
+            if folder in owner:
+                refused.append(f"jobs #{owner[folder]} and #{number} ({' '.join(overrides)}) would share {folder}; "
+                               "make hydra.sweep.subdir tell them apart (hydra.job.config.override_dirname.exclude_keys)")
+                continue
+            owner[folder] = number
             task_config = copy.deepcopy(config)
             with open_dict(task_config):
                 del task_config["hydra"]
@@ -160,11 +167,13 @@ class ResumableSweeper(Sweeper):
                 log.info("skip #%d %s: finished (%s with the same config)", number, folder, FINISHED)
                 continue
             if state == "interrupted":
-                log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, FINISHED)
-                shutil.rmtree(folder)
+                interrupted.append((number, folder))
             to_run.append(number)
         if refused:
             raise SweepRefused("\n".join(refused))
+        for number, folder in interrupted:
+            log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, FINISHED)
+            shutil.rmtree(folder)
         return to_run
 
     def batches(self, numbers: List[int]) -> List[List[int]]:

@@ -73,6 +73,11 @@ class Pool(Sequence[Example]):
         for row, example in enumerate(self.examples, start=1):
             check_example_fields(example, source, row)
             if example.id in seen:
+                first = self.examples[seen[example.id] - 1]
+                if first.fingerprint == example.fingerprint and example.id == example.fingerprint:
+                    raise DataError(source, f"repeats the task, prompt and context of row {seen[example.id]}, so both get "
+                                            f"the content id {example.id!r}; remove the repeat, or give every row an id "
+                                            "(an `id` field, or dataset.fields.id)", row, "id")
                 raise DataError(
                     source, f"duplicate id {example.id!r} (first seen in row {seen[example.id]})", row, "id"
                 )

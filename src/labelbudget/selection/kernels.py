@@ -164,12 +164,15 @@ class Pairwise:
                 b.exp_()
         return b
 
-    def exact_nearest(self, points: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        """min over `centres` of ||z_point - z_centre||^2 for each point, in float64 (needs
-        `exact_distances`): the block formula in float64 cancels only ~1e-16 of the norms."""
+    def exact_nearest(self, points: torch.Tensor, centres: torch.Tensor, memory_limit_mb: float = 64) -> torch.Tensor:
+        """min over `centres` of ||z_point - z_centre||^2 for each point, in float64 from the
+        differences of coordinates (no cancellation), chunked to `memory_limit_mb` (needs
+        `exact_distances`)."""
         a, b = self.z64[points], self.z64[centres]
-        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-        return sq.clamp_(min=0).amin(dim=1)
+        nearest = torch.full((len(a),), float("inf"), dtype=torch.float64, device=a.device)
+        for part in spans(len(b), len(a) * b.shape[1] * 8, memory_limit_mb):
+            nearest = torch.minimum(nearest, (a[:, None, :] - b[None, part, :]).pow(2).sum(dim=2).amin(dim=1))
+        return nearest
 
     def row_chunks(self, width: int, memory_limit_mb: float) -> list[slice]:
         """Row ranges whose (rows x width) blocks fit the memory limit."""

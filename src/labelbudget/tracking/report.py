@@ -191,7 +191,7 @@ def task_gains(runs: list[Run], headline: str) -> dict[tuple[str, int], list[tup
     zero = [per_task(r.metrics, headline) for r in runs if r.row == ZERO_SHOT]
     if not zero:
         return {}
-    base = {task: float(np.mean([z[task] for z in zero])) for task in zero[0]}
+    base = {task: float(np.mean([z[task] for z in zero])) for task in set.intersection(*[set(z) for z in zero])}
     collected: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     confidence: dict[str, float] = {}
     for run in runs:
