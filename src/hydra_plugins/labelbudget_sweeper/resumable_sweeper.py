@@ -5,10 +5,10 @@ study needs more: rows at one budget only (a union of grids), and days of jobs t
 stopped machine. This sweeper, before it launches anything, composes every job's config and
 looks in the job's folder:
 
-- `metrics.json` there and the same composed config in `.hydra/config.yaml`: finished, skipped;
-- no `metrics.json`, same config: interrupted, its folder emptied and the job rerun;
-- a different config there: refused, naming the folder and the keys that differ, so that no
-  result is ever overwritten by a run of other settings.
+- `metrics.json` there and the same settings in `.hydra/config.yaml`: finished, skipped;
+- `metrics.json` there and other settings: refused, naming the folder and the keys that differ,
+  so that no result is ever overwritten by a run of other settings;
+- no `metrics.json` (killed, or failed): interrupted, its folder emptied and the job rerun.
 
 A job that fails does not stop the ones after it; every failure is listed at the end and the
 sweep exits non-zero. Jobs keep their number in the full list, so `hydra.job.num` folders stay
@@ -74,19 +74,20 @@ def differing_keys(saved: Dict[str, Any], wanted: Dict[str, Any]) -> List[str]:
 
 
 def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
-    """'new', 'finished' or 'interrupted'; SweepRefused where the folder holds other settings."""
+    """'new', 'finished' or 'interrupted'; SweepRefused where the folder holds the results of
+    other settings. A folder without results (no metrics.json: killed, maybe while Hydra was
+    still writing its config) protects nothing and is simply run again."""
+    if not (folder / FINISHED).is_file():
+        return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
     saved = folder / ".hydra" / "config.yaml"
-    if saved.is_file():
-        differences = differing_keys(OmegaConf.to_container(OmegaConf.load(saved)), task_config)
-        if differences:
-            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
-            raise SweepRefused(f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir")
-    elif (folder / FINISHED).is_file():
+    if not saved.is_file():
         raise SweepRefused(f"{folder} holds a {FINISHED} without its .hydra/config.yaml, so its settings are unknown; "
                            "move it away or choose another hydra.sweep.dir")
-    if (folder / FINISHED).is_file():
-        return "finished"
-    return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
+    differences = differing_keys(OmegaConf.to_container(OmegaConf.load(saved)) or {}, task_config)
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        raise SweepRefused(f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir")
+    return "finished"
 
 
 class ResumableSweeper(Sweeper):
