@@ -21,7 +21,9 @@ class SFTModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
-        if not torch.isfinite(loss):  # NaN or inf: every later step would only spread it
+        # NaN or inf: every later step would only spread it. Decided by all ranks together, so
+        # that under DDP they stop together instead of waiting for one that stopped.
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             raise ConfigError(f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
                               f"batch {batch_idx}): lower finetune.learning_rate, or raise finetune.max_length so that "
                               "every example keeps answer tokens")
