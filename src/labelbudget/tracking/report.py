@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from labelbudget.configs import flat_settings
+from labelbudget.configs import determining_settings
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
@@ -80,7 +80,7 @@ def row_name(identity: dict[str, Any]) -> str:
 
 def as_run(record: dict) -> Run:
     identity = record["run"]
-    config = {k: v for k, v in flat_settings(record.get("config", {})).items() if k.split(".")[0] not in WITHIN_TABLE}
+    config = {k: v for k, v in determining_settings(record.get("config", {})).items() if k.split(".")[0] not in WITHIN_TABLE}
     setting = tuple(sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key))
     return Run(record["folder"], row_name(identity), int(identity["budget"]), int(identity["seed"]), record["metrics"], setting)
 
