@@ -30,7 +30,7 @@ from labelbudget.efficiency.curves import cleaned_curve, data_efficiency_auc, la
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.evaluation.base import markdown_table
+from labelbudget.evaluation.base import markdown_table, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.pipeline import LazyModel, instantiate, pool_scores
@@ -159,9 +159,8 @@ def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
     """task -> budget -> accuracies (one per seed), from train.py runs' metrics.json."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in load_runs([Path(f) for f in folders]):
-        for key, value in record["metrics"].items():
-            if key.startswith("tasks/") and key not in ("tasks/macro", "tasks/micro"):
-                curves[key.removeprefix("tasks/")][int(record["run"]["budget"])].append(float(value))
+        for task, value in per_task(record["metrics"], "tasks/macro").items():
+            curves[task][int(record["run"]["budget"])].append(float(value))
     return curves
 
 
