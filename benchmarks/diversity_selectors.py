@@ -31,9 +31,18 @@ import torch
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates
 from labelbudget.selection.dpp import DPPSelector
-from labelbudget.selection.facility_location import DenseKernel, FacilityLocationSelector, greedy
+from labelbudget.selection.facility_location import (
+    FacilityLocationSelector,
+    dense_kernel,
+    greedy,
+)
 from labelbudget.selection.kcenter import KCenterSelector
-from labelbudget.selection.kernels import CachedPairwise, Pairwise, block_mb, resolve_device
+from labelbudget.selection.kernels import (
+    CachedPairwise,
+    Pairwise,
+    block_mb,
+    resolve_device,
+)
 
 GAMMA = 0.1
 MEMORY_LIMIT_MB = 2048
@@ -75,18 +84,20 @@ def run_selector(x: np.ndarray, k: int, name: str) -> dict:
 
 
 def run_fl_greedy(x: np.ndarray, k: int) -> dict:
-    """Our greedy alone on the cached kernel, counting the rows each step had to read."""
-    start = time.perf_counter()
+    """Our greedy alone on the cached kernel, counting the rows it read whole. Its compiled
+    functions load from numba's cache on the first call in a process: timed apart, on a tiny
+    kernel, as apricot's compile is."""
     device = resolve_device("auto")
-    kernel = DenseKernel(cached_kernel(x, device, complement=True)[1], block_mb(MEMORY_LIMIT_MB, device))
+    start = time.perf_counter()
+    greedy(dense_kernel(cached_kernel(x[:50], device, complement=True)[1], 1, MEMORY_LIMIT_MB), 10)
+    load = time.perf_counter() - start
+    start = time.perf_counter()
+    kernel = dense_kernel(cached_kernel(x, device, complement=True)[1], block_mb(MEMORY_LIMIT_MB, device), MEMORY_LIMIT_MB)
     build = time.perf_counter() - start
-    rows_read = [0]
-    decrease = kernel.decrease
-    kernel.decrease = lambda rows, low, high: (rows_read.__setitem__(0, rows_read[0] + len(rows)), decrease(rows, low, high))[1]
     start = time.perf_counter()
     picks, uncovered = greedy(kernel, k)
-    return {"seconds": time.perf_counter() - start, "kernel_seconds": build, "rows_read": rows_read[0],
-            "objective": float(len(x) - uncovered.sum()), "picks": picks}
+    return {"seconds": time.perf_counter() - start, "load_seconds": load, "kernel_seconds": build,
+            "rows_read": kernel.rows_read, "objective": float(len(x) - uncovered.sum()), "picks": picks}
 
 
 def run_apricot(x: np.ndarray, k: int) -> dict:
@@ -136,11 +147,12 @@ def floors(r: dict, n: int, d: int, k: int) -> dict:
     """Seconds at the measured read bandwidth for the bytes each algorithm must stream."""
     bw, flops = r["bandwidth"]["read_gb_s"] * GB, r["bandwidth"]["matmul_gflop_s"] * GB
     fl_rows = n + r["fl_greedy"]["rows_read"]  # the first pass reads every row, then the rows each pick covers better
+    # (rows kept as short lists of their near columns are not counted: a few % of the bytes)
     return {
         "kcenter": {"bytes_per_step": n * d * 4, "floor_s": k * n * d * 4 / bw,
                     "what": "the (d, N) float32 embeddings, once per step"},
         "facility_location_greedy": {"bytes_per_step": fl_rows * n * 4 / k, "floor_s": fl_rows * n * 4 / bw,
-                                     "what": f"kernel rows: N first, then {r['fl_greedy']['rows_read'] / n:.2f} N rows in all (rows whose nearest pick changed)"},
+                                     "what": f"kernel rows: N first, then {r['fl_greedy']['rows_read'] / n:.2f} N rows read whole (rows whose nearest pick changed)"},
         "facility_location_kernel": {"floor_s": 2 * n * n * d / flops, "what": "2 N^2 d flops of the kernel build"},
         "dpp": {"bytes_per_step": n * d * 8 + k / 2 * n * 8, "floor_s": (k * n * d * 8 + k * k / 2 * n * 8) / bw,
                 "what": "one float64 kernel row (N d) + the float64 Cholesky factor (t N at step t)"},
@@ -169,7 +181,7 @@ def main() -> None:
             name: {"seconds": r[name]["seconds"], "peak_rss_gb": r[name]["peak_rss_gb"],
                    "peak_gpu_gb": r[name]["peak_gpu_gb"], "objective": r[name]["objective"]} for name in ("kcenter", "facility_location", "dpp")
         },
-        "fl_greedy_on_cached_kernel": {key: r["fl_greedy"][key] for key in ("seconds", "kernel_seconds", "rows_read", "objective")},
+        "fl_greedy_on_cached_kernel": {key: r["fl_greedy"][key] for key in ("seconds", "load_seconds", "kernel_seconds", "rows_read", "objective")},
         "floors": floor,
     }
     summary["selectors"]["facility_location"]["same_picks_as_greedy_on_kernel"] = r["facility_location"]["picks"] == r["fl_greedy"]["picks"]
@@ -182,8 +194,8 @@ def main() -> None:
             "objective_relative_difference": abs(ours["objective"] - theirs["objective"]) / abs(theirs["objective"]),
             "identical_picks": all(same), "first_differing_pick": None if all(same) else same.index(False),
             "identical_pick_sets": set(ours["picks"]) == set(theirs["picks"]),
-            "speedup": theirs["seconds"] / ours["seconds"],
-            "speedup_without_its_compile": (theirs["seconds"] - theirs["compile_seconds"]) / ours["seconds"],
+            "speedup": (theirs["seconds"] - theirs["compile_seconds"]) / ours["seconds"],
+            "speedup_with_compile_and_load": theirs["seconds"] / (ours["seconds"] + ours["load_seconds"]),
         }
     print(json.dumps(summary, indent=2))
     print(markdown(summary))
@@ -213,7 +225,9 @@ def markdown(s: dict) -> str:
                      f"| {a['seconds']:.2f} | {a['seconds'] / f['facility_location_greedy']['floor_s']:.1f} | {a['peak_rss_gb']:.2f} |")
         lines += ["", f"Facility Location objective: ours {s['fl_greedy_on_cached_kernel']['objective']:.6f}, apricot "
                   f"{a['objective']:.6f} (relative difference {a['objective_relative_difference']:.1e}; identical picks: "
-                  f"{a['identical_picks']}, identical sets: {a['identical_pick_sets']}); speedup {a['speedup']:.1f}x ({a['speedup_without_its_compile']:.1f}x without its compile)."]
+                  f"{a['identical_picks']}, identical sets: {a['identical_pick_sets']}); speedup {a['speedup']:.1f}x without apricot's "
+                  f"compile and our cache load ({s['fl_greedy_on_cached_kernel']['load_seconds']:.2f} s), "
+                  f"{a['speedup_with_compile_and_load']:.1f}x with both."]
     return "\n".join(lines)
 
 

@@ -18,7 +18,13 @@ from labelbudget.pipeline import instantiate
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import SELECTORS, Candidates
 from labelbudget.selection.dpp import DPPSelector, greedy_map
-from labelbudget.selection.facility_location import FacilityLocationSelector
+from labelbudget.selection.facility_location import (
+    CachedCpuKernel,
+    FacilityLocationSelector,
+    dense_kernel,
+    fused_decrease,
+    greedy,
+)
 from labelbudget.selection.kcenter import KCenterSelector
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
 
@@ -370,3 +376,42 @@ def test_dpp_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_
     selection = DPPSelector(kernel=kernel, gamma=gamma, memory_limit_mb=memory_limit_mb).select(candidates, 30,
                                                                                              np.random.default_rng(0))
     assert rows(selection) == dpp_reference(ensemble, 30)
+
+
+def test_compiled_greedy_reads_short_lists_and_stays_the_float64_greedy():
+    # the cached CPU kernel keeps, per row, the few columns that can still lower a gain through
+    # it; late picks read those lists instead of whole rows, and change no pick
+    candidates, x = clustered_pool(600, 32, seed=1)
+    pairwise = Pairwise(np.asarray(candidates.scores.embeddings), "rbf", 0.1, normalize=True, device=torch.device("cpu"),
+                        complement=True, stable=True)
+    kernel = dense_kernel(CachedPairwise(pairwise, 2048), 4, 2048)
+    assert isinstance(kernel, CachedCpuKernel)
+    picks, _ = greedy(kernel, 250)
+    assert picks == facility_location_float64(rbf(x, 0.1), 250)
+    assert (kernel.list_sizes >= 0).sum() > 300  # most rows ended with a list
+    assert kernel.rows_read < 250 * 600 / 10  # and far fewer rows were read whole than picks x N
+    # a memory limit that only holds the cache leaves no room for lists: rows read whole, same picks
+    cached = CachedPairwise(pairwise, 2048)
+    tight = dense_kernel(cached, 4, cached.matrix.numel() * 4 / 2**20)
+    assert tight.list_cols.shape[1] == 0
+    assert greedy(tight, 250)[0] == picks
+    assert tight.rows_read > kernel.rows_read * 1.3
+
+
+def test_compiled_decrease_sums_the_same_bits_for_any_thread_count():
+    # each column sums its rows in row order, however the columns are split among threads
+    rng = np.random.default_rng(3)
+    matrix = rng.random((300, 257), dtype=np.float32)
+    rows = rng.choice(300, 200, replace=False)
+    old = rng.random(200)
+    new = old * rng.random(200)
+    reference = np.clip(np.minimum(old[:, None] - matrix[rows].astype(np.float64), (old - new)[:, None]), 0, None).sum(axis=0)
+    totals = []
+    for threads in (1, 2, 3, 8):
+        total = np.zeros(257)
+        no_lists = np.full(300, -1, dtype=np.int64)
+        fused_decrease(matrix, rows, old, new, total, np.empty((300, 0), np.int32), np.empty((300, 0), np.float32), no_lists,
+                       threads)
+        totals.append(total)
+    assert all(t.tobytes() == totals[0].tobytes() for t in totals)
+    np.testing.assert_allclose(totals[0], reference, rtol=1e-13)
