@@ -12,7 +12,8 @@ import pytest
 
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import DataError
-from labelbudget.models.tiny import build_tiny_llama
+from labelbudget.models.templates import PlainTemplate
+from labelbudget.models.tiny import build_tiny_llama, byte_level_tokenizer
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
 from labelbudget.scoring.scores import CorruptScores, Scores
 
@@ -135,12 +136,27 @@ def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
     assert_same_scores(score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference)
 
 
-def test_a_huge_prompt_is_clipped_from_the_left_and_counted(tmp_path, caplog):
+class NotLoadedYet:
+    """A model whose tokenizer comes without its weights; notes whether the clipping warning
+    was out when the weights were asked for."""
+
+    def __init__(self, caplog):
+        self.caplog, self.warned_before_loading = caplog, None
+        self.tokenizer, self.template = byte_level_tokenizer(), PlainTemplate()
+
+    def __call__(self):
+        self.warned_before_loading = "longer than scoring.max_prompt_tokens" in self.caplog.text
+        return build_tiny_llama()
+
+
+def test_a_huge_prompt_is_clipped_from_the_left_and_counted_before_the_model_loads(tmp_path, caplog):
     pool = Pool([*make_pool(5), Example(id="huge", task="t", prompt="word " * 20_000 + "What is 2+2?")], "test-pool")
     settings = replace(SETTINGS, max_prompt_tokens=64)
+    model = NotLoadedYet(caplog)
     with caplog.at_level("WARNING"):
-        scores = score_pool(pool, build_tiny_llama(), MODEL_ID, settings, tmp_path, trainer_factory)
+        scores = score_pool(pool, model, MODEL_ID, settings, tmp_path, trainer_factory)
     assert "1 of 6 prompts are longer than scoring.max_prompt_tokens=64 tokens: they keep their last 64" in caplog.text
+    assert model.warned_before_loading is True
     assert scores.ids == pool.ids and np.isfinite(scores.embeddings).all()
     # the other prompts, all shorter than 64 tokens, score as they do unclipped
     unclipped = score_pool(make_pool(5), build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path / "plain", trainer_factory)

@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from hydra_plugins.labelbudget_sweeper.resumable_sweeper import ResumableSweeper
+import pytest
+
+from hydra_plugins.labelbudget_sweeper.resumable_sweeper import (
+    JobExited,
+    ResumableSweeper,
+    exit_as_failure,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3", "budget=20", "finetune.epochs=1",
@@ -114,3 +120,14 @@ def test_a_logger_or_paths_change_does_not_make_a_finished_job_other_settings(tm
     saved = {"seed": 0, "logger": {"project": "a"}, "paths": {"cache_dir": "/x"}, "model": {"linear_layers": ["q_proj"]}}
     assert differing_keys(saved, {"seed": 0, "logger": None, "paths": {"cache_dir": "/y"}, "model": {}}) == []
     assert differing_keys(saved, {"seed": 1}) == ["seed: 0 there, 1 now"]
+
+
+def test_a_job_that_calls_sys_exit_fails_like_one_that_raised():
+    # Hydra's job runner catches Exception only: a SystemExit would end the sweep
+    def exits(code):
+        return lambda config: sys.exit(code)
+
+    with pytest.raises(JobExited, match="exited with code 3"):
+        exit_as_failure(exits(3), None)
+    assert exit_as_failure(exits(0), None) is None
+    assert exit_as_failure(lambda config: config * 2, 21) == 42

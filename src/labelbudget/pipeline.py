@@ -45,7 +45,12 @@ from labelbudget.tracking.selection_report import (
     task_rows,
     write_selection_outputs,
 )
-from labelbudget.training.adapters import check_adapter, load_adapter, resolve_adapter, save_adapter
+from labelbudget.training.adapters import (
+    check_adapter,
+    load_adapter,
+    resolve_adapter,
+    save_adapter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +87,13 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
 
 
 def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
-    """The model config as it determines scores: local cache locations and the list of linear
-    layers (a check on LoRA settings) do not count."""
+    """The model config as it determines scores: local cache locations, the list of linear
+    layers (a check on LoRA settings) and the tokenizer-only loader (the loader's own tokenizer
+    counts) do not count."""
 
     def strip(node):
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k not in ("cache_dir", "linear_layers")}
+            return {k: strip(v) for k, v in node.items() if k not in ("cache_dir", "linear_layers", "tokenizer")}
         return node
 
     return strip(OmegaConf.to_container(model_cfg, resolve=True))
@@ -95,11 +101,25 @@ def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
 
 class LazyModel:
     """Loads the model on first use and keeps it: scoring (on a cache miss), fine-tuning and
-    evaluation share one copy, and a run that needs none never loads it."""
+    evaluation share one copy, and a run that needs none never loads it. Its tokenizer and
+    template come without the weights (`LazyLoaded`)."""
 
     def __init__(self, model_cfg: DictConfig):
         self.model_cfg = model_cfg
         self.loaded: LoadedModel | None = None
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self) -> Any:
+        if self.loaded is not None:
+            return self.loaded.tokenizer
+        if self._tokenizer is None:
+            self._tokenizer = instantiate(self.model_cfg.tokenizer)()
+        return self._tokenizer
+
+    @property
+    def template(self) -> Any:
+        return self.loaded.template if self.loaded is not None else instantiate(self.model_cfg.loader.template)
 
     def __call__(self) -> LoadedModel:
         if self.loaded is None:
@@ -136,7 +156,7 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     return Prepared(data, budget, selector)
 
 
-def pool_scores(cfg: DictConfig, pool: Pool, required: bool, model: Callable[[], LoadedModel] | None = None) -> Scores | None:
+def pool_scores(cfg: DictConfig, pool: Pool, required: bool, model: LazyModel | None = None) -> Scores | None:
     """Scores from the cache, or from a scoring pass when `required` (loading the model only then)."""
     settings: ScoringSettings = instantiate(cfg.scoring)
     identity = model_identity(cfg.model)

@@ -20,6 +20,7 @@ this module without registering it, so no `from __future__ import annotations` (
 
 
 import copy
+import functools
 import itertools
 import logging
 import shutil
@@ -55,6 +56,20 @@ class ResumableSweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="labelbudget")
+
+
+class JobExited(Exception):
+    """A job that called sys.exit with an error code: it fails like a job that raised, and the
+    jobs after it still run (Hydra lets SystemExit end the whole sweep)."""
+
+
+def exit_as_failure(task_function: TaskFunction, config: DictConfig) -> Any:
+    try:
+        return task_function(config)
+    except SystemExit as exit:
+        if exit.code in (0, None):
+            return None
+        raise JobExited(f"exited with code {exit.code}") from exit
 
 
 class SweepRefused(Exception):
@@ -105,8 +120,8 @@ class ResumableSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function,
-                                                               config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=functools.partial(exit_as_failure, task_function), config=config)
 
     def product(self, lines: List[str]) -> List[List[str]]:
         """Every job of one grid of overrides; a later key replaces an earlier one in place."""

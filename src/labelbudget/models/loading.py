@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -34,6 +35,16 @@ class LoadedModel:
         config_eos = getattr(self.model.generation_config, "eos_token_id", None)
         ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
         return sorted(i for i in ids if i is not None)
+
+
+class LazyLoaded(Protocol):
+    """A model not loaded yet whose tokenizer and template can be had without its weights:
+    prompt lengths are checked before the weights load."""
+
+    tokenizer: Any
+    template: PromptTemplate
+
+    def __call__(self) -> LoadedModel: ...
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -65,6 +76,16 @@ def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "f
             "or log in to the hub (huggingface-cli login) where the model is gated"
         ) from error
     return ready_for_inference(model, tokenizer, template)
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None) -> Any:
+    """The tokenizer of `load_pretrained`'s model, without the weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+    except OSError as error:
+        raise MissingResourceError(f"cannot load the tokenizer of {name_or_path!r}: {error}") from error
 
 
 def four_bit_config(compute_dtype: torch.dtype):
@@ -117,6 +138,11 @@ def convert_smollm2(cache_dir: str | Path) -> Path:
         if not (target / "config.json").is_file():
             raise
     return target
+
+
+def smollm2_tokenizer(cache_dir: str | Path) -> Any:
+    """The embedded model's tokenizer (converting the GGUF first, once)."""
+    return load_tokenizer(str(convert_smollm2(cache_dir)))
 
 
 def load_smollm2(cache_dir: str | Path, template: PromptTemplate, dtype: str = "float32") -> LoadedModel:

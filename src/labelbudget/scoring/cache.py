@@ -30,8 +30,13 @@ from filelock import FileLock, Timeout
 from labelbudget.data.schema import Pool
 from labelbudget.distributed import barrier, is_main_process, job_identity
 from labelbudget.io import atomic_write_text
-from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import PromptProgress, RankBatches, ScoringModule, length_sorted_batches
+from labelbudget.models.loading import LazyLoaded, LoadedModel
+from labelbudget.scoring.module import (
+    PromptProgress,
+    RankBatches,
+    ScoringModule,
+    length_sorted_batches,
+)
 from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
 from labelbudget.scoring.scores import NUMERIC_FIELDS, CorruptScores, Scores
 
@@ -165,39 +170,35 @@ def follow_main_process(folder: Path, poll_s: float = 1.0) -> Scores | None:
 
 def score_pool(
     pool: Pool,
-    loaded: LoadedModel | Callable[[], LoadedModel],
+    loaded: LoadedModel | LazyLoaded,
     model_config: dict[str, Any],
     settings: ScoringSettings,
     cache_root: str | Path,
     trainer_factory: Callable[..., L.Trainer],
 ) -> Scores:
     """Scores for every pool prompt, in pool order: from the cache when present, else computed
-    (resuming any finished shards). `loaded` may be a zero-argument loader, so a cache hit never
-    loads the model."""
+    (resuming any finished shards). `loaded` may be a model not loaded yet, so that a cache hit
+    never loads it and long prompts are found with its tokenizer alone."""
     folder = cache_folder(pool, model_config, settings, cache_root)
     if not is_main_process():
         cached = follow_main_process(folder)
-        return cached if cached is not None else _score_into(folder, pool, _ready(loaded), model_config, settings, trainer_factory)
+        return cached if cached is not None else _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
     with exclusive(folder):
         cached = load_cached(folder)
         if cached is not None:
             return cached
         atomic_write_text(folder / CLAIM, job_identity())
         try:
-            return _score_into(folder, pool, _ready(loaded), model_config, settings, trainer_factory)
+            return _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
         finally:
             (folder / CLAIM).unlink(missing_ok=True)
 
 
-def _ready(loaded: LoadedModel | Callable[[], LoadedModel]) -> LoadedModel:
-    return loaded() if callable(loaded) else loaded
-
-
-def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dict[str, Any], settings: ScoringSettings,
-                trainer_factory: Callable[..., L.Trainer]) -> Scores:
-    """The pass itself: the shards not yet on disk, each rank its own; rank 0 merges and publishes."""
-    tokenizer = loaded.tokenizer
-    token_ids = clip_prompts([loaded.template.encode_prompt(tokenizer, example) for example in pool],
+def _score_into(folder: Path, pool: Pool, loaded: LoadedModel | LazyLoaded, model_config: dict[str, Any],
+                settings: ScoringSettings, trainer_factory: Callable[..., L.Trainer]) -> Scores:
+    """The pass itself: the shards not yet on disk, each rank its own; rank 0 merges and publishes.
+    The prompts are tokenized, and long ones clipped with a warning, before the weights load."""
+    token_ids = clip_prompts([loaded.template.encode_prompt(loaded.tokenizer, example) for example in pool],
                              settings.max_prompt_tokens, "scoring.max_prompt_tokens")
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
     step = settings.batches_per_shard
@@ -209,6 +210,9 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel, model_config: dic
         meta = {"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}
         atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2, default=str))
     if todo:
+        if not isinstance(loaded, LoadedModel):
+            loaded = loaded()
+        tokenizer = loaded.tokenizer
         rows_of_shard = [[row for batch in group for row in batch] for group in shards]
         decode = partial(tokenizer.decode, skip_special_tokens=True)
         trainer = trainer_factory(callbacks=[ShardWriter(folder, rows_of_shard, pool.ids, decode), PromptProgress("scoring")])
