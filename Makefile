@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test benchmarks constraints
+.PHONY: setup demo lint test benchmarks constraints
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,15 @@ $(VENV)/.installed: pyproject.toml Makefile constraints.txt
 demo: setup
 	$(PY) select.py
 
-test: setup
+# Google-style docstrings where contributors plug in
+EXTENSION_POINTS := src/labelbudget/selection/base.py src/labelbudget/evaluation/base.py src/labelbudget/scoring/scores.py
+
+lint: setup
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m ruff check --select D $(EXTENSION_POINTS)
+
+test: lint
 	$(PY) -m pytest
 
 benchmarks: setup
@@ -31,5 +39,5 @@ benchmarks: setup
 
 # after a deliberate upgrade in the venv, with the tests passing: record its versions
 constraints: setup
-	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|ruff)=='; } > constraints.txt.new
+	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -E '^torch=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

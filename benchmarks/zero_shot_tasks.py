@@ -34,23 +34,42 @@ def main(overrides: list[str]) -> None:
     table = []
     for task, idx in rows.items():
         idx = np.array(idx)
-        correct = [score_prediction(pool[i].metadata["rule"], scores.generations[i], pool[i].response) for i in idx]
-        table.append((
-            task, pool[idx[0]].metadata["category"], len(idx), float(np.mean(correct)),
-            float(np.exp(task_log_confidence(scores.seq_logprob, {task: idx}))[0]),
-            float(np.exp(scores.mean_logprob[idx]).mean()),
-            float(scores.hit_max_tokens[idx].mean()),
-        ))
+        correct = [
+            score_prediction(pool[i].metadata["rule"], scores.generations[i], pool[i].response)
+            for i in idx
+        ]
+        table.append(
+            (
+                task,
+                pool[idx[0]].metadata["category"],
+                len(idx),
+                float(np.mean(correct)),
+                float(np.exp(task_log_confidence(scores.seq_logprob, {task: idx}))[0]),
+                float(np.exp(scores.mean_logprob[idx]).mean()),
+                float(scores.hit_max_tokens[idx].mean()),
+            )
+        )
     table.sort(key=lambda r: -r[3])
-    print("| task | category | pool | zero-shot accuracy | mean confidence (sequence) | mean per-token confidence | hit max tokens |")
+    print(
+        "| task | category | pool | zero-shot accuracy | mean confidence (sequence) | mean per-token confidence | hit max tokens |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for task, category, n, acc, conf, token_conf, capped in table:
-        print(f"| {task} | {category} | {n} | {acc:.2f} | {conf:.2e} | {token_conf:.3f} | {capped:.0%} |")
+        print(
+            f"| {task} | {category} | {n} | {acc:.2f} | {conf:.2e} | {token_conf:.3f} | {capped:.0%} |"
+        )
     accuracy = np.array([r[3] for r in table])
     confidence = np.array([r[4] for r in table])
-    pooled = np.mean([score_prediction(e.metadata["rule"], scores.generations[i], e.response) for i, e in enumerate(pool)])
-    print(f"\n{len(table)} tasks; accuracy over all prompts {pooled:.3f}; per-task accuracy from {accuracy.min():.2f} to "
-          f"{accuracy.max():.2f}; mean confidence from {confidence.min():.1e} to {confidence.max():.1e}")
+    pooled = np.mean(
+        [
+            score_prediction(e.metadata["rule"], scores.generations[i], e.response)
+            for i, e in enumerate(pool)
+        ]
+    )
+    print(
+        f"\n{len(table)} tasks; accuracy over all prompts {pooled:.3f}; per-task accuracy from {accuracy.min():.2f} to "
+        f"{accuracy.max():.2f}; mean confidence from {confidence.min():.1e} to {confidence.max():.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,20 +1,49 @@
-"""Shared fixtures: the real benchmark files in ../shared/data (skipped when absent)."""
+"""Shared fixtures: composed configs, the real benchmark files in ../shared/data (skipped when
+absent), an offline hub, and the `gpu` marker's skip."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def compose_config(
+    name: str, *overrides: str, folder: Path | None = None, output: str = "run"
+) -> DictConfig:
+    """conf/<name>.yaml composed with `overrides` as the command line would; with `folder`, the
+    run's caches go to folder/cache and its files to folder/<output>."""
+    paths = (
+        []
+        if folder is None
+        else [f"paths.cache_dir={folder / 'cache'}", f"paths.output_dir={folder / output}"]
+    )
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose(name, overrides=[*paths, *overrides])
+
+
+@pytest.fixture
+def composed(tmp_path):
+    """`compose_config` writing into the test's tmp_path."""
+
+    def composed(name: str, *overrides: str, output: str = "run") -> DictConfig:
+        return compose_config(name, *overrides, folder=tmp_path, output=output)
+
+    return composed
 
 
 @pytest.fixture
 def shared_data() -> Path:
     """The folder of real BBH and MMLU files; the test is skipped, saying why, when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (it lives beside the repo in shared/data)")
+        pytest.skip(
+            f"real benchmark data not found at {SHARED_DATA} (it lives beside the repo in shared/data)"
+        )
     return SHARED_DATA
 
 
@@ -38,7 +67,9 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); run with pytest -m gpu on one")
+    skip = pytest.mark.skip(
+        reason="needs a CUDA GPU (torch.cuda.is_available() is False); run with pytest -m gpu on one"
+    )
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -7,10 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labelbudget.selection.allocation import base_allocation, round_robin, water_filling, weighted_allocation
-
+from labelbudget.selection.allocation import (
+    base_allocation,
+    round_robin,
+    water_filling,
+    weighted_allocation,
+)
 
 # ---------- hand-worked examples ----------
+
 
 def test_water_filling_takes_small_tasks_whole_and_levels_the_rest():
     # sizes 2 and 3 fit under the level; the two tasks of 10 share 15 - 5 = 10 equally.
@@ -95,7 +100,15 @@ def test_water_filling_is_min_max_optimal(sizes, data):
 def test_weighted_allocation_matches_brute_force_and_respects_bounds(sizes, data):
     sizes = np.array(sizes)
     # confidences on a grid of powers of two keep breakpoints exact in floating point
-    conf = np.array(data.draw(st.lists(st.sampled_from([1 / 2**k for k in range(1, 9)]), min_size=len(sizes), max_size=len(sizes))))
+    conf = np.array(
+        data.draw(
+            st.lists(
+                st.sampled_from([1 / 2**k for k in range(1, 9)]),
+                min_size=len(sizes),
+                max_size=len(sizes),
+            )
+        )
+    )
     floor = base_allocation(sizes, 5)
     budget = data.draw(st.integers(int(floor.sum()), int(sizes.sum())))
     alpha = weighted_allocation(sizes, np.log(conf), budget)
@@ -114,7 +127,9 @@ def test_weighted_allocation_matches_brute_force_and_respects_bounds(sizes, data
 @given(sizes=task_sets, data=st.data())
 def test_round_robin_spends_exactly_the_budget_within_caps(sizes, data):
     sizes = np.array(sizes)
-    conf = np.array(data.draw(st.lists(st.floats(0.001, 1.0), min_size=len(sizes), max_size=len(sizes))))
+    conf = np.array(
+        data.draw(st.lists(st.floats(0.001, 1.0), min_size=len(sizes), max_size=len(sizes)))
+    )
     floor = base_allocation(sizes, 5)
     budget = data.draw(st.integers(int(floor.sum()), int(sizes.sum())))
     alpha = weighted_allocation(sizes, np.log(conf), budget)

@@ -47,54 +47,136 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
     folder.mkdir()
     a_file.write_text("not a folder")
     unlabelled = tmp / "unlabelled.jsonl"
-    unlabelled.write_text("".join(json.dumps({"prompt": f"q{i}", "task": "t"}) + "\n" for i in range(20)))
+    unlabelled.write_text(
+        "".join(json.dumps({"prompt": f"q{i}", "task": "t"}) + "\n" for i in range(20))
+    )
     return [
         ([*TRAIN, "seed=-1"], "seed must be an integer >= 0, got -1"),
         ([*TRAIN, "seed=abc"], "seed must be an integer >= 0, got 'abc'"),
         ([*TRAIN, "scoring.batch_size=0"], "scoring.batch_size must be an integer >= 1, got 0"),
-        ([*TRAIN, "scoring.max_new_tokens=0"], "scoring.max_new_tokens must be an integer >= 1, got 0"),
-        ([*TRAIN, "scoring.pooling=bogus"], "scoring.pooling must be one of 'mean', 'last', got 'bogus'"),
+        (
+            [*TRAIN, "scoring.max_new_tokens=0"],
+            "scoring.max_new_tokens must be an integer >= 1, got 0",
+        ),
+        (
+            [*TRAIN, "scoring.pooling=bogus"],
+            "scoring.pooling must be one of 'mean', 'last', got 'bogus'",
+        ),
         ([*TRAIN, "finetune.epochs=0"], "finetune.epochs must be an integer >= 1, got 0"),
-        ([*TRAIN, "finetune.learning_rate=-1"], "finetune.learning_rate must be a number > 0, got -1"),
+        (
+            [*TRAIN, "finetune.learning_rate=-1"],
+            "finetune.learning_rate must be a number > 0, got -1",
+        ),
         ([*TRAIN, "finetune.batch_size=0"], "finetune.batch_size must be an integer >= 1, got 0"),
         ([*TRAIN, "finetune.lora.rank=0"], "finetune.lora.rank must be an integer >= 1, got 0"),
-        ([*TRAIN, "finetune.lora.target_modules=[q_proj,qq_proj]"], "finetune.lora.target_modules names ['qq_proj'], which tiny_llama"),
-        ([*TRAIN, "finetune.lora.target_modules=[]"], "finetune.lora.target_modules must be a non-empty list of distinct names"),
+        (
+            [*TRAIN, "finetune.lora.target_modules=[q_proj,qq_proj]"],
+            "finetune.lora.target_modules names ['qq_proj'], which tiny_llama",
+        ),
+        (
+            [*TRAIN, "finetune.lora.target_modules=[]"],
+            "finetune.lora.target_modules must be a non-empty list of distinct names",
+        ),
         ([*TRAIN, "finetune.lora.alpha=0"], "finetune.lora.alpha must be a number > 0, got 0"),
-        ([*TRAIN, "finetune.lora.dropout=1.5"], "finetune.lora.dropout must be a number in [0, 1), got 1.5"),
-        ([*TRAIN, "finetune.accumulate_grad_batches=0"], "finetune.accumulate_grad_batches must be an integer >= 1, got 0"),
+        (
+            [*TRAIN, "finetune.lora.dropout=1.5"],
+            "finetune.lora.dropout must be a number in [0, 1), got 1.5",
+        ),
+        (
+            [*TRAIN, "finetune.accumulate_grad_batches=0"],
+            "finetune.accumulate_grad_batches must be an integer >= 1, got 0",
+        ),
         ([*TRAIN, "finetune.max_length=1"], "finetune.max_length must be an integer >= 2, got 1"),
-        ([*TRAIN, "finetune.gradient_checkpointing=maybe"], "finetune.gradient_checkpointing must be true or false, got 'maybe'"),
-        ([*TRAIN, "selector.base_per_task=abc"], "selector.base_per_task must be an integer >= 0, got 'abc'"),
-        ([*TRAIN, "selector.confidence=median"], "selector.confidence must be one of 'sequence', 'token_geomean', got 'median'"),
-        ([*TRAIN, "selector=kcenter", "selector.memory_limit_mb=0"], "selector.memory_limit_mb must be a number > 0, got 0"),
-        ([*TRAIN, "selector=kcenter", "selector.device=gpu"], "selector.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-        ([*TRAIN, "selector=facility_location", "selector.gamma=-0.1"], "selector.gamma must be a number > 0, got -0.1"),
-        ([*TRAIN, "selector=predicted_efficiency"], "selector.predictions must be set (it has no default)"),
-        ([*TRAIN, "eval.tasks.max_new_tokens=0"], "eval.tasks.max_new_tokens must be an integer >= 1, got 0"),
-        ([*TRAIN, "eval.tasks.limit_per_task=0"], "eval.tasks.limit_per_task must be an integer >= 1 or null, got 0"),
+        (
+            [*TRAIN, "finetune.gradient_checkpointing=maybe"],
+            "finetune.gradient_checkpointing must be true or false, got 'maybe'",
+        ),
+        (
+            [*TRAIN, "selector.base_per_task=abc"],
+            "selector.base_per_task must be an integer >= 0, got 'abc'",
+        ),
+        (
+            [*TRAIN, "selector.confidence=median"],
+            "selector.confidence must be one of 'sequence', 'token_geomean', got 'median'",
+        ),
+        (
+            [*TRAIN, "selector=kcenter", "selector.memory_limit_mb=0"],
+            "selector.memory_limit_mb must be a number > 0, got 0",
+        ),
+        (
+            [*TRAIN, "selector=kcenter", "selector.device=gpu"],
+            "selector.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'",
+        ),
+        (
+            [*TRAIN, "selector=facility_location", "selector.gamma=-0.1"],
+            "selector.gamma must be a number > 0, got -0.1",
+        ),
+        (
+            [*TRAIN, "selector=predicted_efficiency"],
+            "selector.predictions must be set (it has no default)",
+        ),
+        (
+            [*TRAIN, "eval.tasks.max_new_tokens=0"],
+            "eval.tasks.max_new_tokens must be an integer >= 1, got 0",
+        ),
+        (
+            [*TRAIN, "eval.tasks.limit_per_task=0"],
+            "eval.tasks.limit_per_task must be an integer >= 1 or null, got 0",
+        ),
         ([*SMALL, "budget=abc"], "budget must be a number or 'all', got 'abc'"),
         ([*BASE, "dataset=jsonl"], "dataset.path must be set (it has no default)"),
         ([*BASE, "dataset=jsonl", f"dataset.path={folder}"], f"{folder}: is a directory"),
         ([*TRAIN, f"annotations={empty}"], f"{empty}: holds no annotations"),
         ([*TRAIN, f"annotations={folder}"], f"{folder}: is a directory"),
-        ([*BASE, "dataset=jsonl", f"dataset.path={unlabelled}", f"dataset.test_path={unlabelled}", "dataset.fields.response=null",
-          "selector=random",
-          "budget=5"], f"{unlabelled}, field 'response': simulated annotation needs the pool's responses"),
+        (
+            [
+                *BASE,
+                "dataset=jsonl",
+                f"dataset.path={unlabelled}",
+                f"dataset.test_path={unlabelled}",
+                "dataset.fields.response=null",
+                "selector=random",
+                "budget=5",
+            ],
+            f"{unlabelled}, field 'response': simulated annotation needs the pool's responses",
+        ),
         ([*TRAIN, f"paths.cache_dir={a_file}"], f"paths.cache_dir is {a_file}, a file"),
         ([*TRAIN, "+trainer.strategy=ddp_spawn"], "trainer.strategy='ddp_spawn' is not supported"),
-        (["select.py", "model=tiny_llama", "scoring.batches_per_shard=0"], "scoring.batches_per_shard must be an integer >= 1, got 0"),
-        (["evaluate.py", "model=tiny_llama", "eval=mmlu", "eval.mmlu.shots=-1"], "eval.mmlu.shots must be an integer >= 0, got -1"),
-        (["estimate.py", "model=tiny_llama", "coslow.n=0"], "coslow.n must be an integer >= 2, got 0"),
-        (["estimate.py", "model=tiny_llama", "coslow.aggregate=mode"], "coslow.aggregate must be one of 'median', 'mean', got 'mode'"),
+        (
+            ["select.py", "model=tiny_llama", "scoring.batches_per_shard=0"],
+            "scoring.batches_per_shard must be an integer >= 1, got 0",
+        ),
+        (
+            ["evaluate.py", "model=tiny_llama", "eval=mmlu", "eval.mmlu.shots=-1"],
+            "eval.mmlu.shots must be an integer >= 0, got -1",
+        ),
+        (
+            ["estimate.py", "model=tiny_llama", "coslow.n=0"],
+            "coslow.n must be an integer >= 2, got 0",
+        ),
+        (
+            ["estimate.py", "model=tiny_llama", "coslow.aggregate=mode"],
+            "coslow.aggregate must be one of 'median', 'mean', got 'mode'",
+        ),
     ]
 
 
 def run_cases(tmp_path: Path, argvs: list[list[str]]) -> list[dict]:
     argvs = [[*argv, f"hydra.run.dir={tmp_path / 'runs' / str(i)}"] for i, argv in enumerate(argvs)]
-    env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs)], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
+    env = {
+        **os.environ,
+        "LABELBUDGET_CACHE": str(tmp_path / "cache"),
+        "WANDB_MODE": "disabled",
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(argvs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -103,7 +185,13 @@ def test_every_bad_setting_is_one_line_naming_the_key_before_any_model_loads(tmp
     table = cases(tmp_path)
     assert len(table) >= 30
     # the last case is a good one: the model loads, so the log line looked for below is real
-    good = ["select.py", "model=tiny_llama", "selector=kcenter", "budget=10", "dataset.pool_per_task=3"]
+    good = [
+        "select.py",
+        "model=tiny_llama",
+        "selector=kcenter",
+        "budget=10",
+        "dataset.pool_per_task=3",
+    ]
     results = run_cases(tmp_path, [argv for argv, _ in table] + [good])
     for (argv, expected), result in zip(table, results):
         lines = [line for line in result["stderr"].splitlines() if line.strip()]
@@ -114,10 +202,16 @@ def test_every_bad_setting_is_one_line_naming_the_key_before_any_model_loads(tmp
 
 
 def test_a_fine_tune_whose_loss_is_not_finite_stops_naming_the_step(tmp_path):
-    from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_train
     from test_train import TINY_RUN, compose_train
 
-    with pytest.raises(ConfigError, match=r"the training loss became (nan|inf) at step \d+ \(epoch 0, batch \d+\)"):
+    from labelbudget.errors import ConfigError
+    from labelbudget.pipeline import run_train
+
+    with pytest.raises(
+        ConfigError, match=r"the training loss became (nan|inf) at step \d+ \(epoch 0, batch \d+\)"
+    ):
         run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", "finetune.learning_rate=1e30"))
-    assert not (tmp_path / "run" / "adapter").exists() and not (tmp_path / "run" / "metrics.json").exists()
+    assert (
+        not (tmp_path / "run" / "adapter").exists()
+        and not (tmp_path / "run" / "metrics.json").exists()
+    )

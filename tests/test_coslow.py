@@ -27,14 +27,25 @@ ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 def lora_batch(b_init_zero: bool):
     tiny = build_tiny_llama()
-    model = attach_lora(tiny.model, rank=4, alpha=8, dropout=0.0, target_modules=ALL_PROJECTIONS, seed=3).eval()
+    model = attach_lora(
+        tiny.model, rank=4, alpha=8, dropout=0.0, target_modules=ALL_PROJECTIONS, seed=3
+    ).eval()
     if not b_init_zero:  # a trained adapter: lora_A gets gradient too
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
-    examples = [Example(id=str(i), task="t", prompt=p, response=r) for i, (p, r) in
-                enumerate([("2+2=", "4"), ("Name a colour please.", "red or blue"), ("x", "a much longer answer here"), ("Hi", "yo")])]
+    examples = [
+        Example(id=str(i), task="t", prompt=p, response=r)
+        for i, (p, r) in enumerate(
+            [
+                ("2+2=", "4"),
+                ("Name a colour please.", "red or blue"),
+                ("x", "a much longer answer here"),
+                ("Hi", "yo"),
+            ]
+        )
+    ]
     rows = [encode_sft(tiny.template, tiny.tokenizer, e, 64) for e in examples]
     return model, RightPadCollator(tiny.tokenizer.pad_token_id)(rows)
 
@@ -56,24 +67,31 @@ def reference_gradients(model, batch) -> torch.Tensor:
 @pytest.mark.parametrize("b_init_zero", [True, False])
 def test_batched_per_example_gradients_equal_an_independent_computation(b_init_zero):
     model, batch = lora_batch(b_init_zero)
-    batched = per_example_gradients(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    batched = per_example_gradients(
+        model, batch["input_ids"], batch["attention_mask"], batch["labels"]
+    )
     reference = reference_gradients(model, batch)
     assert batched.shape == reference.shape and batched.shape[0] == 4
     assert reference.abs().max() > 0
     torch.testing.assert_close(batched, reference, atol=1e-5, rtol=1e-4)
     n_a = sum(p.numel() for n, p in model.named_parameters() if "lora_A" in n)
-    if b_init_zero:  # fresh adapters: only lora_B carries gradient (METHODS B)
+    if b_init_zero:  # fresh adapters: only lora_B carries gradient (docs/methods.md, section B)
         assert (batched.abs().sum(0) > 0).sum() <= batched.shape[1] - n_a
 
 
 def test_median_over_the_496_pairs_equals_a_direct_computation():
     vectors = torch.randn(32, 50, generator=torch.Generator().manual_seed(0))
-    direct = [float(torch.nn.functional.cosine_similarity(vectors[i], vectors[j], dim=0))
-              for i, j in itertools.combinations(range(32), 2)]
+    direct = [
+        float(torch.nn.functional.cosine_similarity(vectors[i], vectors[j], dim=0))
+        for i, j in itertools.combinations(range(32), 2)
+    ]
     assert len(pairwise_cosines(vectors)) == 496
     np.testing.assert_allclose(np.sort(pairwise_cosines(vectors)), np.sort(direct), atol=1e-6)
     signals = gradient_signals(vectors)
-    assert signals.cosine == pytest.approx(float(np.median(direct)), abs=1e-6) and signals.n_pairs == 496
+    assert (
+        signals.cosine == pytest.approx(float(np.median(direct)), abs=1e-6)
+        and signals.n_pairs == 496
+    )
     assert signals.mean_gradient_norm == pytest.approx(float(vectors.norm(dim=1).mean()), rel=1e-6)
 
 
@@ -88,6 +106,8 @@ def test_low_confidence_sample_draws_from_the_lowest_fraction():
     assert len(set(rows)) == 5 and set(rows) <= set(range(90, 100))
     assert list(rows) == list(low_confidence_sample(confidence, 0.1, 5, np.random.default_rng(0)))
     # 10% of 100 is 10 < 32: the 32 least confident, all of them
-    assert set(low_confidence_sample(confidence, 0.1, 32, np.random.default_rng(1))) == set(range(68, 100))
+    assert set(low_confidence_sample(confidence, 0.1, 32, np.random.default_rng(1))) == set(
+        range(68, 100)
+    )
     with pytest.raises(ConfigError, match="needs 32 examples but the task has 20"):
         low_confidence_sample(confidence[:20], 0.1, 32, np.random.default_rng(0))

@@ -6,13 +6,11 @@ so it shares nothing with the fast selectors but the definition of the objective
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from conftest import compose_config
 from labelbudget.errors import ConfigError
 from labelbudget.pipeline import instantiate
 from labelbudget.scoring.scores import Scores
@@ -28,13 +26,14 @@ from labelbudget.selection.facility_location import (
 from labelbudget.selection.kcenter import KCenterSelector
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
 
 def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Candidates:
     n = len(embeddings)
-    scores = Scores.with_columns([f"p{i}" for i in range(n)], embeddings,
-                                 mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob)
+    scores = Scores.with_columns(
+        [f"p{i}" for i in range(n)],
+        embeddings,
+        mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob,
+    )
     return Candidates(scores.ids, ["t"] * n, scores)
 
 
@@ -66,6 +65,7 @@ def cosine01(x: np.ndarray) -> np.ndarray:
 
 # ---- references: every step from scratch ----
 
+
 def first_max(values) -> int:
     """Lowest index among the largest values, equal up to float64 summation error (mutual pairs
     tie exactly in exact arithmetic, and summation order decides them at random otherwise)."""
@@ -87,7 +87,10 @@ def kcenter_reference(x: np.ndarray, budget: int, first: int) -> tuple[list[int]
 def facility_location_reference(kernel: np.ndarray, budget: int) -> tuple[list[int], float]:
     picks: list[int] = []
     for _ in range(budget):
-        value = [kernel[:, picks + [j]].max(axis=1).sum() if j not in picks else -np.inf for j in range(len(kernel))]
+        value = [
+            kernel[:, picks + [j]].max(axis=1).sum() if j not in picks else -np.inf
+            for j in range(len(kernel))
+        ]
         picks.append(first_max(value))
     return picks, float(kernel[:, picks].max(axis=1).sum())
 
@@ -96,7 +99,9 @@ def dpp_reference(ensemble: np.ndarray, budget: int, first: int | None = None) -
     picks = [int(np.argmax(np.diag(ensemble)))] if first is None else [first]
     while len(picks) < budget:
         logdets = [
-            np.linalg.slogdet(ensemble[np.ix_(picks + [j], picks + [j])])[1] if j not in picks else -np.inf
+            np.linalg.slogdet(ensemble[np.ix_(picks + [j], picks + [j])])[1]
+            if j not in picks
+            else -np.inf
             for j in range(len(ensemble))
         ]
         picks.append(first_max(logdets))
@@ -113,6 +118,7 @@ def knn_graph(kernel: np.ndarray, knn: int) -> np.ndarray:
 
 # ---- K-Center ----
 
+
 def test_kcenter_matches_from_scratch_greedy():
     candidates, x = random_pool(120, 6)
     selection = KCenterSelector().select(candidates, 25, np.random.default_rng(3))
@@ -123,17 +129,29 @@ def test_kcenter_matches_from_scratch_greedy():
 
 def test_kcenter_first_centre_comes_from_rng():
     candidates, _ = random_pool(200, 4)
-    firsts = {rows(KCenterSelector().select(candidates, 3, np.random.default_rng(seed)))[0] for seed in range(20)}
+    firsts = {
+        rows(KCenterSelector().select(candidates, 3, np.random.default_rng(seed)))[0]
+        for seed in range(20)
+    }
     assert len(firsts) > 10
 
 
 # ---- Facility Location ----
 
-@pytest.mark.parametrize("kernel,gamma,reference", [("rbf", 0.5, lambda x: rbf(x, 0.5)), ("rbf", 4.0, lambda x: rbf(x, 4.0)),
-                                                    ("cosine", 0.1, cosine01)])
+
+@pytest.mark.parametrize(
+    "kernel,gamma,reference",
+    [
+        ("rbf", 0.5, lambda x: rbf(x, 0.5)),
+        ("rbf", 4.0, lambda x: rbf(x, 4.0)),
+        ("cosine", 0.1, cosine01),
+    ],
+)
 def test_facility_location_matches_from_scratch_greedy(kernel, gamma, reference):
     candidates, x = random_pool(90, 5, seed=1)
-    selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(candidates, 20, np.random.default_rng(0))
+    selection = FacilityLocationSelector(kernel=kernel, gamma=gamma).select(
+        candidates, 20, np.random.default_rng(0)
+    )
     picks, value = facility_location_reference(reference(x), 20)
     assert rows(selection) == picks
     assert selection.objective["facility_location"] == pytest.approx(value, rel=1e-6)
@@ -142,38 +160,61 @@ def test_facility_location_matches_from_scratch_greedy(kernel, gamma, reference)
 def test_facility_location_knn_matches_greedy_on_the_knn_graph():
     candidates, x = random_pool(80, 5, seed=2)
     kernel = rbf(x, 1.0)
-    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(candidates, 15, np.random.default_rng(0))
+    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(
+        candidates, 15, np.random.default_rng(0)
+    )
     picks, value = facility_location_reference(knn_graph(kernel, 6), 15)
     assert rows(selection) == picks
     assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
-    assert selection.objective["facility_location"] == pytest.approx(kernel[:, picks].max(axis=1).sum(), rel=1e-6)
+    assert selection.objective["facility_location"] == pytest.approx(
+        kernel[:, picks].max(axis=1).sum(), rel=1e-6
+    )
 
 
 def test_facility_location_equals_apricot_on_the_same_kernel():
     apricot = pytest.importorskip("apricot")
     candidates, x = random_pool(150, 6, seed=4)
     selection = FacilityLocationSelector(gamma=0.5).select(candidates, 30, np.random.default_rng(0))
-    kernel = CachedPairwise(Pairwise(x, "rbf", 0.5, normalize=True), 64).matrix.numpy().astype(np.float64)
-    reference = apricot.FacilityLocationSelection(30, metric="precomputed", optimizer="lazy").fit(kernel)
+    kernel = (
+        CachedPairwise(Pairwise(x, "rbf", 0.5, normalize=True), 64)
+        .matrix.numpy()
+        .astype(np.float64)
+    )
+    reference = apricot.FacilityLocationSelection(30, metric="precomputed", optimizer="lazy").fit(
+        kernel
+    )
     assert rows(selection) == [int(i) for i in reference.ranking]
-    assert selection.objective["facility_location"] == pytest.approx(float(reference.gains.sum()), rel=1e-6)
+    assert selection.objective["facility_location"] == pytest.approx(
+        float(reference.gains.sum()), rel=1e-6
+    )
 
 
 def test_facility_location_logs_gamma_times_median_squared_distance():
     candidates, x = random_pool(70, 4, seed=5)
-    objective = FacilityLocationSelector(gamma=0.1).select(candidates, 5, np.random.default_rng(0)).objective
+    objective = (
+        FacilityLocationSelector(gamma=0.1)
+        .select(candidates, 5, np.random.default_rng(0))
+        .objective
+    )
     distances = sq_distances(unit(x))[np.triu_indices(70, k=1)]
-    assert objective["gamma_times_median_sq_dist"] == pytest.approx(0.1 * np.median(distances), rel=1e-5)
+    assert objective["gamma_times_median_sq_dist"] == pytest.approx(
+        0.1 * np.median(distances), rel=1e-5
+    )
 
 
 def test_median_is_estimated_on_a_sample_for_large_pools():
     candidates, x = random_pool(700, 3, seed=6)  # 244,650 pairs > the 100,000 sampled
-    objective = FacilityLocationSelector(gamma=1.0).select(candidates, 2, np.random.default_rng(0)).objective
+    objective = (
+        FacilityLocationSelector(gamma=1.0)
+        .select(candidates, 2, np.random.default_rng(0))
+        .objective
+    )
     exact = np.median(sq_distances(unit(x))[np.triu_indices(700, k=1)])
     assert objective["median_sq_dist"] == pytest.approx(exact, rel=0.02)
 
 
 # ---- DPP ----
+
 
 @pytest.mark.parametrize("kernel,normalize", [("rbf", True), ("linear", False), ("cosine", True)])
 def test_dpp_matches_from_scratch_greedy_with_uncertainty_quality(kernel, normalize):
@@ -182,7 +223,9 @@ def test_dpp_matches_from_scratch_greedy_with_uncertainty_quality(kernel, normal
     base = {"rbf": rbf(x, 1.0), "linear": x @ x.T, "cosine": cosine01(x)}[kernel]
     ensemble = q[:, None] * base * q[None, :]
     ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(45)
-    selection = DPPSelector(kernel=kernel, normalize=normalize, quality="uncertainty").select(candidates, 12, np.random.default_rng(0))
+    selection = DPPSelector(kernel=kernel, normalize=normalize, quality="uncertainty").select(
+        candidates, 12, np.random.default_rng(0)
+    )
     picks = dpp_reference(ensemble, 12)
     assert rows(selection) == picks
     expected = torch.logdet(torch.from_numpy(ensemble[np.ix_(picks, picks)])).item()
@@ -192,7 +235,10 @@ def test_dpp_matches_from_scratch_greedy_with_uncertainty_quality(kernel, normal
 def test_dpp_first_pick_among_equal_singletons_comes_from_rng():
     candidates, x = random_pool(40, 5, seed=8)
     ensemble = rbf(x, 1.0) + 1e-6 * np.eye(40)
-    selections = [DPPSelector(quality="none").select(candidates, 10, np.random.default_rng(seed)) for seed in range(6)]
+    selections = [
+        DPPSelector(quality="none").select(candidates, 10, np.random.default_rng(seed))
+        for seed in range(6)
+    ]
     assert len({rows(s)[0] for s in selections}) > 1
     for selection in selections:
         picks = dpp_reference(ensemble, 10, first=rows(selection)[0])
@@ -203,7 +249,9 @@ def test_dpp_first_pick_among_equal_singletons_comes_from_rng():
 
 def test_dpp_runs_past_the_rank_of_a_linear_kernel():
     candidates, x = random_pool(60, 3, seed=9)
-    selection = DPPSelector(kernel="linear", normalize=False, quality="none").select(candidates, 50, np.random.default_rng(0))
+    selection = DPPSelector(kernel="linear", normalize=False, quality="none").select(
+        candidates, 50, np.random.default_rng(0)
+    )
     ensemble = x @ x.T
     ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(60)
     picks = rows(selection)
@@ -235,7 +283,9 @@ class IndefiniteKernel:
 def test_dpp_raises_the_jitter_when_the_kernel_is_not_positive_semidefinite(shift):
     kernel = IndefiniteKernel(40, shift)
     assert torch.linalg.eigvalsh(kernel.matrix).min() < -shift / 2
-    picks, gains, eps, raised = greedy_map(kernel, torch.ones(40, dtype=torch.float64), 40, 1e-6, np.random.default_rng(0), 2048)
+    picks, gains, eps, raised = greedy_map(
+        kernel, torch.ones(40, dtype=torch.float64), 40, 1e-6, np.random.default_rng(0), 2048
+    )
     assert sorted(picks) == list(range(40))
     assert raised > 0 and min(gains) >= eps / 2 and np.isfinite(np.log(gains).sum())
 
@@ -275,7 +325,9 @@ def test_duplicate_points_still_give_budget_distinct_ids(cls, settings):
 def test_tiny_memory_limit_chunks_without_changing_picks(cls, settings):
     candidates, _ = random_pool(150, 6, seed=13)
     whole = cls(**settings).select(candidates, 30, np.random.default_rng(5))
-    chunked = cls(**settings, memory_limit_mb=0.0005).select(candidates, 30, np.random.default_rng(5))  # 512 bytes
+    chunked = cls(**settings, memory_limit_mb=0.0005).select(
+        candidates, 30, np.random.default_rng(5)
+    )  # 512 bytes
     assert chunked.ids == whole.ids
     for key, value in whole.objective.items():
         assert chunked.objective[key] == pytest.approx(value, rel=1e-5), key
@@ -289,28 +341,37 @@ def test_same_seed_same_picks(cls, settings):
     assert first.ids == again.ids and first.objective == again.objective
 
 
-@pytest.mark.parametrize("name,cls,settings", [
-    ("kcenter", KCenterSelector, {}),
-    ("facility_location", FacilityLocationSelector, {"kernel": "rbf", "gamma": 0.1, "normalize": True, "knn": None}),
-    ("facility_location_rbf0002", FacilityLocationSelector, {"kernel": "rbf", "gamma": 0.002}),
-    ("facility_location_cosine", FacilityLocationSelector, {"kernel": "cosine"}),
-    ("dpp", DPPSelector, {"kernel": "rbf", "quality": "uncertainty"}),
-])
+@pytest.mark.parametrize(
+    "name,cls,settings",
+    [
+        ("kcenter", KCenterSelector, {}),
+        (
+            "facility_location",
+            FacilityLocationSelector,
+            {"kernel": "rbf", "gamma": 0.1, "normalize": True, "knn": None},
+        ),
+        ("facility_location_rbf0002", FacilityLocationSelector, {"kernel": "rbf", "gamma": 0.002}),
+        ("facility_location_cosine", FacilityLocationSelector, {"kernel": "cosine"}),
+        ("dpp", DPPSelector, {"kernel": "rbf", "quality": "uncertainty"}),
+    ],
+)
 def test_configs_build_the_selectors(name, cls, settings):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        selector = instantiate(compose("select", overrides=[f"selector={name}"]).selector)
+    selector = instantiate(compose_config("select", f"selector={name}").selector)
     assert type(selector) is cls and SELECTORS[cls.name] is cls and cls.needs_scores
     assert all(getattr(selector, key) == value for key, value in settings.items())
 
 
-@pytest.mark.parametrize("cls,settings,message", [
-    (FacilityLocationSelector, {"kernel": "linear"}, "kernel must be one of"),
-    (FacilityLocationSelector, {"gamma": 0.0}, "gamma > 0"),
-    (FacilityLocationSelector, {"knn": 0}, "knn must be"),
-    (KCenterSelector, {"memory_limit_mb": 0}, "memory_limit_mb"),
-    (DPPSelector, {"quality": "confidence"}, "quality must be"),
-    (DPPSelector, {"jitter": 1e-12}, "jitter must be >="),
-])
+@pytest.mark.parametrize(
+    "cls,settings,message",
+    [
+        (FacilityLocationSelector, {"kernel": "linear"}, "kernel must be one of"),
+        (FacilityLocationSelector, {"gamma": 0.0}, "gamma > 0"),
+        (FacilityLocationSelector, {"knn": 0}, "knn must be"),
+        (KCenterSelector, {"memory_limit_mb": 0}, "memory_limit_mb"),
+        (DPPSelector, {"quality": "confidence"}, "quality must be"),
+        (DPPSelector, {"jitter": 1e-12}, "jitter must be >="),
+    ],
+)
 def test_bad_settings_fail_at_construction(cls, settings, message):
     with pytest.raises(ConfigError, match=message):
         cls(**settings)
@@ -341,9 +402,13 @@ def facility_location_float64(kernel: np.ndarray, budget: int) -> list[int]:
     return picks
 
 
-@pytest.mark.parametrize("memory_limit_mb", [2048, 0.5, 0.05])  # the cached kernel, then blocks of two sizes
+@pytest.mark.parametrize(
+    "memory_limit_mb", [2048, 0.5, 0.05]
+)  # the cached kernel, then blocks of two sizes
 @pytest.mark.parametrize("kernel,gamma", [("rbf", 0.1), ("rbf", 0.002), ("cosine", 0.1)])
-def test_facility_location_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_limit_mb):
+def test_facility_location_is_the_float64_greedy_for_any_memory_setting(
+    kernel, gamma, memory_limit_mb
+):
     # at gamma 0.002 every kernel value lies in [0.99, 1]: late gains are sums of differences of
     # 1e-4, which a float32 kernel holds to a few digits; its complement 1 - K holds them all.
     # Blocks of other shapes round a float32 product differently: the values are float64, rounded once.
@@ -357,7 +422,11 @@ def test_facility_location_is_the_float64_greedy_for_any_memory_setting(kernel, 
 def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
     # far from the origin and close together: |a|^2 + |b|^2 - 2 a.b cancels most float32 digits
     rng = np.random.default_rng(d)
-    candidates = pool(rng.normal(size=(1500, d)) * 0.01 + rng.normal(size=(20, d))[rng.integers(0, 20, 1500)] * 3 + 50)
+    candidates = pool(
+        rng.normal(size=(1500, d)) * 0.01
+        + rng.normal(size=(20, d))[rng.integers(0, 20, 1500)] * 3
+        + 50
+    )
     x = np.asarray(candidates.scores.embeddings, dtype=np.float64)
     selection = KCenterSelector().select(candidates, 120, np.random.default_rng(1))
     picks, radius = kcenter_reference(x, 120, first=rows(selection)[0])
@@ -373,8 +442,9 @@ def test_dpp_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_
     base = rbf(x, gamma) if kernel == "rbf" else cosine01(x)
     ensemble = q[:, None] * base * q[None, :]
     ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(200)
-    selection = DPPSelector(kernel=kernel, gamma=gamma, memory_limit_mb=memory_limit_mb).select(candidates, 30,
-                                                                                             np.random.default_rng(0))
+    selection = DPPSelector(kernel=kernel, gamma=gamma, memory_limit_mb=memory_limit_mb).select(
+        candidates, 30, np.random.default_rng(0)
+    )
     assert rows(selection) == dpp_reference(ensemble, 30)
 
 
@@ -382,8 +452,15 @@ def test_compiled_greedy_reads_short_lists_and_stays_the_float64_greedy():
     # the cached CPU kernel keeps, per row, the few columns that can still lower a gain through
     # it; late picks read those lists instead of whole rows, and change no pick
     candidates, x = clustered_pool(600, 32, seed=1)
-    pairwise = Pairwise(np.asarray(candidates.scores.embeddings), "rbf", 0.1, normalize=True, device=torch.device("cpu"),
-                        complement=True, stable=True)
+    pairwise = Pairwise(
+        np.asarray(candidates.scores.embeddings),
+        "rbf",
+        0.1,
+        normalize=True,
+        device=torch.device("cpu"),
+        complement=True,
+        stable=True,
+    )
     kernel = dense_kernel(CachedPairwise(pairwise, 2048), 4, 2048)
     assert isinstance(kernel, CachedCpuKernel)
     picks, _ = greedy(kernel, 250)
@@ -405,13 +482,24 @@ def test_compiled_decrease_sums_the_same_bits_for_any_thread_count():
     rows = rng.choice(300, 200, replace=False)
     old = rng.random(200)
     new = old * rng.random(200)
-    reference = np.clip(np.minimum(old[:, None] - matrix[rows].astype(np.float64), (old - new)[:, None]), 0, None).sum(axis=0)
+    reference = np.clip(
+        np.minimum(old[:, None] - matrix[rows].astype(np.float64), (old - new)[:, None]), 0, None
+    ).sum(axis=0)
     totals = []
     for threads in (1, 2, 3, 8):
         total = np.zeros(257)
         no_lists = np.full(300, -1, dtype=np.int64)
-        fused_decrease(matrix, rows, old, new, total, np.empty((300, 0), np.int32), np.empty((300, 0), np.float32), no_lists,
-                       threads)
+        fused_decrease(
+            matrix,
+            rows,
+            old,
+            new,
+            total,
+            np.empty((300, 0), np.int32),
+            np.empty((300, 0), np.float32),
+            no_lists,
+            threads,
+        )
         totals.append(total)
     assert all(t.tobytes() == totals[0].tobytes() for t in totals)
     np.testing.assert_allclose(totals[0], reference, rtol=1e-13)

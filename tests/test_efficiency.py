@@ -14,7 +14,13 @@ import pytest
 from labelbudget.efficiency import data_efficiency_auc
 from labelbudget.efficiency.curves import cleaned_curve, labels_needed, predicted_performance
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
-from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors, rank
+from labelbudget.efficiency.predictor import (
+    LinearFit,
+    correlations,
+    fit_line,
+    leave_one_out_errors,
+    rank,
+)
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.selection.base import Candidates
 from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
@@ -39,7 +45,16 @@ def test_only_the_last_budget_rises():
 
 def test_non_monotone_curve_is_made_non_decreasing():
     assert data_efficiency_auc([0, 50, 100], [0.2, 0.6, 0.4]) == pytest.approx(1 - X50 / 2)
-    assert [a for _, a in cleaned_curve([0, 50, 100], [0.2, 0.6, 0.4])] == [0.2, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    assert [a for _, a in cleaned_curve([0, 50, 100], [0.2, 0.6, 0.4])] == [
+        0.2,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+    ]
 
 
 def test_human_score_above_the_best_lowers_the_ceiling_below_does_not():
@@ -54,8 +69,16 @@ def test_missing_zero_shot_starts_the_curve_at_its_first_budget():
 
 def test_missing_budgets_in_the_middle_are_forward_filled():
     # measured 0, 50, 1000: 100, 200, 500 copy 50's value; 2500, 5000 copy 1000's
-    assert dict(cleaned_curve([0, 50, 1000], [0.0, 0.5, 1.0])) == {0: 0.0, 50: 0.5, 100: 0.5, 200: 0.5, 500: 0.5,
-                                                                     1000: 1.0, 2500: 1.0, 5000: 1.0}
+    assert dict(cleaned_curve([0, 50, 1000], [0.0, 0.5, 1.0])) == {
+        0: 0.0,
+        50: 0.5,
+        100: 0.5,
+        200: 0.5,
+        500: 0.5,
+        1000: 1.0,
+        2500: 1.0,
+        5000: 1.0,
+    }
 
 
 def test_linear_curve_in_log_budget_has_area_one_half():
@@ -102,7 +125,7 @@ def test_labels_needed_by_hand(target, auc, expected):
 @pytest.mark.parametrize("auc", [0.1, 0.3, 0.5, 0.8])
 def test_predicted_curve_has_the_auc_as_its_area(auc):
     xs = np.linspace(0, 1, 2001)
-    ys = [predicted_performance(5000 ** x, auc) for x in xs]  # the curve read on the log-budget axis
+    ys = [predicted_performance(5000**x, auc) for x in xs]  # the curve read on the log-budget axis
     assert np.trapezoid(ys, xs) == pytest.approx(auc, abs=1e-4)
 
 
@@ -110,14 +133,18 @@ def test_line_fit_and_leave_one_out_by_hand():
     signal, auc = np.array([0.0, 1.0, 2.0]), np.array([0.1, 0.3, 0.5])
     assert fit_line(signal, auc) == pytest.approx((0.2, 0.1))
     errors = leave_one_out_errors(signal, auc)
-    assert errors["loto_mae"] == pytest.approx(0.0, abs=1e-12)  # collinear: every held-out task is predicted exactly
+    assert errors["loto_mae"] == pytest.approx(
+        0.0, abs=1e-12
+    )  # collinear: every held-out task is predicted exactly
     # the mean baseline: |0.4 - 0.1|, |0.3 - 0.3|, |0.2 - 0.5| -> 0.2
     assert errors["mean_baseline_mae"] == pytest.approx(0.2)
     noisy = leave_one_out_errors(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.1, 0.4, 0.3, 0.6]))
     held = []  # by hand: refit on the other three each time
     for i in range(4):
         rest = [j for j in range(4) if j != i]
-        slope, intercept = np.polyfit([float(j) for j in rest], [[0.1, 0.4, 0.3, 0.6][j] for j in rest], 1)
+        slope, intercept = np.polyfit(
+            [float(j) for j in rest], [[0.1, 0.4, 0.3, 0.6][j] for j in rest], 1
+        )
         held.append(abs(slope * i + intercept - [0.1, 0.4, 0.3, 0.6][i]))
     assert noisy["loto_mae"] == pytest.approx(np.mean(held))
 
@@ -126,7 +153,9 @@ def test_correlations_and_tied_ranks():
     assert rank(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
     result = correlations(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 4.0, 9.0, 16.0]))
     # by hand: dx = -1.5, -0.5, 0.5, 1.5; dy = -6.5, -3.5, 1.5, 8.5; r = 25 / sqrt(5 * 129) = 0.984374
-    assert result["spearman"] == pytest.approx(1.0) and result["pearson"] == pytest.approx(0.984374, abs=1e-6)
+    assert result["spearman"] == pytest.approx(1.0) and result["pearson"] == pytest.approx(
+        0.984374, abs=1e-6
+    )
 
 
 def test_saved_fit_round_trips_and_clips(tmp_path):
@@ -143,8 +172,11 @@ def brute_force_plan(auc, sizes, budget, n_max):
     """The best mean predicted performance over every split of exactly min(budget, pool) labels."""
     tasks = sorted(sizes)
     budget = min(budget, sum(sizes.values()))
-    return max(mean_predicted_performance(dict(zip(tasks, counts)), auc, n_max)
-               for counts in itertools.product(*[range(sizes[t] + 1) for t in tasks]) if sum(counts) == budget)
+    return max(
+        mean_predicted_performance(dict(zip(tasks, counts)), auc, n_max)
+        for counts in itertools.product(*[range(sizes[t] + 1) for t in tasks])
+        if sum(counts) == budget
+    )
 
 
 def test_planner_is_optimal_on_400_random_cases():
@@ -155,8 +187,12 @@ def test_planner_is_optimal_on_400_random_cases():
         sizes = {f"t{i}": int(rng.integers(0, 9)) for i in range(n_tasks)}
         budget = int(rng.integers(0, sum(sizes.values()) + 3))
         counts = plan_budget(auc, sizes, budget, n_max=50)
-        assert sum(counts.values()) == min(budget, sum(sizes.values())) and all(counts[t] <= sizes[t] for t in sizes)
-        assert mean_predicted_performance(counts, auc, 50) == pytest.approx(brute_force_plan(auc, sizes, budget, 50), abs=1e-12)
+        assert sum(counts.values()) == min(budget, sum(sizes.values())) and all(
+            counts[t] <= sizes[t] for t in sizes
+        )
+        assert mean_predicted_performance(counts, auc, 50) == pytest.approx(
+            brute_force_plan(auc, sizes, budget, 50), abs=1e-12
+        )
 
 
 def test_planner_beats_the_greedy_where_one_label_gains_nothing():

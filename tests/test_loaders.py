@@ -25,25 +25,47 @@ from labelbudget.errors import ConfigError, DataError, MissingResourceError
 
 DOLLY_ROWS = [
     {"instruction": "Name a prime number.", "context": "", "response": "2", "category": "open_qa"},
-    {"instruction": "Summarise.", "context": "Cats sleep a lot.", "response": "Cats nap.", "category": "summarization"},
+    {
+        "instruction": "Summarise.",
+        "context": "Cats sleep a lot.",
+        "response": "Cats nap.",
+        "category": "summarization",
+    },
 ]
 FLAN_ROWS = [
-    {"inputs": "Translate to French: hi", "targets": "salut", "task_name": "translation", "template_type": "zs_opt"},
-    {"inputs": "Is 7 prime? yes or no", "targets": "yes", "task_name": "math_qa", "template_type": "fs_opt"},
+    {
+        "inputs": "Translate to French: hi",
+        "targets": "salut",
+        "task_name": "translation",
+        "template_type": "zs_opt",
+    },
+    {
+        "inputs": "Is 7 prime? yes or no",
+        "targets": "yes",
+        "task_name": "math_qa",
+        "template_type": "fs_opt",
+    },
 ]
 
 
 def content_id(task: str, prompt: str, context: str | None) -> str:
     """The documented content id, computed here: SHA-256 of the JSON list [task, prompt, context]."""
-    return hashlib.sha256(json.dumps([task, prompt, context], ensure_ascii=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps([task, prompt, context], ensure_ascii=False).encode()
+    ).hexdigest()[:16]
 
 
-DOLLY_IDS = [content_id("open_qa", "Name a prime number.", None), content_id("summarization", "Summarise.", "Cats sleep a lot.")]
+DOLLY_IDS = [
+    content_id("open_qa", "Name a prime number.", None),
+    content_id("summarization", "Summarise.", "Cats sleep a lot."),
+]
 
 
 def write_lines(path: Path, lines: list[object]) -> Path:
     """One line per item: dicts and lists as JSON, strings verbatim (to write broken lines)."""
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    )
     return path
 
 
@@ -55,41 +77,69 @@ def test_dolly_jsonl_maps_instruction_context_response_and_category(tmp_path):
 
     assert data.name == "dolly" and data.test is None
     assert list(data.pool) == [
-        Example(id=DOLLY_IDS[0], task="open_qa", prompt="Name a prime number.", context=None, response="2"),
-        Example(id=DOLLY_IDS[1], task="summarization", prompt="Summarise.", context="Cats sleep a lot.",
-                response="Cats nap."),
+        Example(
+            id=DOLLY_IDS[0],
+            task="open_qa",
+            prompt="Name a prime number.",
+            context=None,
+            response="2",
+        ),
+        Example(
+            id=DOLLY_IDS[1],
+            task="summarization",
+            prompt="Summarise.",
+            context="Cats sleep a lot.",
+            response="Cats nap.",
+        ),
     ]
 
 
 def test_flan_jsonl_maps_inputs_targets_task_name_and_metadata(tmp_path):
     path = write_lines(tmp_path / "flan.jsonl", FLAN_ROWS)
-    fields = OmegaConf.create({"task": "task_name", "metadata": ["template_type"]})  # as Hydra passes it
+    fields = OmegaConf.create(
+        {"task": "task_name", "metadata": ["template_type"]}
+    )  # as Hydra passes it
 
     data = load_jsonl_dataset(path, fields, name="flan-mix", preset="flan")
 
     assert data.name == "flan-mix"
     assert data.pool.task_sizes() == {"math_qa": 1, "translation": 1}
     first = data.pool[0]
-    assert (first.prompt, first.response, first.context) == ("Translate to French: hi", "salut", None)
+    assert (first.prompt, first.response, first.context) == (
+        "Translate to French: hi",
+        "salut",
+        None,
+    )
     assert first.metadata == {"template_type": "zs_opt"}
 
 
 def test_tulu_style_task_field_is_configurable(tmp_path):
-    rows = [{"inputs": r["inputs"], "targets": r["targets"], "dataset": r["task_name"]} for r in FLAN_ROWS]
-    data = load_jsonl_dataset(write_lines(tmp_path / "tulu.jsonl", rows), {"task": "dataset"}, preset="flan")
+    rows = [
+        {"inputs": r["inputs"], "targets": r["targets"], "dataset": r["task_name"]}
+        for r in FLAN_ROWS
+    ]
+    data = load_jsonl_dataset(
+        write_lines(tmp_path / "tulu.jsonl", rows), {"task": "dataset"}, preset="flan"
+    )
     assert data.pool.tasks == ["translation", "math_qa"]
     assert field_map({"task": "dataset"}, "flan") == flan_fields("dataset")
 
 
 def test_generic_mapping_with_id_field_task_constant_and_test_file(tmp_path):
     fields = {"id": "uid", "prompt": "question", "response": "answer", "task_constant": "trivia"}
-    pool = write_lines(tmp_path / "pool.jsonl", [{"uid": 7, "question": "Capital of France?", "answer": "Paris"}])
-    test = write_lines(tmp_path / "test.jsonl", [{"uid": "t1", "question": "Capital of Peru?", "answer": "Lima"}])
+    pool = write_lines(
+        tmp_path / "pool.jsonl", [{"uid": 7, "question": "Capital of France?", "answer": "Paris"}]
+    )
+    test = write_lines(
+        tmp_path / "test.jsonl", [{"uid": "t1", "question": "Capital of Peru?", "answer": "Lima"}]
+    )
 
     data = load_jsonl_dataset(pool, fields, test_path=test)
 
     assert data.name == "pool"
-    assert data.pool[0] == Example(id="7", task="trivia", prompt="Capital of France?", response="Paris")
+    assert data.pool[0] == Example(
+        id="7", task="trivia", prompt="Capital of France?", response="Paris"
+    )
     assert data.test is not None and data.test.ids == ["t1"]
 
 
@@ -108,7 +158,11 @@ def test_ids_follow_content_not_position_or_file_name(tmp_path):
     rows = [{"prompt": f"q{i}", "task": "t", "response": "a"} for i in range(4)]
     before = load_jsonl_dataset(write_lines(tmp_path / "pool.jsonl", rows))
     # reordered, one row deleted and one appended, under another name
-    after = load_jsonl_dataset(write_lines(tmp_path / "renamed.jsonl", [rows[3], rows[1], rows[0], {**rows[2], "prompt": "new"}]))
+    after = load_jsonl_dataset(
+        write_lines(
+            tmp_path / "renamed.jsonl", [rows[3], rows[1], rows[0], {**rows[2], "prompt": "new"}]
+        )
+    )
     id_of = {e.prompt: e.id for e in before.pool}
     assert all(id_of[e.prompt] == e.id for e in after.pool if e.prompt in id_of)
     assert before.pool.ids == [content_id("t", f"q{i}", None) for i in range(4)]
@@ -116,21 +170,33 @@ def test_ids_follow_content_not_position_or_file_name(tmp_path):
 
 
 def test_a_row_id_field_is_used_by_default_and_a_named_one_is_required(tmp_path):
-    path = write_lines(tmp_path / "pool.jsonl", [{"id": 7, "prompt": "a", "task": "t"}, {"id": "x", "prompt": "b", "task": "t"}])
+    path = write_lines(
+        tmp_path / "pool.jsonl",
+        [{"id": 7, "prompt": "a", "task": "t"}, {"id": "x", "prompt": "b", "task": "t"}],
+    )
     assert load_jsonl_dataset(path).pool.ids == ["7", "x"]
     with pytest.raises(DataError, match="row 1, field 'uid': no field 'uid'"):
         load_jsonl_dataset(path, {"id": "uid"})
 
 
 def test_duplicate_content_is_refused_naming_both_rows(tmp_path):
-    path = write_lines(tmp_path / "pool.jsonl", [{"prompt": "a", "task": "t"}, {"prompt": "b", "task": "t"}, {"prompt": "a", "task": "t "}])
-    with pytest.raises(DataError, match=r"row 3, field 'id': repeats the task, prompt and context of row 1, so both get the "
-                                        r"content id '[0-9a-f]{16}'; remove the repeat, or give every row an id"):
+    path = write_lines(
+        tmp_path / "pool.jsonl",
+        [{"prompt": "a", "task": "t"}, {"prompt": "b", "task": "t"}, {"prompt": "a", "task": "t "}],
+    )
+    with pytest.raises(
+        DataError,
+        match=r"row 3, field 'id': repeats the task, prompt and context of row 1, so both get the "
+        r"content id '[0-9a-f]{16}'; remove the repeat, or give every row an id",
+    ):
         load_jsonl_dataset(path)
 
 
 def test_task_names_are_trimmed(tmp_path):
-    path = write_lines(tmp_path / "pool.jsonl", [{"prompt": "a", "task": "open_qa "}, {"prompt": "b", "task": " open_qa"}])
+    path = write_lines(
+        tmp_path / "pool.jsonl",
+        [{"prompt": "a", "task": "open_qa "}, {"prompt": "b", "task": " open_qa"}],
+    )
     assert load_jsonl_dataset(path).pool.task_sizes() == {"open_qa": 2}
 
 
@@ -141,7 +207,11 @@ def test_missing_task_field_says_which_field_and_what_the_row_has(tmp_path):
     with pytest.raises(DataError) as caught:
         load_jsonl_dataset(path, preset="flan")
 
-    assert (caught.value.source, caught.value.row, caught.value.field) == (str(path), 2, "task_name")
+    assert (caught.value.source, caught.value.row, caught.value.field) == (
+        str(path),
+        2,
+        "task_name",
+    )
     assert (
         "no field 'task_name' (row has: inputs, targets, template_type); "
         "set dataset.fields.task to the field that holds the task name"
@@ -149,15 +219,42 @@ def test_missing_task_field_says_which_field_and_what_the_row_has(tmp_path):
 
 
 BAD_DOLLY_FILES = {
-    "empty prompt": ([DOLLY_ROWS[0], {**DOLLY_ROWS[1], "instruction": "  "}], 2, "instruction", "is empty"),
-    "non-string prompt": ([{**DOLLY_ROWS[0], "instruction": 42}], 1, "instruction", "must be a string, got int"),
-    "non-string context": ([{**DOLLY_ROWS[0], "context": ["a"]}], 1, "context", "must be a string, got list"),
-    "malformed JSON at line 3": ([*DOLLY_ROWS, '{"instruction": "x",'], 3, None, "line is not valid JSON"),
-    "line not an object": ([DOLLY_ROWS[0], [1, 2]], 2, None, "expected an object with named fields, got list"),
+    "empty prompt": (
+        [DOLLY_ROWS[0], {**DOLLY_ROWS[1], "instruction": "  "}],
+        2,
+        "instruction",
+        "is empty",
+    ),
+    "non-string prompt": (
+        [{**DOLLY_ROWS[0], "instruction": 42}],
+        1,
+        "instruction",
+        "must be a string, got int",
+    ),
+    "non-string context": (
+        [{**DOLLY_ROWS[0], "context": ["a"]}],
+        1,
+        "context",
+        "must be a string, got list",
+    ),
+    "malformed JSON at line 3": (
+        [*DOLLY_ROWS, '{"instruction": "x",'],
+        3,
+        None,
+        "line is not valid JSON",
+    ),
+    "line not an object": (
+        [DOLLY_ROWS[0], [1, 2]],
+        2,
+        None,
+        "expected an object with named fields, got list",
+    ),
 }
 
 
-@pytest.mark.parametrize("lines, row, field, message", BAD_DOLLY_FILES.values(), ids=BAD_DOLLY_FILES.keys())
+@pytest.mark.parametrize(
+    "lines, row, field, message", BAD_DOLLY_FILES.values(), ids=BAD_DOLLY_FILES.keys()
+)
 def test_bad_rows_name_file_row_and_field(tmp_path, lines, row, field, message):
     path = write_lines(tmp_path / "dolly.jsonl", lines)
 
@@ -217,7 +314,9 @@ def test_impossible_field_configs_are_config_errors(fields, preset, message):
 def test_hub_loader_maps_rows_like_local_files(tmp_path, offline_hub):
     path = write_lines(tmp_path / "dolly.jsonl", DOLLY_ROWS)
 
-    data = load_hub_dataset("json", data_files=str(path), preset="dolly", cache_dir=str(offline_hub))
+    data = load_hub_dataset(
+        "json", data_files=str(path), preset="dolly", cache_dir=str(offline_hub)
+    )
 
     local = load_jsonl_dataset(path, preset="dolly")
     assert data.name == "json" and data.pool.ids == local.pool.ids == DOLLY_IDS
@@ -227,26 +326,47 @@ def test_hub_loader_maps_rows_like_local_files(tmp_path, offline_hub):
 
 
 def test_hub_rows_get_the_same_field_errors(tmp_path, offline_hub):
-    path = write_lines(tmp_path / "dolly.jsonl", [DOLLY_ROWS[0], {**DOLLY_ROWS[1], "instruction": ""}])
+    path = write_lines(
+        tmp_path / "dolly.jsonl", [DOLLY_ROWS[0], {**DOLLY_ROWS[1], "instruction": ""}]
+    )
 
     with pytest.raises(DataError) as caught:
-        load_hub_dataset("json", data_files=str(path), fields={"prompt": "instruction", "task": "category"},
-                         cache_dir=str(offline_hub))
+        load_hub_dataset(
+            "json",
+            data_files=str(path),
+            fields={"prompt": "instruction", "task": "category"},
+            cache_dir=str(offline_hub),
+        )
 
-    assert (caught.value.source, caught.value.row, caught.value.field) == ("json (split 'train')", 2, "instruction")
+    assert (caught.value.source, caught.value.row, caught.value.field) == (
+        "json (split 'train')",
+        2,
+        "instruction",
+    )
 
 
 def test_unreachable_hub_dataset_suggests_the_local_file_config(offline_hub):
     with pytest.raises(MissingResourceError) as caught:
-        load_hub_dataset("databricks/databricks-dolly-15k", preset="dolly", cache_dir=str(offline_hub))
+        load_hub_dataset(
+            "databricks/databricks-dolly-15k", preset="dolly", cache_dir=str(offline_hub)
+        )
     message = str(caught.value)
-    assert "'databricks/databricks-dolly-15k'" in message and "dataset=dolly_jsonl dataset.path=" in message
+    assert (
+        "'databricks/databricks-dolly-15k'" in message
+        and "dataset=dolly_jsonl dataset.path=" in message
+    )
 
 
 def test_unknown_hub_split_is_a_config_error(tmp_path, offline_hub):
     path = write_lines(tmp_path / "dolly.jsonl", DOLLY_ROWS)
     with pytest.raises(ConfigError, match="validation"):
-        load_hub_dataset("json", split="validation", data_files=str(path), preset="dolly", cache_dir=str(offline_hub))
+        load_hub_dataset(
+            "json",
+            split="validation",
+            data_files=str(path),
+            preset="dolly",
+            cache_dir=str(offline_hub),
+        )
 
 
 # --- BBH ---------------------------------------------------------------------------------------------
@@ -262,7 +382,11 @@ def test_real_bbh_has_27_tasks_and_6511_examples_split_disjointly(shared_data):
     assert Counter(data.test.tasks)["causal_judgement"] == 187 // 2
     navigate = json.loads((shared_data / "bbh" / "bbh" / "navigate.json").read_text())["examples"]
     example = next(e for e in [*data.pool, *data.test] if e.id == "navigate-0")
-    assert (example.task, example.prompt, example.response) == ("navigate", navigate[0]["input"], navigate[0]["target"])
+    assert (example.task, example.prompt, example.response) == (
+        "navigate",
+        navigate[0]["input"],
+        navigate[0]["target"],
+    )
 
 
 def test_bbh_split_depends_only_on_seed_and_task(shared_data):
@@ -280,10 +404,16 @@ def test_unknown_bbh_task_lists_the_valid_ones(shared_data):
 
 
 def test_bbh_file_with_wrong_structure_names_file_example_and_field(tmp_path):
-    (tmp_path / "toy.json").write_text(json.dumps({"examples": [{"input": "a", "target": "b"}, {"input": "c"}]}))
+    (tmp_path / "toy.json").write_text(
+        json.dumps({"examples": [{"input": "a", "target": "b"}, {"input": "c"}]})
+    )
     with pytest.raises(DataError) as caught:
         load_bbh(tmp_path)
-    assert (caught.value.source, caught.value.row, caught.value.field) == (str(tmp_path / "toy.json"), 2, "target")
+    assert (caught.value.source, caught.value.row, caught.value.field) == (
+        str(tmp_path / "toy.json"),
+        2,
+        "target",
+    )
     assert "dataset.fields" not in str(caught.value)  # BBH's format is fixed: no mapping to change
 
     (tmp_path / "toy.json").write_text(json.dumps([{"input": "a", "target": "b"}]))
@@ -307,7 +437,14 @@ def test_real_mmlu_rows_match_the_csv_read_independently(shared_data):
     with path.open(newline="", encoding="utf-8") as file:
         first_rows = [row for row, _ in zip(csv.reader(file), range(3))]
     # hand-checked against the file: the first question; the third has commas inside quoted options
-    assert first_rows[0] == ["The cyclic subgroup of Z_24 generated by 18 has order", "4", "8", "12", "6", "A"]
+    assert first_rows[0] == [
+        "The cyclic subgroup of Z_24 generated by 18 has order",
+        "4",
+        "8",
+        "12",
+        "6",
+        "A",
+    ]
     assert first_rows[2][1:] == ["True, True", "False, False", "True, False", "False, True", "A"]
 
     data = load_mmlu(shared_data / "mmlu", subjects="abstract_algebra")
@@ -317,12 +454,21 @@ def test_real_mmlu_rows_match_the_csv_read_independently(shared_data):
         assert example.id == f"abstract_algebra-val-{index}" and example.task == "abstract_algebra"
         assert example.prompt == f"{question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
         assert example.response == answer
-        assert example.metadata == {"choices": [a, b, c, d], "subject": "abstract_algebra", "category": "STEM"}
+        assert example.metadata == {
+            "choices": [a, b, c, d],
+            "subject": "abstract_algebra",
+            "category": "STEM",
+        }
     assert data.test is not None and set(data.test.tasks) == {"abstract_algebra"}
 
 
 def test_mmlu_categories_follow_the_standard_grouping():
-    assert Counter(SUBJECT_CATEGORIES.values()) == {"STEM": 18, "humanities": 13, "social sciences": 12, "other": 14}
+    assert Counter(SUBJECT_CATEGORIES.values()) == {
+        "STEM": 18,
+        "humanities": 13,
+        "social sciences": 12,
+        "other": 14,
+    }
 
 
 def write_mmlu_file(folder: Path, rows: list[list[str]]) -> Path:
@@ -333,15 +479,28 @@ def write_mmlu_file(folder: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-GOOD_MMLU_ROW = ["Which bone is the longest?\nPick one.", "Femur", "Tibia, or fibula", "Ulna", "Radius", "A"]
+GOOD_MMLU_ROW = [
+    "Which bone is the longest?\nPick one.",
+    "Femur",
+    "Tibia, or fibula",
+    "Ulna",
+    "Radius",
+    "A",
+]
 BAD_MMLU_ROWS = {
     "too few columns": (GOOD_MMLU_ROW[:5], "answer", "has 5 columns, expected 6"),
     "too many columns": ([*GOOD_MMLU_ROW, "extra"], None, "has 7 columns, expected 6"),
-    "answer not a letter A-D": ([*GOOD_MMLU_ROW[:5], "E"], "answer", "must be one of A, B, C, D, got 'E'"),
+    "answer not a letter A-D": (
+        [*GOOD_MMLU_ROW[:5], "E"],
+        "answer",
+        "must be one of A, B, C, D, got 'E'",
+    ),
 }
 
 
-@pytest.mark.parametrize("bad_row, field, message", BAD_MMLU_ROWS.values(), ids=BAD_MMLU_ROWS.keys())
+@pytest.mark.parametrize(
+    "bad_row, field, message", BAD_MMLU_ROWS.values(), ids=BAD_MMLU_ROWS.keys()
+)
 def test_bad_mmlu_rows_name_file_row_and_field(tmp_path, bad_row, field, message):
     path = write_mmlu_file(tmp_path, [GOOD_MMLU_ROW, bad_row])  # the good row spans two lines
 
@@ -353,7 +512,9 @@ def test_bad_mmlu_rows_name_file_row_and_field(tmp_path, bad_row, field, message
 
 def test_mmlu_config_mistakes(tmp_path):
     write_mmlu_file(tmp_path, [GOOD_MMLU_ROW])
-    with pytest.raises(ConfigError, match="unknown MMLU subject.*'anatomyy'.*valid subjects are: anatomy"):
+    with pytest.raises(
+        ConfigError, match="unknown MMLU subject.*'anatomyy'.*valid subjects are: anatomy"
+    ):
         load_mmlu(tmp_path, subjects=["anatomyy"], test_split=None)
     with pytest.raises(ConfigError, match="must differ"):
         load_mmlu(tmp_path, pool_split="val", test_split="val")

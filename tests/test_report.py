@@ -16,17 +16,43 @@ from labelbudget.errors import DataError
 from labelbudget.tracking.report import crossed_bootstrap, main, write_report
 
 
-def write_run(folder: Path, selector: str, budget: int, seed: int, options: dict | None = None, dataset: str = "d",
-              allocation: dict[str, tuple[int, float]] | None = None, **metrics: float) -> None:
+def write_run(
+    folder: Path,
+    selector: str,
+    budget: int,
+    seed: int,
+    options: dict | None = None,
+    dataset: str = "d",
+    allocation: dict[str, tuple[int, float]] | None = None,
+    **metrics: float,
+) -> None:
     folder.mkdir(parents=True)
-    config = {"dataset": {"name": dataset}, "finetune": {"learning_rate": 3e-4}, "seed": seed, "budget": budget,
-              "selector": {"_target_": selector, **(options or {})}}
-    record = {"run": {"dataset": dataset, "selector": selector, "selector_options": options or {}, "budget": budget,
-                      "seed": seed, "model": "m"}, "metrics": metrics, "config": config}
+    config = {
+        "dataset": {"name": dataset},
+        "finetune": {"learning_rate": 3e-4},
+        "seed": seed,
+        "budget": budget,
+        "selector": {"_target_": selector, **(options or {})},
+    }
+    record = {
+        "run": {
+            "dataset": dataset,
+            "selector": selector,
+            "selector_options": options or {},
+            "budget": budget,
+            "seed": seed,
+            "model": "m",
+        },
+        "metrics": metrics,
+        "config": config,
+    }
     (folder / "metrics.json").write_text(json.dumps(record))
     if allocation:
         lines = ["task,pool_size,mean_confidence,allocated,selected"]
-        lines += [f"{task},10,{confidence},,{selected}" for task, (selected, confidence) in allocation.items()]
+        lines += [
+            f"{task},10,{confidence},,{selected}"
+            for task, (selected, confidence) in allocation.items()
+        ]
         (folder / "allocation.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -37,7 +63,9 @@ def macro(a: float, b: float) -> dict[str, float]:
 def test_report_means_and_standard_errors_by_hand(tmp_path, capsys):
     # weighted_task at 100: macro 0.5, 0.6, 0.7 -> mean 0.6, sd 0.1, se 0.1/sqrt(3) = 0.057735
     for seed, value in enumerate([0.5, 0.6, 0.7]):
-        write_run(tmp_path / "sweep" / f"w{seed}", "weighted_task", 100, seed, **macro(value, value))
+        write_run(
+            tmp_path / "sweep" / f"w{seed}", "weighted_task", 100, seed, **macro(value, value)
+        )
     # random at 100: 0.2, 0.4 -> mean 0.3, sd 0.141421, se 0.1 ; random at 200: one run, se 0
     write_run(tmp_path / "sweep" / "r0", "random", 100, 0, **macro(0.2, 0.2))
     write_run(tmp_path / "sweep" / "r1", "random", 100, 1, **macro(0.4, 0.4))
@@ -69,11 +97,16 @@ def test_crossed_bootstrap_by_hand():
 def test_crossed_bootstrap_matches_the_exact_resampling_distribution():
     # 2 tasks x 2 seeds: all 16 equally likely (task pair, seed pair) draws, enumerated
     differences = np.array([[0.3, -0.1], [0.0, 0.2]])
-    exact = [differences[np.ix_(t, s)].mean() for t in itertools.product(range(2), repeat=2)
-             for s in itertools.product(range(2), repeat=2)]
+    exact = [
+        differences[np.ix_(t, s)].mean()
+        for t in itertools.product(range(2), repeat=2)
+        for s in itertools.product(range(2), repeat=2)
+    ]
     result = crossed_bootstrap(differences, draws=200_000)
     # the quantiles of the exact distribution (16 atoms, inverted CDF)
-    assert (result.low, result.high) == pytest.approx(tuple(np.percentile(exact, [2.5, 97.5], method="inverted_cdf")))
+    assert (result.low, result.high) == pytest.approx(
+        tuple(np.percentile(exact, [2.5, 97.5], method="inverted_cdf"))
+    )
     assert result.mean == pytest.approx(np.mean(exact))
 
 
@@ -81,25 +114,51 @@ def test_rows_are_selector_and_options_and_settings_split_tables(tmp_path):
     for seed in range(2):
         write_run(tmp_path / f"r{seed}", "random", 10, seed, **macro(0.2, 0.4))
         write_run(tmp_path / f"w{seed}", "weighted_task", 10, seed, **macro(0.3, 0.5))
-        write_run(tmp_path / f"g{seed}", "weighted_task", 10, seed, options={"confidence": "token_geomean"}, **macro(0.2, 0.4))
+        write_run(
+            tmp_path / f"g{seed}",
+            "weighted_task",
+            10,
+            seed,
+            options={"confidence": "token_geomean"},
+            **macro(0.2, 0.4),
+        )
         write_run(tmp_path / f"other{seed}", "random", 10, seed, dataset="bbh", **macro(0.9, 0.9))
     text = write_report([tmp_path], tmp_path / "out")
     assert "## dataset.name=bbh" in text and "## dataset.name=d" in text  # two datasets, two tables
-    d_table = text[text.index("## dataset.name=d"):]
+    d_table = text[text.index("## dataset.name=d") :]
     assert "| weighted_task | 10 | 2 | 0.4000 ± 0.0000 |" in d_table
     assert "| weighted_task (confidence=token_geomean) | 10 | 2 | 0.3000 ± 0.0000 |" in d_table
     # paired with random: +0.1 on every (task, seed) cell -> better; the variant ties random
     assert "| weighted_task | 10 | +0.1000 | [+0.1000, +0.1000] | 2 x 2 | better |" in d_table
-    assert "| weighted_task (confidence=token_geomean) | 10 | +0.0000 | [+0.0000, +0.0000] | 2 x 2 | no difference |" in d_table
+    assert (
+        "| weighted_task (confidence=token_geomean) | 10 | +0.0000 | [+0.0000, +0.0000] | 2 x 2 | no difference |"
+        in d_table
+    )
     assert "0.9000" not in d_table  # the bbh runs are not averaged in
 
 
 def test_per_task_gain_plot_needs_zero_shot_and_allocations(tmp_path):
     write_run(tmp_path / "z", "zero-shot", 0, 0, **macro(0.1, 0.1))
-    write_run(tmp_path / "r", "random", 10, 0, allocation={"a": (5, 0.2), "b": (5, 0.8)}, **macro(0.3, 0.2))
-    write_run(tmp_path / "w", "weighted_task", 10, 0, allocation={"a": (8, 0.2), "b": (2, 0.8)}, **macro(0.5, 0.1))
+    write_run(
+        tmp_path / "r",
+        "random",
+        10,
+        0,
+        allocation={"a": (5, 0.2), "b": (5, 0.8)},
+        **macro(0.3, 0.2),
+    )
+    write_run(
+        tmp_path / "w",
+        "weighted_task",
+        10,
+        0,
+        allocation={"a": (8, 0.2), "b": (2, 0.8)},
+        **macro(0.5, 0.1),
+    )
     write_report([tmp_path], tmp_path / "out")
-    assert (tmp_path / "out" / "plots" / "task_gain_tasks_macro_b10.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "plots" / "task_gain_tasks_macro_b10.png").read_bytes()[
+        :4
+    ] == b"\x89PNG"
 
 
 def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):
@@ -113,5 +172,7 @@ def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):
 
 def test_the_report_imports_without_torch_or_lightning():
     code = "import sys, labelbudget.tracking.report; assert not {'torch', 'lightning'} & set(sys.modules), sorted(sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-500:]

@@ -38,7 +38,12 @@ def test_exact(prediction, reference, expected):
 
 @pytest.mark.parametrize(
     "prediction, reference, expected",
-    [("APPLE", "APPLE", 1.0), ("'APPLE'.", "APPLE", 1.0), ("apple", "APPLE", 0.0), ("Apple", "APPLE", 0.0)],
+    [
+        ("APPLE", "APPLE", 1.0),
+        ("'APPLE'.", "APPLE", 1.0),
+        ("apple", "APPLE", 0.0),
+        ("Apple", "APPLE", 0.0),
+    ],
 )
 def test_exact_case_keeps_case(prediction, reference, expected):
     assert score_prediction("exact_case", prediction, reference) == expected
@@ -80,7 +85,7 @@ def test_number_rejects_a_reference_that_is_not_a_number():
         score_prediction("number", "7", "seven")
 
 
-@given(st.integers(min_value=-10**9, max_value=10**9))
+@given(st.integers(min_value=-(10**9), max_value=10**9))
 def test_number_reads_any_integer_in_a_sentence(n):
     assert score_prediction("number", f"The answer is {n:,}.", str(n)) == 1.0
     assert score_prediction("number", f"The answer is {n + 1:,}.", str(n)) == 0.0
@@ -157,11 +162,16 @@ def test_list_needs_the_same_items_in_order(prediction, expected):
 
 @pytest.mark.parametrize("rule", ["fuzzy", "exact:strict", "Number", ""])
 def test_unknown_rule_lists_the_valid_ones(rule):
-    with pytest.raises(ConfigError, match="valid rules: exact, exact_case, list, number, starts_with, label:"):
+    with pytest.raises(
+        ConfigError, match="valid rules: exact, exact_case, list, number, starts_with, label:"
+    ):
         score_prediction(rule, "7", "7")
 
 
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12), st.sampled_from(["x", "s", " x"]))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12),
+    st.sampled_from(["x", "s", " x"]),
+)
 def test_exact_accepts_quoting_but_never_a_superstring(word, suffix):
     assert score_prediction("exact", f"'{word.upper()}'.", word) == 1.0
     assert score_prediction("exact", word + suffix, word) == 0.0

@@ -22,13 +22,26 @@ MODEL_ID = {"name": "tiny_llama", "seed": 0}
 
 
 def make_pool(n: int = 30) -> Pool:
-    return Pool([Example(id=f"ex{i}", task=f"t{i % 3}", prompt="tok " * (i % 9 + 1) + str(i)) for i in range(n)], "test-pool")
+    return Pool(
+        [
+            Example(id=f"ex{i}", task=f"t{i % 3}", prompt="tok " * (i % 9 + 1) + str(i))
+            for i in range(n)
+        ],
+        "test-pool",
+    )
 
 
 def trainer_factory(extra_callbacks=(), **kwargs):
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra_callbacks]
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, use_distributed_sampler=False, **kwargs)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        **kwargs,
+    )
 
 
 class CrashAfter(L.Callback):
@@ -68,10 +81,20 @@ def test_interrupted_pass_resumes_from_finished_shards_to_identical_scores(tmp_p
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "resumed", crashing)
     folder = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path / "resumed")
-    assert sorted(p.name for p in folder.glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
+    assert sorted(p.name for p in folder.glob("shard-*.json")) == [
+        "shard-00000.json",
+        "shard-00001.json",
+    ]
 
     counter = CountPrompts()
-    resumed = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "resumed", partial(trainer_factory, extra_callbacks=[counter]))
+    resumed = score_pool(
+        pool,
+        model,
+        MODEL_ID,
+        SETTINGS,
+        tmp_path / "resumed",
+        partial(trainer_factory, extra_callbacks=[counter]),
+    )
     assert counter.prompts == 30 - 16  # only the two unfinished shards were scored again
     assert_same_scores(resumed, reference)
     assert not list(folder.glob("shard-*"))  # merged into scores.*
@@ -84,7 +107,9 @@ def test_cache_hit_never_loads_the_model(tmp_path):
     def loader():
         raise AssertionError("the model was loaded on a cache hit")
 
-    assert_same_scores(score_pool(pool, loader, MODEL_ID, SETTINGS, tmp_path, trainer_factory), first)
+    assert_same_scores(
+        score_pool(pool, loader, MODEL_ID, SETTINGS, tmp_path, trainer_factory), first
+    )
 
 
 def test_key_changes_with_model_pool_and_settings(tmp_path):
@@ -108,7 +133,12 @@ def test_non_finite_value_in_cache_is_refused_with_file_row_and_field(tmp_path):
     with pytest.raises(DataError) as error:
         Scores.load(tmp_path / "bad")
     message = str(error.value)
-    assert "bad.safetensors" in message and "row 4" in message and "'mean_entropy'" in message and "'ex3'" in message
+    assert (
+        "bad.safetensors" in message
+        and "row 4" in message
+        and "'mean_entropy'" in message
+        and "'ex3'" in message
+    )
 
 
 def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
@@ -116,14 +146,31 @@ def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
     reference = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "clean", trainer_factory)
     # an interrupted pass leaves shards 0 and 1; shard 1 is then truncated on disk
     with pytest.raises((KeyboardInterrupt, SystemExit)):
-        score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", partial(trainer_factory, extra_callbacks=[CrashAfter(5)]))
+        score_pool(
+            pool,
+            model,
+            MODEL_ID,
+            SETTINGS,
+            tmp_path / "cache",
+            partial(trainer_factory, extra_callbacks=[CrashAfter(5)]),
+        )
     folder = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path / "cache")
     shard = folder / "shard-00001.safetensors"
     shard.write_bytes(shard.read_bytes()[:-7])
     counter = CountPrompts()
     with caplog.at_level("WARNING"):
-        resumed = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", partial(trainer_factory, extra_callbacks=[counter]))
-    assert "shard-00001.safetensors is damaged" in caplog.text and "removed, to be scored again" in caplog.text
+        resumed = score_pool(
+            pool,
+            model,
+            MODEL_ID,
+            SETTINGS,
+            tmp_path / "cache",
+            partial(trainer_factory, extra_callbacks=[counter]),
+        )
+    assert (
+        "shard-00001.safetensors is damaged" in caplog.text
+        and "removed, to be scored again" in caplog.text
+    )
     assert counter.prompts == 30 - 8  # shard 0 kept; the damaged shard 1 scored again with 2 and 3
     assert_same_scores(resumed, reference)
     # the finished file, one byte flipped: named, removed, rescored, never a traceback on every rerun
@@ -133,7 +180,9 @@ def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
     final.write_bytes(bytes(data))
     with pytest.raises(CorruptScores, match="scores.safetensors: is damaged .*SHA-256"):
         Scores.load(folder / "scores")
-    assert_same_scores(score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference)
+    assert_same_scores(
+        score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference
+    )
 
 
 class NotLoadedYet:
@@ -149,15 +198,25 @@ class NotLoadedYet:
         return build_tiny_llama()
 
 
-def test_a_huge_prompt_is_clipped_from_the_left_and_counted_before_the_model_loads(tmp_path, caplog):
-    pool = Pool([*make_pool(5), Example(id="huge", task="t", prompt="word " * 20_000 + "What is 2+2?")], "test-pool")
+def test_a_huge_prompt_is_clipped_from_the_left_and_counted_before_the_model_loads(
+    tmp_path, caplog
+):
+    pool = Pool(
+        [*make_pool(5), Example(id="huge", task="t", prompt="word " * 20_000 + "What is 2+2?")],
+        "test-pool",
+    )
     settings = replace(SETTINGS, max_prompt_tokens=64)
     model = NotLoadedYet(caplog)
     with caplog.at_level("WARNING"):
         scores = score_pool(pool, model, MODEL_ID, settings, tmp_path, trainer_factory)
-    assert "1 of 6 prompts are longer than scoring.max_prompt_tokens=64 tokens: they keep their last 64" in caplog.text
+    assert (
+        "1 of 6 prompts are longer than scoring.max_prompt_tokens=64 tokens: they keep their last 64"
+        in caplog.text
+    )
     assert model.warned_before_loading is True
     assert scores.ids == pool.ids and np.isfinite(scores.embeddings).all()
     # the other prompts, all shorter than 64 tokens, score as they do unclipped
-    unclipped = score_pool(make_pool(5), build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path / "plain", trainer_factory)
+    unclipped = score_pool(
+        make_pool(5), build_tiny_llama(), MODEL_ID, SETTINGS, tmp_path / "plain", trainer_factory
+    )
     np.testing.assert_allclose(scores.embeddings[:5], unclipped.embeddings, atol=1e-5)

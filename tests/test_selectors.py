@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import compose_config
 from labelbudget.errors import ConfigError
-
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection import SELECTORS, Candidates, make_selector
 
@@ -42,7 +42,9 @@ def test_registry_has_the_selectors_by_name():
 def test_weighted_task_counts_follow_inverse_confidence():
     # hand-worked: a 2-prompt task is taken whole, the confident task stays at its base 5,
     # the unsure task takes the remaining 23 (see test_allocation for the arithmetic)
-    candidates = candidates_with_confidence({"tiny": (2, 0.01), "easy": (50, 0.9), "hard": (50, 0.1)})
+    candidates = candidates_with_confidence(
+        {"tiny": (2, 0.01), "easy": (50, 0.9), "hard": (50, 0.1)}
+    )
     selection = make_selector("weighted_task").select(candidates, 30, np.random.default_rng(0))
     assert task_counts(candidates, selection.ids) == {"tiny": 2, "easy": 5, "hard": 23}
     assert selection.allocation == {"easy": 5.0, "hard": 23.0, "tiny": 2.0}
@@ -51,10 +53,19 @@ def test_weighted_task_counts_follow_inverse_confidence():
 def test_weighted_task_token_geomean_option_uses_per_token_confidence():
     candidates = candidates_with_confidence({"a": (100, 0.5), "b": (100, 0.25)})
     # make task a's answers long: its sequence confidence drops, per-token confidence does not
-    long = Scores(**{**candidates.scores.__dict__, "seq_logprob": np.where(np.array(candidates.tasks) == "a", np.log(0.5) * 10, np.log(0.25))})
+    long = Scores(
+        **{
+            **candidates.scores.__dict__,
+            "seq_logprob": np.where(
+                np.array(candidates.tasks) == "a", np.log(0.5) * 10, np.log(0.25)
+            ),
+        }
+    )
     candidates = Candidates(candidates.ids, candidates.tasks, long)
     by_sequence = make_selector("weighted_task").select(candidates, 30, np.random.default_rng(0))
-    by_token = make_selector("weighted_task", confidence="token_geomean").select(candidates, 30, np.random.default_rng(0))
+    by_token = make_selector("weighted_task", confidence="token_geomean").select(
+        candidates, 30, np.random.default_rng(0)
+    )
     # by the product a's confidence is 0.5^10 = 1/1024 against b's 0.25: base 5 each, then the other
     # 20 split 1024 : 4, i.e. 19.92 : 0.08, rounded to 20 : 0
     assert task_counts(candidates, by_sequence.ids) == {"a": 25, "b": 5}
@@ -62,7 +73,9 @@ def test_weighted_task_token_geomean_option_uses_per_token_confidence():
 
 
 def test_task_diversity_levels_counts_across_tasks():
-    candidates = candidates_with_confidence({"a": (3, 0.5), "b": (40, 0.5), "c": (40, 0.5), "d": (40, 0.5)})
+    candidates = candidates_with_confidence(
+        {"a": (3, 0.5), "b": (40, 0.5), "c": (40, 0.5), "d": (40, 0.5)}
+    )
     selection = make_selector("task_diversity").select(candidates, 33, np.random.default_rng(1))
     assert task_counts(candidates, selection.ids) == {"a": 3, "b": 10, "c": 10, "d": 10}
 
@@ -71,7 +84,9 @@ def test_within_task_picks_are_uniform():
     candidates = candidates_with_confidence({"a": (10, 0.5), "b": (10, 0.5)})
     hits = Counter()
     for seed in range(2000):
-        hits.update(make_selector("task_diversity").select(candidates, 4, np.random.default_rng(seed)).ids)
+        hits.update(
+            make_selector("task_diversity").select(candidates, 4, np.random.default_rng(seed)).ids
+        )
     frequencies = np.array([hits[i] for i in candidates.ids]) / 2000
     assert np.allclose(frequencies, 0.2, atol=0.04)  # 2 of 10 per task, every prompt alike
 
@@ -100,23 +115,29 @@ def test_weighted_task_needs_scores():
 def test_selection_statistics_by_hand():
     from labelbudget.tracking.selection_report import TaskRow, selection_statistics
 
-    rows = [TaskRow("a", 10, None, None, 2), TaskRow("b", 10, None, None, 2), TaskRow("c", 10, None, None, 0)]
+    rows = [
+        TaskRow("a", 10, None, None, 2),
+        TaskRow("b", 10, None, None, 2),
+        TaskRow("c", 10, None, None, 0),
+    ]
     stats = selection_statistics(rows)
     assert stats["selection/tasks_covered"] == 2 and stats["selection/tasks_in_pool"] == 3
     assert stats["selection/allocation_entropy"] == pytest.approx(np.log(2))  # two tasks, evenly
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "selector").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (REPO / "conf" / "selector").glob("*.yaml"))
+)
 def test_every_selector_config_builds_what_make_selector_of_its_name_builds(name, tmp_path):
     """One registry, one set of defaults: `selector=<name>` and `make_selector(<name>)` agree."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     predictions = tmp_path / "predicted_auc.json"
     predictions.write_text('{"n_max": 100, "tasks": {"t": 0.5}}')
     given = {"predictions": str(predictions)} if name == "predicted_efficiency" else {}
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("select", overrides=[f"selector={name}", *[f"selector.{k}={v}" for k, v in given.items()]])
+    cfg = compose_config(
+        "select", f"selector={name}", *[f"selector.{k}={v}" for k, v in given.items()]
+    )
     from_config = instantiate(cfg.selector)
     from_python = make_selector(name, **given)
     assert type(from_python) is type(from_config)

@@ -15,7 +15,9 @@ from labelbudget.models.templates import ChatTemplate
 from labelbudget.scoring.cache import ScoringSettings, score_pool
 
 pytestmark = pytest.mark.slow
-MODEL_CACHE = os.path.join(os.environ.get("LABELBUDGET_CACHE", os.path.expanduser("~/.cache/labelbudget")), "models")
+MODEL_CACHE = os.path.join(
+    os.environ.get("LABELBUDGET_CACHE", os.path.expanduser("~/.cache/labelbudget")), "models"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +39,32 @@ def test_chat_template_wraps_the_prompt_as_a_user_turn(smollm2):
 
 
 def test_scores_of_real_prompts(smollm2, tmp_path):
-    suite = build_synthetic_suite(tasks=["str_repeat_word", "arith_mul_two_digit"], pool_sizes="equal", pool_per_task=4)
-    trainer = partial(L.Trainer, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    scores = score_pool(suite.pool, smollm2, {"name": "smollm2"}, ScoringSettings(max_new_tokens=16, batch_size=4), tmp_path, trainer)
+    suite = build_synthetic_suite(
+        tasks=["str_repeat_word", "arith_mul_two_digit"], pool_sizes="equal", pool_per_task=4
+    )
+    trainer = partial(
+        L.Trainer,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    scores = score_pool(
+        suite.pool,
+        smollm2,
+        {"name": "smollm2"},
+        ScoringSettings(max_new_tokens=16, batch_size=4),
+        tmp_path,
+        trainer,
+    )
     assert scores.ids == suite.pool.ids
     assert scores.embeddings.shape == (8, 576)
-    assert np.all(scores.seq_logprob <= 0) and np.all(scores.n_tokens >= 1) and np.all(scores.n_tokens <= 16)
+    assert (
+        np.all(scores.seq_logprob <= 0)
+        and np.all(scores.n_tokens >= 1)
+        and np.all(scores.n_tokens <= 16)
+    )
     assert np.all((scores.min_margin >= 0) & (scores.min_margin <= scores.mean_margin + 1e-9))
     assert all(g.strip() for g in scores.generations)
     np.testing.assert_allclose(scores.mean_logprob * scores.n_tokens, scores.seq_logprob, rtol=1e-9)

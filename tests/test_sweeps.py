@@ -14,19 +14,32 @@ from types import SimpleNamespace
 
 import pytest
 
-from hydra_plugins.labelbudget_sweeper.resumable_sweeper import (
-    JobExited,
-    ResumableSweeper,
-    exit_as_failure,
-)
+from hydra_plugins.labelbudget_sweeper import resumable_sweeper
+from hydra_plugins.labelbudget_sweeper.resumable_sweeper import ResumableSweeper
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3", "budget=20", "finetune.epochs=1",
-        "eval.tasks.max_new_tokens=4", "logger=none"]
+TINY = [
+    "model=tiny_llama",
+    "dataset.pool_per_task=6",
+    "dataset.test_per_task=3",
+    "budget=20",
+    "finetune.epochs=1",
+    "eval.tasks.max_new_tokens=4",
+    "logger=none",
+]
 
 
 def sweep_command(sweep_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", "-m", *TINY, f"hydra.sweep.dir={sweep_dir}", "selector=random,kcenter", "seed=0,1", *extra]
+    return [
+        sys.executable,
+        "train.py",
+        "-m",
+        *TINY,
+        f"hydra.sweep.dir={sweep_dir}",
+        "selector=random,kcenter",
+        "seed=0,1",
+        *extra,
+    ]
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
@@ -35,24 +48,46 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file's bytes and modification time."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_killed_sweep_reruns_only_the_missing_jobs_and_leaves_finished_ones_untouched(tmp_path):
     sweep = tmp_path / "sweep"
     # kill -9 inside job 1: job 0 has finished, job 1 has started
-    process = subprocess.Popen(sweep_command(sweep), cwd=REPO, env=environment(tmp_path), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        sweep_command(sweep),
+        cwd=REPO,
+        env=environment(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
-    while not ((sweep / "0" / "metrics.json").is_file() and (sweep / "1" / ".hydra" / "config.yaml").is_file()):
-        assert process.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+    while not (
+        (sweep / "0" / "metrics.json").is_file()
+        and (sweep / "1" / ".hydra" / "config.yaml").is_file()
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, (
+            "the sweep ended before it could be killed"
+        )
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (sweep / "1" / "metrics.json").is_file() and not (sweep / "2").exists()
     finished = snapshot(sweep / "0")
 
-    rerun = subprocess.run(sweep_command(sweep), cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        sweep_command(sweep),
+        cwd=REPO,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     log = rerun.stdout + rerun.stderr
     assert "skip #0" in log and "rerun #1" in log and "4 jobs: 1 finished already, 3 to run" in log
@@ -63,7 +98,14 @@ def test_a_killed_sweep_reruns_only_the_missing_jobs_and_leaves_finished_ones_un
     done = {n: snapshot(sweep / str(n)) for n in (0, 1)}
     subprocess.run(["rm", "-r", str(sweep / "3")], check=True)
     (sweep / "2" / "metrics.json").unlink()
-    rerun = subprocess.run(sweep_command(sweep), cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        sweep_command(sweep),
+        cwd=REPO,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "4 jobs: 2 finished already, 2 to run" in rerun.stdout + rerun.stderr
     assert {n: snapshot(sweep / str(n)) for n in (0, 1)} == done
@@ -73,61 +115,120 @@ def test_a_killed_sweep_reruns_only_the_missing_jobs_and_leaves_finished_ones_un
     # even an interrupted job's folder (job 3's metrics.json removed here)
     (sweep / "3" / "metrics.json").unlink()
     everything = snapshot(sweep)
-    refused = subprocess.run(sweep_command(sweep, "finetune.learning_rate=0.01"), cwd=REPO, env=environment(tmp_path),
-                             capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        sweep_command(sweep, "finetune.learning_rate=0.01"),
+        cwd=REPO,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert refused.returncode == 2
-    assert f"{sweep / '0'} holds a run of other settings (finetune.learning_rate: 0.0001 there, 0.01 now)" in refused.stderr
+    assert (
+        f"{sweep / '0'} holds a run of other settings (finetune.learning_rate: 0.0001 there, 0.01 now)"
+        in refused.stderr
+    )
     assert "Traceback" not in refused.stderr
-    assert {k: v for k, v in snapshot(sweep).items() if k != "multirun.yaml"} == {k: v for k, v in everything.items()
-                                                                                 if k != "multirun.yaml"}
+    assert {k: v for k, v in snapshot(sweep).items() if k != "multirun.yaml"} == {
+        k: v for k, v in everything.items() if k != "multirun.yaml"
+    }
 
 
 def test_a_failed_job_does_not_stop_the_jobs_after_it(tmp_path):
     # budget 100000 is larger than the pool: that job fails in its checks, the other one runs
-    command = [sys.executable, "train.py", "-m", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", "selector=random",
-               "budget=100000,20"]
-    result = subprocess.run(command, cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "selector=random",
+        "budget=100000,20",
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 1
     assert "error: 1 of 2 jobs failed:" in result.stderr and "budget=100000" in result.stderr
     assert "is larger than the pool" in result.stderr and "Traceback" not in result.stderr
-    assert (tmp_path / "sweep" / "1" / "metrics.json").is_file() and not (tmp_path / "sweep" / "0" / "metrics.json").exists()
+    assert (tmp_path / "sweep" / "1" / "metrics.json").is_file() and not (
+        tmp_path / "sweep" / "0" / "metrics.json"
+    ).exists()
 
 
 def test_a_study_is_params_outermost_then_each_grid_and_the_command_line_wins():
-    sweeper = ResumableSweeper(params={"seed": "0,1"}, grids=[{"budget": 0}, {"budget": "10,20", "selector": "random,kcenter"}])
+    sweeper = ResumableSweeper(
+        params={"seed": "0,1"},
+        grids=[{"budget": 0}, {"budget": "10,20", "selector": "random,kcenter"}],
+    )
     sweeper.hydra_context = SimpleNamespace(config_loader=None)
     jobs = [" ".join(job) for job in sweeper.jobs(["experiment=study"])]
-    assert jobs == [f"seed={s} budget={b} experiment=study" if b == 0 else f"seed={s} budget={b} selector={x} experiment=study"
-                    for s in (0, 1) for b, x in [(0, None), (10, "random"), (10, "kcenter"), (20, "random"), (20, "kcenter")]]
+    assert jobs == [
+        f"seed={s} budget={b} experiment=study"
+        if b == 0
+        else f"seed={s} budget={b} selector={x} experiment=study"
+        for s in (0, 1)
+        for b, x in [(0, None), (10, "random"), (10, "kcenter"), (20, "random"), (20, "kcenter")]
+    ]
     # a seed on the command line replaces the swept ones; the duplicates it makes run once
-    assert [" ".join(job) for job in sweeper.jobs(["seed=5"])] == ["seed=5 budget=0", "seed=5 budget=10 selector=random",
-                                                                  "seed=5 budget=10 selector=kcenter",
-                                                                  "seed=5 budget=20 selector=random",
-                                                                  "seed=5 budget=20 selector=kcenter"]
+    assert [" ".join(job) for job in sweeper.jobs(["seed=5"])] == [
+        "seed=5 budget=0",
+        "seed=5 budget=10 selector=random",
+        "seed=5 budget=10 selector=kcenter",
+        "seed=5 budget=20 selector=random",
+        "seed=5 budget=20 selector=kcenter",
+    ]
 
 
 def test_two_jobs_that_would_share_a_folder_are_refused(tmp_path):
-    command = [sys.executable, "train.py", "-m", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=same",
-               "selector=random", "seed=0,1"]
-    result = subprocess.run(command, cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 2 and "jobs #0 and #1 (" in result.stderr and "would share" in result.stderr
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.sweep.subdir=same",
+        "selector=random",
+        "seed=0,1",
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert (
+        result.returncode == 2
+        and "jobs #0 and #1 (" in result.stderr
+        and "would share" in result.stderr
+    )
     assert not (tmp_path / "sweep" / "same").exists()
 
 
 def test_a_logger_or_paths_change_does_not_make_a_finished_job_other_settings(tmp_path):
     from hydra_plugins.labelbudget_sweeper.resumable_sweeper import differing_keys
 
-    saved = {"seed": 0, "logger": {"project": "a"}, "paths": {"cache_dir": "/x"}, "model": {"linear_layers": ["q_proj"]}}
-    assert differing_keys(saved, {"seed": 0, "logger": None, "paths": {"cache_dir": "/y"}, "model": {}}) == []
+    saved = {
+        "seed": 0,
+        "logger": {"project": "a"},
+        "paths": {"cache_dir": "/x"},
+        "model": {"linear_layers": ["q_proj"]},
+    }
+    assert (
+        differing_keys(
+            saved, {"seed": 0, "logger": None, "paths": {"cache_dir": "/y"}, "model": {}}
+        )
+        == []
+    )
     assert differing_keys(saved, {"seed": 1}) == ["seed: 0 there, 1 now"]
 
 
 def test_a_job_that_calls_sys_exit_fails_like_one_that_raised():
-    # Hydra's job runner catches Exception only: a SystemExit would end the sweep
+    # Hydra's job runner catches Exception only: a SystemExit would end the sweep. (The module
+    # is read through its attributes: Hydra's plugin scan executes it again, making new classes.)
+    exit_as_failure = resumable_sweeper.exit_as_failure
+
     def exits(code):
         return lambda config: sys.exit(code)
 
-    with pytest.raises(JobExited, match="exited with code 3"):
+    with pytest.raises(resumable_sweeper.JobExited, match="exited with code 3"):
         exit_as_failure(exits(3), None)
     assert exit_as_failure(exits(0), None) is None
     assert exit_as_failure(lambda config: config * 2, 21) == 42

@@ -14,7 +14,13 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from labelbudget.data.synthetic import CATEGORIES, SYNTHETIC_TASKS, TASK_TABLE, WORDS, build_synthetic_suite
+from labelbudget.data.synthetic import (
+    CATEGORIES,
+    SYNTHETIC_TASKS,
+    TASK_TABLE,
+    WORDS,
+    build_synthetic_suite,
+)
 from labelbudget.errors import ConfigError
 from labelbudget.evaluation.rules import resolve_rule, score_prediction
 
@@ -62,7 +68,10 @@ SMALL_NUMBERS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen"
 ).split()
-DECADES = {word: 10 * (i + 2) for i, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+DECADES = {
+    word: 10 * (i + 2)
+    for i, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+}
 
 
 def words_to_int(text: str) -> int:
@@ -86,9 +95,12 @@ def solve_word_problem(prompt: str) -> str:
 def solve_order(prompt: str) -> str:
     wanted = re.search(r"Who is the (\w+)\?", prompt).group(1)
     comparative, top = {
-        "tallest": ("taller", True), "shortest": ("taller", False),
-        "oldest": ("older", True), "youngest": ("older", False),
-        "fastest": ("faster", True), "slowest": ("faster", False),
+        "tallest": ("taller", True),
+        "shortest": ("taller", False),
+        "oldest": ("older", True),
+        "youngest": ("older", False),
+        "fastest": ("faster", True),
+        "slowest": ("faster", False),
     }[wanted]
     facts = re.findall(rf"(\w+) is {comparative} than (\w+)\.", prompt)
     assert len(facts) == 2
@@ -98,7 +110,19 @@ def solve_order(prompt: str) -> str:
 
 
 def solve_colour(prompt: str) -> str:
-    colours = {"red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "grey"}
+    colours = {
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "orange",
+        "purple",
+        "pink",
+        "brown",
+        "black",
+        "white",
+        "grey",
+    }
     options = re.search(r": (.*)\?", prompt).group(1).split(", ")
     (colour,) = [w for w in options if w in colours]
     assert len(options) == 3
@@ -112,8 +136,12 @@ def solve_time(prompt: str) -> str:
 
 def solve_units(prompt: str) -> str:
     factors = {
-        ("meters", "kilometers"): 1000, ("grams", "kilograms"): 1000, ("centimeters", "meters"): 100,
-        ("minutes", "hours"): 60, ("seconds", "minutes"): 60, ("hours", "days"): 24,
+        ("meters", "kilometers"): 1000,
+        ("grams", "kilograms"): 1000,
+        ("centimeters", "meters"): 100,
+        ("minutes", "hours"): 60,
+        ("seconds", "minutes"): 60,
+        ("hours", "days"): 24,
     }
     target, value, source = re.search(r"How many (\w+) are in (\d+) (\w+)\?", prompt).groups()
     return str(int(value) * factors[target, source])
@@ -145,9 +173,11 @@ SOLVERS = {
     "extract_price": lambda p: re.search(r"costs (\d+) dollars", p).group(1),
     "extract_person_name": lambda p: re.search(r"On \w+day, (\w+) ", p).group(1),
     "extract_last_word": lambda p: quoted(p)[0].split()[-1],
-    "convert_date_iso": lambda p: datetime.datetime.strptime(
-        re.search(r"date (\w+ \d+, \d{4})", p).group(1), "%B %d, %Y"
-    ).date().isoformat(),
+    "convert_date_iso": lambda p: (
+        datetime.datetime.strptime(re.search(r"date (\w+ \d+, \d{4})", p).group(1), "%B %d, %Y")
+        .date()
+        .isoformat()
+    ),
     "convert_words_to_number": lambda p: str(words_to_int(quoted(p)[0])),
     "convert_time_12h": solve_time,
     "convert_units": solve_units,
@@ -202,7 +232,10 @@ def test_every_reference_is_short_and_scores_under_its_own_rule(suite):
 def test_examples_carry_task_category_rule_and_a_format_instruction(suite):
     rules = {task.name: task.rule for task in TASK_TABLE}
     for example in [*suite.pool, *suite.test]:
-        assert example.metadata == {"category": SYNTHETIC_TASKS[example.task], "rule": rules[example.task]}
+        assert example.metadata == {
+            "category": SYNTHETIC_TASKS[example.task],
+            "rule": rules[example.task],
+        }
         assert "Answer with just" in example.prompt
         assert example.context is None
 
@@ -224,7 +257,9 @@ def test_pool_and_test_are_disjoint_without_duplicate_prompts(suite):
 
 
 def test_labels_are_roughly_balanced_where_drawn_first():
-    data = build_synthetic_suite(pool_sizes="equal", pool_per_task=100, tasks=["cls_prime", "cls_word_length"])
+    data = build_synthetic_suite(
+        pool_sizes="equal", pool_per_task=100, tasks=["cls_prime", "cls_word_length"]
+    )
     for task in ("cls_prime", "cls_word_length"):
         counts = Counter(e.response for e in data.pool if e.task == task)
         assert min(counts.values()) >= 30, counts
@@ -266,7 +301,9 @@ def test_default_suite_is_pinned(suite):
 def test_another_seed_changes_every_task(suite):
     other = build_synthetic_suite(seed=1235)
     for task in SYNTHETIC_TASKS:
-        assert [e.prompt for e in examples_of(other, task)[1]] != [e.prompt for e in examples_of(suite, task)[1]]
+        assert [e.prompt for e in examples_of(other, task)[1]] != [
+            e.prompt for e in examples_of(suite, task)[1]
+        ]
 
 
 def test_a_task_built_alone_equals_the_same_task_in_the_full_build(suite):
@@ -278,8 +315,12 @@ def test_a_task_built_alone_equals_the_same_task_in_the_full_build(suite):
 
 def test_category_filter_keeps_the_other_tasks_examples_unchanged(suite):
     extraction = build_synthetic_suite(categories=["extraction"])
-    assert set(extraction.pool.tasks) == {t for t, c in SYNTHETIC_TASKS.items() if c == "extraction"}
-    assert as_json(extraction.pool) == as_json([e for e in suite.pool if e.metadata["category"] == "extraction"])
+    assert set(extraction.pool.tasks) == {
+        t for t, c in SYNTHETIC_TASKS.items() if c == "extraction"
+    }
+    assert as_json(extraction.pool) == as_json(
+        [e for e in suite.pool if e.metadata["category"] == "extraction"]
+    )
 
 
 def test_a_larger_pool_extends_a_smaller_one_and_keeps_the_test_split():
@@ -298,7 +339,32 @@ def test_varied_sizes_span_a_tenth_to_twice_pool_per_task(suite):
     sizes = suite.pool.task_sizes()
     assert set(sizes) == set(SYNTHETIC_TASKS)
     assert min(sizes.values()) == 4 and max(sizes.values()) == 80
-    assert sorted(sizes.values()) == [4, 4, 4, 10, 10, 10, 20, 20, 20, 20, 30, 30, 40, 40, 40, 40, 50, 50, 60, 60, 70, 80, 80, 80]
+    assert sorted(sizes.values()) == [
+        4,
+        4,
+        4,
+        10,
+        10,
+        10,
+        20,
+        20,
+        20,
+        20,
+        30,
+        30,
+        40,
+        40,
+        40,
+        40,
+        50,
+        50,
+        60,
+        60,
+        70,
+        80,
+        80,
+        80,
+    ]
     assert sizes["str_reverse_letters"] == 80 and sizes["arith_add_small"] == 40
     assert suite.test.task_sizes() == {task: 20 for task in SYNTHETIC_TASKS}
 
@@ -322,12 +388,16 @@ def test_no_test_split_when_test_per_task_is_zero():
 
 
 def test_unknown_task_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown synthetic task 'arith_div'.*valid: arith_add_small, "):
+    with pytest.raises(
+        ConfigError, match=r"unknown synthetic task 'arith_div'.*valid: arith_add_small, "
+    ):
         build_synthetic_suite(tasks=["arith_add_small", "arith_div"])
 
 
 def test_unknown_category_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown synthetic category 'poetry'.*multi_step_reasoning"):
+    with pytest.raises(
+        ConfigError, match=r"unknown synthetic category 'poetry'.*multi_step_reasoning"
+    ):
         build_synthetic_suite(categories=["poetry"])
 
 
@@ -367,5 +437,7 @@ def test_config_instantiates_the_default_suite(suite):
 
 
 def test_config_accepts_task_lists_from_overrides():
-    config = OmegaConf.merge(OmegaConf.load(CONFIG), OmegaConf.from_dotlist(["tasks=[cls_prime,cls_even_odd]"]))
+    config = OmegaConf.merge(
+        OmegaConf.load(CONFIG), OmegaConf.from_dotlist(["tasks=[cls_prime,cls_even_odd]"])
+    )
     assert set(instantiate(config).pool.tasks) == {"cls_prime", "cls_even_odd"}

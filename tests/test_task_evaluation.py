@@ -22,13 +22,21 @@ POOL = Pool(
 def test_macro_weighs_tasks_alike_and_micro_weighs_prompts_alike():
     metrics, scores = grade(POOL, ["The answer is 2.", "5", "Hi!"])
     assert scores == [1.0, 0.0, 1.0]
-    assert metrics == pytest.approx({"tasks/a": 0.5, "tasks/b": 1.0, "tasks/macro": 0.75, "tasks/micro": 2 / 3})
+    assert metrics == pytest.approx(
+        {"tasks/a": 0.5, "tasks/b": 1.0, "tasks/macro": 0.75, "tasks/micro": 2 / 3}
+    )
 
 
 def test_predictions_file_has_one_line_per_prompt():
-    lines = [json.loads(line) for line in predictions_jsonl(POOL, ["2", "5", "hi"], [1.0, 0.0, 1.0]).splitlines()]
+    lines = [
+        json.loads(line)
+        for line in predictions_jsonl(POOL, ["2", "5", "hi"], [1.0, 0.0, 1.0]).splitlines()
+    ]
     assert [(r["id"], r["reference"], r["prediction"], r["score"]) for r in lines] == [
-        ("a1", "2", "2", 1.0), ("a2", "4", "5", 0.0), ("b1", "hi", "hi", 1.0)]
+        ("a1", "2", "2", 1.0),
+        ("a2", "4", "5", 0.0),
+        ("b1", "hi", "hi", 1.0),
+    ]
 
 
 def test_limit_per_task_keeps_the_first_prompts_of_each_task():

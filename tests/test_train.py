@@ -9,20 +9,33 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import torch
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
 from torch.utils.data import DataLoader
 
+from conftest import compose_config
 from labelbudget.data.schema import Example
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.training.data import IGNORE_INDEX, RightPadCollator, SFTData, SFTDataset, encode_sft
+from labelbudget.training.data import (
+    IGNORE_INDEX,
+    RightPadCollator,
+    SFTData,
+    SFTDataset,
+    encode_sft,
+)
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.module import SFTModule
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RUN = ["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3", "selector=random", "budget=40",
-            "finetune.epochs=2", "eval.tasks.max_new_tokens=4"]
+TINY_RUN = [
+    "model=tiny_llama",
+    "dataset.pool_per_task=6",
+    "dataset.test_per_task=3",
+    "selector=random",
+    "budget=40",
+    "finetune.epochs=2",
+    "eval.tasks.max_new_tokens=4",
+]
 
 
 def test_loss_is_on_response_tokens_only():
@@ -31,7 +44,12 @@ def test_loss_is_on_response_tokens_only():
     ids, labels = encode_sft(tiny.template, tiny.tokenizer, example, max_length=64)
     prompt_len = len(tiny.template.encode_prompt(tiny.tokenizer, example))
     assert labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
-    assert labels[prompt_len:] == ids[prompt_len:] == tiny.tokenizer("4", add_special_tokens=False)["input_ids"] + [tiny.tokenizer.eos_token_id]
+    assert (
+        labels[prompt_len:]
+        == ids[prompt_len:]
+        == tiny.tokenizer("4", add_special_tokens=False)["input_ids"]
+        + [tiny.tokenizer.eos_token_id]
+    )
     # too long: the prompt loses its start, the response stays whole
     ids, labels = encode_sft(tiny.template, tiny.tokenizer, example, max_length=4)
     assert len(ids) == 4 and labels[-2:] == ids[-2:] and labels[:2] == [IGNORE_INDEX] * 2
@@ -47,12 +65,28 @@ class LossLog(L.Callback):
 
 def test_training_loss_falls_on_a_fixed_batch():
     tiny = build_tiny_llama()
-    rows = [encode_sft(tiny.template, tiny.tokenizer, Example(id="1", task="t", prompt="Say hi.", response="hi there"), 64)]
-    loader = DataLoader(SFTDataset(rows * 4), batch_size=4, collate_fn=RightPadCollator(tiny.tokenizer.pad_token_id))
+    rows = [
+        encode_sft(
+            tiny.template,
+            tiny.tokenizer,
+            Example(id="1", task="t", prompt="Say hi.", response="hi there"),
+            64,
+        )
+    ]
+    loader = DataLoader(
+        SFTDataset(rows * 4), batch_size=4, collate_fn=RightPadCollator(tiny.tokenizer.pad_token_id)
+    )
     log = LossLog()
     model = attach_lora(tiny.model, rank=8, alpha=16, dropout=0.0, seed=0).train()
-    trainer = L.Trainer(max_epochs=30, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[log])
+    trainer = L.Trainer(
+        max_epochs=30,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[log],
+    )
     trainer.fit(SFTModule(model, learning_rate=1e-2), loader)
     # a random 2-layer model learns slowly through rank-8 adapters: about 5.5 -> 4.8 nats here
     assert log.losses[-1] < log.losses[0] - 0.5
@@ -80,9 +114,20 @@ def fit_and_log_batches(seed: int) -> list[list[tuple[int, ...]]]:
     rows = [([3 + i] + [5] * (1 + i % 6), [IGNORE_INDEX] + [5] * (1 + i % 6)) for i in range(24)]
     log = BatchLog()
     model = attach_lora(tiny.model, rank=4, alpha=8, dropout=0.0, seed=0).train()
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, use_distributed_sampler=False, callbacks=[log])
-    trainer.fit(SFTModule(model, learning_rate=1e-3), datamodule=SFTData(rows, batch_size=4, seed=seed, pad_token_id=0))
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[log],
+    )
+    trainer.fit(
+        SFTModule(model, learning_rate=1e-3),
+        datamodule=SFTData(rows, batch_size=4, seed=seed, pad_token_id=0),
+    )
     return log.epochs
 
 
@@ -97,8 +142,7 @@ def test_each_epoch_draws_a_fresh_seeded_batch_order():
 
 
 def compose_train(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=[f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}", *overrides])
+    return compose_config("train", *overrides, folder=tmp_path)
 
 
 def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_path, monkeypatch):
@@ -113,8 +157,14 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
     metrics = run_train(compose_train(tmp_path, *TINY_RUN))
     assert finished == [1]
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["run"] == {"dataset": "synthetic", "selector": "random", "selector_options": {}, "budget": 40, "seed": 0,
-                             "model": "tiny_llama"}
+    assert record["run"] == {
+        "dataset": "synthetic",
+        "selector": "random",
+        "selector_options": {},
+        "budget": 40,
+        "seed": 0,
+        "model": "tiny_llama",
+    }
     assert record["config"]["finetune"]["epochs"] == 2 and "paths" not in record["config"]
     assert record["metrics"] == pytest.approx(metrics)
     assert 0 <= metrics["tasks/macro"] <= 1 and metrics["train/examples"] == 40
@@ -123,20 +173,29 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
     assert record["settings"]["tasks"]["max_new_tokens"] == 4
     assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
     # the adapter reloads for evaluation and reproduces the end-of-training numbers
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[*[o for o in TINY_RUN if o.startswith(("model", "dataset", "eval"))],
-                                             f"adapter={tmp_path / 'run' / 'adapter'}", f"paths.output_dir={tmp_path / 'eval'}"])
+    cfg = compose_config(
+        "evaluate",
+        *[o for o in TINY_RUN if o.startswith(("model", "dataset", "eval"))],
+        f"adapter={tmp_path / 'run' / 'adapter'}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+    )
     reloaded = run_evaluate(cfg)
-    assert {k: v for k, v in reloaded.items() if k.startswith("tasks/")} == pytest.approx({k: v for k, v in metrics.items() if k.startswith("tasks/")})
+    assert {k: v for k, v in reloaded.items() if k.startswith("tasks/")} == pytest.approx(
+        {k: v for k, v in metrics.items() if k.startswith("tasks/")}
+    )
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LABELBUDGET_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_two_seed_multirun_gives_two_runs_each_tracked_then_the_report(tmp_path):
-    result = run_cli(tmp_path, "train.py", *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m", "seed=0,1")
+    result = run_cli(
+        tmp_path, "train.py", *TINY_RUN, f"hydra.sweep.dir={tmp_path / 'sweep'}", "-m", "seed=0,1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1"]
@@ -145,8 +204,13 @@ def test_two_seed_multirun_gives_two_runs_each_tracked_then_the_report(tmp_path)
     for job in jobs:
         assert (job / "adapter" / "adapter_config.json").is_file()
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1  # one W&B run per job
-    report = subprocess.run([sys.executable, "-m", "labelbudget.report", str(tmp_path / "sweep")], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "-m", "labelbudget.report", str(tmp_path / "sweep")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr
     assert "### tasks/macro" in report.stdout and "(n=2)" in report.stdout
 
@@ -156,7 +220,9 @@ def test_bad_annotations_file_fails_before_the_model_loads(tmp_path, monkeypatch
     from labelbudget.errors import DataError
     from labelbudget.pipeline import run_train
 
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
     path = tmp_path / "ann.jsonl"
     path.write_text('{"id": "a", "response": "x"}\n{"id": "a", "response": "y"}\n')
     with pytest.raises(DataError, match="ids appear twice"):
@@ -166,16 +232,31 @@ def test_bad_annotations_file_fails_before_the_model_loads(tmp_path, monkeypatch
 def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
     from labelbudget.pipeline import run_select, run_train
 
-    run_select(compose_train(tmp_path, *TINY_RUN, "logger=none"))  # the selection train.py will make
-    chosen = [json.loads(line) for line in (tmp_path / "run" / "selection.jsonl").read_text().splitlines()]
+    run_select(
+        compose_train(tmp_path, *TINY_RUN, "logger=none")
+    )  # the selection train.py will make
+    chosen = [
+        json.loads(line) for line in (tmp_path / "run" / "selection.jsonl").read_text().splitlines()
+    ]
     path = tmp_path / "ann.jsonl"
-    path.write_text("".join(json.dumps({"id": r["id"], "response": "IMPORTED"}) + "\n" for r in reversed(chosen)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": r["id"], "response": "IMPORTED"}) + "\n" for r in reversed(chosen)
+        )
+    )
     seen = []
     import labelbudget.training.fit as fit
 
     real = fit.encode_sft
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fit, "encode_sft", lambda template, tok, example, n: (seen.append(example), real(template, tok, example, n))[1])
+        patch.setattr(
+            fit,
+            "encode_sft",
+            lambda template, tok, example, n: (
+                seen.append(example),
+                real(template, tok, example, n),
+            )[1],
+        )
         run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", f"annotations={path}"))
     assert [e.id for e in seen] == [r["id"] for r in chosen]
     assert {e.response for e in seen} == {"IMPORTED"}
@@ -186,9 +267,15 @@ def test_evaluate_refuses_a_folder_without_an_adapter_before_the_model_loads(tmp
     from labelbudget.errors import ConfigError
     from labelbudget.pipeline import run_evaluate
 
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["model=tiny_llama", f"adapter={tmp_path}", f"paths.output_dir={tmp_path / 'eval'}"])
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
+    cfg = compose_config(
+        "evaluate",
+        "model=tiny_llama",
+        f"adapter={tmp_path}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+    )
     with pytest.raises(ConfigError, match="holds no LoRA adapter"):
         run_evaluate(cfg)
 
@@ -198,35 +285,64 @@ def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_p
     from labelbudget.errors import ConfigError
     from labelbudget.pipeline import run_train
 
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
     path = tmp_path / "pool.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"q{i}", "task": "t", "response": "a"}) + "\n" for i in range(5)))
-    cfg = compose_train(tmp_path, "model=tiny_llama", "dataset=jsonl", f"dataset.path={path}", "selector=random", "budget=2", "logger=none")
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"q{i}", "task": "t", "response": "a"}) + "\n" for i in range(5)
+        )
+    )
+    cfg = compose_train(
+        tmp_path,
+        "model=tiny_llama",
+        "dataset=jsonl",
+        f"dataset.path={path}",
+        "selector=random",
+        "budget=2",
+        "logger=none",
+    )
     with pytest.raises(ConfigError, match="no held-out test split"):
         run_train(cfg)
 
 
-def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_config(tmp_path, monkeypatch):
+def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_config(
+    tmp_path, monkeypatch
+):
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError
     from labelbudget.pipeline import run_evaluate
 
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
     import numpy as np
     from safetensors.numpy import save_file
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    save_file({"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors"))
+    save_file(
+        {"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors")
+    )
     (run / ".hydra").mkdir()
     # what train.py saved for a run fine-tuned on a BBH pool (half of each task)
-    (run / ".hydra" / "config.yaml").write_text("dataset:\n  _target_: labelbudget.data.bbh.load_bbh\n  data_dir: x\n"
-                                                "  test_fraction: 0.5\n  seed: 0\n")
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=["model=tiny_llama", "eval=bbh", f"adapter={run / 'adapter'}",
-                                             f"paths.output_dir={tmp_path / 'eval'}"])
-    with pytest.raises(ConfigError, match="fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout"):
+    (run / ".hydra" / "config.yaml").write_text(
+        "dataset:\n  _target_: labelbudget.data.bbh.load_bbh\n  data_dir: x\n"
+        "  test_fraction: 0.5\n  seed: 0\n"
+    )
+    cfg = compose_config(
+        "evaluate",
+        "model=tiny_llama",
+        "eval=bbh",
+        f"adapter={run / 'adapter'}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+    )
+    with pytest.raises(
+        ConfigError,
+        match="fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout",
+    ):
         run_evaluate(cfg)
 
 
@@ -247,7 +363,9 @@ def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
 def test_gradient_checkpointing_gives_the_same_fit(tmp_path):
     plain_stats, plain = fit_once(tmp_path)
     checkpointed_stats, checkpointed = fit_once(tmp_path, "finetune.gradient_checkpointing=true")
-    assert checkpointed_stats["train/last_epoch_loss"] == pytest.approx(plain_stats["train/last_epoch_loss"], rel=1e-5)
+    assert checkpointed_stats["train/last_epoch_loss"] == pytest.approx(
+        plain_stats["train/last_epoch_loss"], rel=1e-5
+    )
     assert plain.keys() == checkpointed.keys() and plain
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
@@ -263,32 +381,60 @@ def test_rows_longer_than_max_length_are_counted_in_a_warning(tmp_path, caplog):
     limit = sorted(lengths)[8]  # about half the rows are longer; the test counts them itself
     with caplog.at_level("WARNING"):
         fit_once(tmp_path, f"finetune.max_length={limit}", "finetune.epochs=1")
-    assert f"{sum(n > limit for n in lengths)} of 16 examples exceed finetune.max_length={limit}" in caplog.text
+    assert (
+        f"{sum(n > limit for n in lengths)} of 16 examples exceed finetune.max_length={limit}"
+        in caplog.text
+    )
 
 
 @pytest.mark.parametrize("with_id_field", [True, False])
-def test_annotations_never_join_a_prompt_that_changed_after_selection(tmp_path, monkeypatch, with_id_field):
+def test_annotations_never_join_a_prompt_that_changed_after_selection(
+    tmp_path, monkeypatch, with_id_field
+):
     """The new user's trial: select, annotate from selection.jsonl, then reorder the pool file and
     edit one selected prompt; train.py refuses before any model loads and names that id."""
     import labelbudget.models.tiny
     from labelbudget.errors import DataError
     from labelbudget.pipeline import run_select, run_train
 
-    rows = [{"prompt": f"Question {i}?", "task": f"t{i % 3}", "response": f"answer {i}", **({"id": f"q{i}"} if with_id_field else {})}
-            for i in range(30)]
+    rows = [
+        {
+            "prompt": f"Question {i}?",
+            "task": f"t{i % 3}",
+            "response": f"answer {i}",
+            **({"id": f"q{i}"} if with_id_field else {}),
+        }
+        for i in range(30)
+    ]
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    common = ["model=tiny_llama", "dataset=jsonl", f"dataset.path={pool}", f"dataset.test_path={pool}", "selector=random",
-              "budget=10", "logger=none"]
+    common = [
+        "model=tiny_llama",
+        "dataset=jsonl",
+        f"dataset.path={pool}",
+        f"dataset.test_path={pool}",
+        "selector=random",
+        "budget=10",
+        "logger=none",
+    ]
     run_select(compose_train(tmp_path, *common, f"paths.output_dir={tmp_path / 'select'}"))
-    chosen = [json.loads(line) for line in (tmp_path / "select" / "selection.jsonl").read_text().splitlines()]
-    annotations = tmp_path / "responses.jsonl"  # what an annotation tool returns: the rows, plus a response
-    annotations.write_text("".join(json.dumps({**r, "response": "ANNOTATED"}) + "\n" for r in chosen))
+    chosen = [
+        json.loads(line)
+        for line in (tmp_path / "select" / "selection.jsonl").read_text().splitlines()
+    ]
+    annotations = (
+        tmp_path / "responses.jsonl"
+    )  # what an annotation tool returns: the rows, plus a response
+    annotations.write_text(
+        "".join(json.dumps({**r, "response": "ANNOTATED"}) + "\n" for r in chosen)
+    )
 
     edited = next(r for r in rows if r["prompt"] == chosen[0]["prompt"])
     edited["prompt"] = "A different question?"
     pool.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
     expected = "now name a different prompt" if with_id_field else "are not in the pool"
     with pytest.raises(DataError, match=f"{expected}.*'{chosen[0]['id']}'"):
         run_train(compose_train(tmp_path, *common, f"annotations={annotations}"))
@@ -306,10 +452,16 @@ def test_a_broken_or_foreign_adapter_is_one_clear_line(tmp_path, monkeypatch):
     assert json.loads((trained / "base_model.json").read_text())["loader"]["hidden_size"] == 64
 
     def evaluate(folder: Path, *overrides: str):
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("evaluate", overrides=["model=tiny_llama", "dataset.pool_per_task=6", "dataset.test_per_task=3",
-                                                 "eval.tasks.max_new_tokens=4", f"adapter={folder}",
-                                                 f"paths.output_dir={tmp_path / 'eval'}", *overrides])
+        cfg = compose_config(
+            "evaluate",
+            "model=tiny_llama",
+            "dataset.pool_per_task=6",
+            "dataset.test_per_task=3",
+            "eval.tasks.max_new_tokens=4",
+            f"adapter={folder}",
+            f"paths.output_dir={tmp_path / 'eval'}",
+            *overrides,
+        )
         return run_evaluate(cfg)
 
     def broken(name: str, damage) -> Path:
@@ -319,23 +471,50 @@ def test_a_broken_or_foreign_adapter_is_one_clear_line(tmp_path, monkeypatch):
         return folder
 
     real_build = labelbudget.models.tiny.build_tiny_llama
-    monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
     cases = [
-        (broken("bad_config", lambda f: (f / "adapter_config.json").write_text("{not json")), DataError,
-         r"adapter_config.json: is not valid JSON"),
-        (broken("truncated", lambda f: (f / "adapter_model.safetensors").write_bytes((f / "adapter_model.safetensors").read_bytes()[:100])),
-         DataError, r"adapter_model.safetensors: cannot be read .*truncated or damaged"),
-        (broken("no_weights", lambda f: (f / "adapter_model.safetensors").unlink()), DataError, r"has no adapter weights"),
+        (
+            broken("bad_config", lambda f: (f / "adapter_config.json").write_text("{not json")),
+            DataError,
+            r"adapter_config.json: is not valid JSON",
+        ),
+        (
+            broken(
+                "truncated",
+                lambda f: (f / "adapter_model.safetensors").write_bytes(
+                    (f / "adapter_model.safetensors").read_bytes()[:100]
+                ),
+            ),
+            DataError,
+            r"adapter_model.safetensors: cannot be read .*truncated or damaged",
+        ),
+        (
+            broken("no_weights", lambda f: (f / "adapter_model.safetensors").unlink()),
+            DataError,
+            r"has no adapter weights",
+        ),
     ]
     for folder, error, message in cases:
         with pytest.raises(error, match=message):
             evaluate(folder)
-    with pytest.raises(ConfigError, match=r"was trained on base model 'tiny_llama' .* not on this run's 'tiny_llama'"):
-        evaluate(trained, "model.loader.hidden_size=32")  # same name, another base: refused before loading it
+    with pytest.raises(
+        ConfigError,
+        match=r"was trained on base model 'tiny_llama' .* not on this run's 'tiny_llama'",
+    ):
+        evaluate(
+            trained, "model.loader.hidden_size=32"
+        )  # same name, another base: refused before loading it
     # an adapter without its record (older labelbudget) on a base of another shape: after the load, one line
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", real_build)
-    with pytest.raises(ConfigError, match=r"the adapter in .* does not fit this base model: .*size mismatch"):
-        evaluate(broken("unrecorded", lambda f: (f / "base_model.json").unlink()), "model.loader.hidden_size=32")
+    with pytest.raises(
+        ConfigError, match=r"the adapter in .* does not fit this base model: .*size mismatch"
+    ):
+        evaluate(
+            broken("unrecorded", lambda f: (f / "base_model.json").unlink()),
+            "model.loader.hidden_size=32",
+        )
 
 
 def test_adapter_may_name_a_run_folder_and_a_sweep_folder_is_refused_as_ambiguous(tmp_path):
@@ -346,6 +525,12 @@ def test_adapter_may_name_a_run_folder_and_a_sweep_folder_is_refused_as_ambiguou
         (tmp_path / run / "adapter").mkdir(parents=True)
         (tmp_path / run / "adapter" / "adapter_config.json").write_text("{}")
     assert resolve_adapter(tmp_path / "sweep" / "0") == tmp_path / "sweep" / "0" / "adapter"
-    assert resolve_adapter(tmp_path / "sweep" / "0" / "adapter") == tmp_path / "sweep" / "0" / "adapter"
-    with pytest.raises(ConfigError, match=r"sweep holds 2 adapters .*sweep/0/adapter, .*sweep/1/adapter\); give adapter= one"):
+    assert (
+        resolve_adapter(tmp_path / "sweep" / "0" / "adapter")
+        == tmp_path / "sweep" / "0" / "adapter"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"sweep holds 2 adapters .*sweep/0/adapter, .*sweep/1/adapter\); give adapter= one",
+    ):
         resolve_adapter(tmp_path / "sweep")

@@ -7,20 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
+from conftest import compose_config
 from labelbudget.errors import ConfigError
 from labelbudget.pipeline import instantiate
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.activeit import ActiveITPromptSelector, ActiveITSelector
 from labelbudget.selection.base import SELECTORS, Candidates, make_selector
-from labelbudget.selection.uncertainty import LeastConfidenceSelector, MeanEntropySelector, MeanMarginSelector, MinMarginSelector
+from labelbudget.selection.uncertainty import (
+    LeastConfidenceSelector,
+    MeanEntropySelector,
+    MeanMarginSelector,
+    MinMarginSelector,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 UNCERTAINTY = ["least_confidence", "mean_entropy", "mean_margin", "min_margin"]
 
 
-def candidates_with(tasks: list[str], task_scores: dict[str, float] | None = None, **columns) -> Candidates:
+def candidates_with(
+    tasks: list[str], task_scores: dict[str, float] | None = None, **columns
+) -> Candidates:
     """Prompts 'p0', 'p1', ... of the given tasks; the given score columns, every other one zero."""
     scores = Scores.with_columns([f"p{i}" for i in range(len(tasks))], **columns)
     return Candidates(scores.ids, tasks, scores, task_scores)
@@ -49,7 +56,11 @@ COLUMNS = {
 @pytest.mark.parametrize(
     "name, expected, objective",
     [
-        ("least_confidence", ["p3", "p1", "p5"], ("log_confidence", np.log([0.05, 0.1, 0.3]).mean())),
+        (
+            "least_confidence",
+            ["p3", "p1", "p5"],
+            ("log_confidence", np.log([0.05, 0.1, 0.3]).mean()),
+        ),
         ("mean_entropy", ["p4", "p1", "p5"], ("mean_entropy", (3.0 + 1.5 + 1.0) / 3)),
         ("mean_margin", ["p5", "p2", "p4"], ("mean_margin", (0.01 + 0.05 + 0.3) / 3)),
         ("min_margin", ["p0", "p5", "p3"], ("min_margin", (0.02 + 0.1 + 0.2) / 3)),
@@ -64,9 +75,15 @@ def test_uncertainty_selectors_pick_the_most_uncertain_in_rank_order(name, expec
 
 def test_least_confidence_token_geomean_reads_the_per_token_confidence():
     # p0 has a long, confident answer: lowest by the product, highest per token
-    candidates = candidates_with(["t"] * 3, seq_logprob=np.log([0.01, 0.2, 0.3]), mean_logprob=np.log([0.9, 0.2, 0.3]))
-    assert make_selector("least_confidence").select(candidates, 2, np.random.default_rng(0)).ids == ["p0", "p1"]
-    by_token = make_selector("least_confidence", confidence="token_geomean").select(candidates, 2, np.random.default_rng(0))
+    candidates = candidates_with(
+        ["t"] * 3, seq_logprob=np.log([0.01, 0.2, 0.3]), mean_logprob=np.log([0.9, 0.2, 0.3])
+    )
+    assert make_selector("least_confidence").select(
+        candidates, 2, np.random.default_rng(0)
+    ).ids == ["p0", "p1"]
+    by_token = make_selector("least_confidence", confidence="token_geomean").select(
+        candidates, 2, np.random.default_rng(0)
+    )
     assert by_token.ids == ["p1", "p2"]
 
 
@@ -83,17 +100,26 @@ TIES = {
 def test_ties_are_broken_by_the_seed(name):
     column, clear, tied = TIES[name]
     candidates = candidates_with(["t"] * 10, **{column: np.r_[clear, np.full(9, tied)]})
-    picks = [make_selector(name).select(candidates, 3, np.random.default_rng(seed)).ids for seed in range(600)]
+    picks = [
+        make_selector(name).select(candidates, 3, np.random.default_rng(seed)).ids
+        for seed in range(600)
+    ]
     assert all(p[0] == "p0" for p in picks)
-    assert picks[0] == make_selector(name).select(candidates, 3, np.random.default_rng(0)).ids  # same seed, same picks
+    assert (
+        picks[0] == make_selector(name).select(candidates, 3, np.random.default_rng(0)).ids
+    )  # same seed, same picks
     hits = Counter(i for p in picks for i in p[1:])
-    assert np.allclose([hits[f"p{i}"] / 600 for i in range(1, 10)], 2 / 9, atol=0.06)  # every tied prompt alike
+    assert np.allclose(
+        [hits[f"p{i}"] / 600 for i in range(1, 10)], 2 / 9, atol=0.06
+    )  # every tied prompt alike
 
 
 def test_activeit_takes_whole_tasks_lowest_mean_confidence_first():
     # conf_t is the mean of the confidences, not of their logs: x (0.9, 0.01) has mean 0.455 but a
     # geometric mean 0.095, so the order is z (0.05) < y (0.3) < x (0.455) < w (0.9)
-    candidates = task_confidences({"w": [0.9] * 4, "x": [0.9, 0.01], "y": [0.3] * 3, "z": [0.05] * 2})
+    candidates = task_confidences(
+        {"w": [0.9] * 4, "x": [0.9, 0.01], "y": [0.3] * 3, "z": [0.05] * 2}
+    )
     selection = make_selector("activeit").select(candidates, 6, np.random.default_rng(3))
     assert set(selection.ids[:2]) == ids_of(candidates, "z")
     assert set(selection.ids[2:5]) == ids_of(candidates, "y")
@@ -104,10 +130,16 @@ def test_activeit_takes_whole_tasks_lowest_mean_confidence_first():
 
 def test_activeit_token_geomean_ranks_by_per_token_confidence():
     candidates = task_confidences({"long": [0.01] * 3, "short": [0.2] * 3})
-    per_token = Scores(**{**candidates.scores.__dict__, "mean_logprob": np.log([0.9] * 3 + [0.2] * 3)})
+    per_token = Scores(
+        **{**candidates.scores.__dict__, "mean_logprob": np.log([0.9] * 3 + [0.2] * 3)}
+    )
     candidates = Candidates(candidates.ids, candidates.tasks, per_token)
-    assert set(make_selector("activeit").select(candidates, 3, np.random.default_rng(0)).ids) == ids_of(candidates, "long")
-    by_token = make_selector("activeit", confidence="token_geomean").select(candidates, 3, np.random.default_rng(0))
+    assert set(
+        make_selector("activeit").select(candidates, 3, np.random.default_rng(0)).ids
+    ) == ids_of(candidates, "long")
+    by_token = make_selector("activeit", confidence="token_geomean").select(
+        candidates, 3, np.random.default_rng(0)
+    )
     assert set(by_token.ids) == ids_of(candidates, "short")
 
 
@@ -123,7 +155,9 @@ def test_activeit_samples_the_last_task_uniformly():
 
 
 def test_activeit_prompt_ranks_tasks_by_sensitivity_highest_first():
-    candidates = candidates_with(["a"] * 2 + ["b"] * 3 + ["c"] * 4, task_scores={"a": 0.01, "b": 0.3, "c": 0.2})
+    candidates = candidates_with(
+        ["a"] * 2 + ["b"] * 3 + ["c"] * 4, task_scores={"a": 0.01, "b": 0.3, "c": 0.2}
+    )
     selection = ActiveITPromptSelector().select(candidates, 6, np.random.default_rng(0))
     assert set(selection.ids[:3]) == ids_of(candidates, "b")
     assert set(selection.ids[3:]) < ids_of(candidates, "c")
@@ -132,7 +166,14 @@ def test_activeit_prompt_ranks_tasks_by_sensitivity_highest_first():
 
 def test_activeit_breaks_task_ties_by_the_seed():
     candidates = task_confidences({"a": [0.5] * 3, "b": [0.5] * 3})
-    firsts = Counter(candidates.tasks[candidates.ids.index(ActiveITSelector().select(candidates, 3, np.random.default_rng(s)).ids[0])] for s in range(400))
+    firsts = Counter(
+        candidates.tasks[
+            candidates.ids.index(
+                ActiveITSelector().select(candidates, 3, np.random.default_rng(s)).ids[0]
+            )
+        ]
+        for s in range(400)
+    )
     assert 150 < firsts["a"] < 250
 
 
@@ -142,7 +183,12 @@ def test_every_selector_returns_exactly_budget_distinct_pool_ids(name, budget):
     rng = np.random.default_rng(11)
     tasks = ["a"] * 4 + ["b"] * 36 + ["c"] * 20
     columns = {c: rng.random(60) for c in ("mean_entropy", "mean_margin", "min_margin")}
-    candidates = candidates_with(tasks, task_scores={"a": 0.2, "b": 0.1, "c": 0.3}, seq_logprob=np.log(rng.random(60)), **columns)
+    candidates = candidates_with(
+        tasks,
+        task_scores={"a": 0.2, "b": 0.1, "c": 0.3},
+        seq_logprob=np.log(rng.random(60)),
+        **columns,
+    )
     selection = make_selector(name).select(candidates, budget, np.random.default_rng(7))
     assert len(selection.ids) == len(set(selection.ids)) == budget
     assert set(selection.ids) <= set(candidates.ids)
@@ -168,13 +214,23 @@ def test_unknown_confidence_kind_is_refused_when_built(cls):
 
 @pytest.mark.parametrize(
     "name, cls",
-    [("least_confidence", LeastConfidenceSelector), ("mean_entropy", MeanEntropySelector), ("mean_margin", MeanMarginSelector),
-     ("min_margin", MinMarginSelector), ("activeit", ActiveITSelector), ("activeit_prompt", ActiveITPromptSelector)],
+    [
+        ("least_confidence", LeastConfidenceSelector),
+        ("mean_entropy", MeanEntropySelector),
+        ("mean_margin", MeanMarginSelector),
+        ("min_margin", MinMarginSelector),
+        ("activeit", ActiveITSelector),
+        ("activeit_prompt", ActiveITPromptSelector),
+    ],
 )
 def test_configs_build_the_registered_selectors(name, cls):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("select", overrides=[f"selector={name}", "scoring.max_new_tokens=7"])
+    cfg = compose_config("select", f"selector={name}", "scoring.max_new_tokens=7")
     selector = instantiate(cfg.selector)
     assert type(selector) is cls and selector.name == name and SELECTORS[name] is cls
-    if name == "activeit_prompt":  # the pass's settings arrive built, y_hat capped like the scoring pass
-        assert selector.prompt_sensitivity.max_new_tokens == 7 and selector.prompt_sensitivity.dropout == 0.2
+    if (
+        name == "activeit_prompt"
+    ):  # the pass's settings arrive built, y_hat capped like the scoring pass
+        assert (
+            selector.prompt_sensitivity.max_new_tokens == 7
+            and selector.prompt_sensitivity.dropout == 0.2
+        )

@@ -2,9 +2,9 @@
 
 import os
 
-# On small CPU machines (2-core VMs) OpenMP's default spin-then-sleep waiting made every torch
-# elementwise op cost ~8 ms whatever its size, tripling scoring time (BENCHMARKS.md). Passive
-# waiting avoids it. It only takes effect if set before torch loads OpenMP, and a value the
+# On small CPU machines OpenMP's default spin-then-sleep waiting gave every torch elementwise op
+# a fixed cost of milliseconds whatever its size (measured: BENCHMARKS.md). Passive waiting
+# avoids it. It only takes effect if set before torch loads OpenMP, and a value the
 # user exported wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -22,20 +22,32 @@ def flat_settings(node: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted keys to leaf values; lists stay whole, an empty mapping is a leaf."""
     if not isinstance(node, dict) or not node:
         return {prefix.rstrip("."): node}
-    return {key: value for name, child in node.items() for key, value in flat_settings(child, f"{prefix}{name}.").items()}
+    return {
+        key: value
+        for name, child in node.items()
+        for key, value in flat_settings(child, f"{prefix}{name}.").items()
+    }
 
 
 def recorded_config(cfg: DictConfig) -> dict[str, Any]:
     """The run's config, resolved, without the run-local keys."""
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
-            for key in cfg if key not in RUN_LOCAL_KEYS}
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg
+        if key not in RUN_LOCAL_KEYS
+    }
 
 
 def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Flat settings of a config as plain data, without what changes no number (where the run
     writes, the keys only read for checks): what two runs must share to be the same run."""
-    return {key: value for key, value in flat_settings(config).items()
-            if key.split(".")[0] not in RUN_LOCAL_KEYS and key not in CHECK_ONLY_KEYS and value != {}}
+    return {
+        key: value
+        for key, value in flat_settings(config).items()
+        if key.split(".")[0] not in RUN_LOCAL_KEYS and key not in CHECK_ONLY_KEYS and value != {}
+    }
 
 
 # --- the checks every stage runs on its config before any model loads ----------------------------
@@ -58,8 +70,10 @@ def _is_number(value: Any) -> bool:
 
 
 def whole(low: int, optional: bool = False) -> Rule:
-    return Rule(f"an integer >= {low}" + (" or null" if optional else ""),
-                lambda v: (optional and v is None) or (_is_int(v) and v >= low))
+    return Rule(
+        f"an integer >= {low}" + (" or null" if optional else ""),
+        lambda v: (optional and v is None) or (_is_int(v) and v >= low),
+    )
 
 
 def positive() -> Rule:
@@ -67,8 +81,10 @@ def positive() -> Rule:
 
 
 def share(closed_above: bool) -> Rule:
-    return Rule("a number in (0, 1]" if closed_above else "a number in [0, 1)",
-                lambda v: _is_number(v) and (0 < v <= 1 if closed_above else 0 <= v < 1))
+    return Rule(
+        "a number in (0, 1]" if closed_above else "a number in [0, 1)",
+        lambda v: _is_number(v) and (0 < v <= 1 if closed_above else 0 <= v < 1),
+    )
 
 
 def choice(*options: str) -> Rule:
@@ -76,8 +92,15 @@ def choice(*options: str) -> Rule:
 
 
 BOOLEAN = Rule("true or false", lambda v: isinstance(v, bool))
-NAMES = Rule("a non-empty list of distinct names",
-             lambda v: isinstance(v, list) and bool(v) and all(isinstance(n, str) and n for n in v) and len(set(v)) == len(v))
+NAMES = Rule(
+    "a non-empty list of distinct names",
+    lambda v: (
+        isinstance(v, list)
+        and bool(v)
+        and all(isinstance(n, str) and n for n in v)
+        and len(set(v)) == len(v)
+    ),
+)
 
 # Every setting of the shipped configs that a typo or a bad value could break after minutes of
 # work; a key absent from the composed config (another stage, another selector) is not checked.
@@ -104,8 +127,13 @@ SETTINGS: dict[str, Rule] = {
     "selector.normalize": BOOLEAN,
     "selector.memory_limit_mb": positive(),
     "selector.knn": whole(1, optional=True),
-    "selector.device": Rule("'auto', 'cpu', 'cuda' or 'cuda:N'",
-                            lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda") or bool(re.fullmatch(r"cuda:\d+", v)))),
+    "selector.device": Rule(
+        "'auto', 'cpu', 'cuda' or 'cuda:N'",
+        lambda v: (
+            isinstance(v, str)
+            and (v in ("auto", "cpu", "cuda") or bool(re.fullmatch(r"cuda:\d+", v)))
+        ),
+    ),
     "eval.tasks.max_new_tokens": whole(1),
     "eval.tasks.batch_size": whole(1),
     "eval.tasks.limit_per_task": whole(1, optional=True),
@@ -138,7 +166,11 @@ def check_settings(cfg: DictConfig) -> None:
     problems = [f"{key} must be set (it has no default)" for key in missing_keys(cfg)]
     for key, rule in SETTINGS.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
-        if value is not _ABSENT and not OmegaConf.is_missing(cfg, key) and not rule.accepts(_plain(value)):
+        if (
+            value is not _ABSENT
+            and not OmegaConf.is_missing(cfg, key)
+            and not rule.accepts(_plain(value))
+        ):
             problems.append(f"{key} must be {rule.allowed}, got {_plain(value)!r}")
     layers = OmegaConf.select(cfg, "model.linear_layers", default=None)
     for key in ("finetune.lora.target_modules", "coslow.target_modules"):
@@ -146,11 +178,19 @@ def check_settings(cfg: DictConfig) -> None:
         if layers and isinstance(targets, list):
             unknown = [t for t in targets if t not in layers]
             if unknown:
-                problems.append(f"{key} names {unknown}, which {cfg.model.name} does not have; its linear layers are {list(layers)}")
+                problems.append(
+                    f"{key} names {unknown}, which {cfg.model.name} does not have; its linear layers are {list(layers)}"
+                )
     for key in ("paths.cache_dir", "paths.score_cache_dir", "paths.model_cache_dir"):
         folder = OmegaConf.select(cfg, key, default=None)
-        if folder and Path(str(folder)).expanduser().exists() and not Path(str(folder)).expanduser().is_dir():
-            problems.append(f"{key} is {folder}, a file; it must be a folder (or a path that does not exist yet)")
+        if (
+            folder
+            and Path(str(folder)).expanduser().exists()
+            and not Path(str(folder)).expanduser().is_dir()
+        ):
+            problems.append(
+                f"{key} is {folder}, a file; it must be a folder (or a path that does not exist yet)"
+            )
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -47,8 +47,10 @@ def check_strategy(trainer_cfg: Any) -> None:
     strategy = trainer_cfg.get("strategy") or ""
     name = strategy if isinstance(strategy, str) else str(strategy.get("start_method", ""))
     if any(word in name for word in ("spawn", "fork", "notebook")):
-        raise ConfigError(f"trainer.strategy={name!r} is not supported: use trainer=ddp (Lightning's subprocess launcher), "
-                          "torchrun or SLURM")
+        raise ConfigError(
+            f"trainer.strategy={name!r} is not supported: use trainer=ddp (Lightning's subprocess launcher), "
+            "torchrun or SLURM"
+        )
 
 
 def gather(obj: Any, world_size: int) -> list[Any]:

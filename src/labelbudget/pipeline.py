@@ -75,7 +75,9 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
     if isinstance(budget, float) and 0 < budget < 1:
         return max(1, round(budget * pool_size))
     if isinstance(budget, float) and not budget.is_integer():
-        raise ConfigError(f"budget must be an integer count, a fraction below 1 or 'all', got {budget}")
+        raise ConfigError(
+            f"budget must be an integer count, a fraction below 1 or 'all', got {budget}"
+        )
     budget = int(budget)
     if budget == 0 and zero_allowed:
         return 0
@@ -93,7 +95,11 @@ def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
 
     def strip(node):
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k not in ("cache_dir", "linear_layers", "tokenizer")}
+            return {
+                k: strip(v)
+                for k, v in node.items()
+                if k not in ("cache_dir", "linear_layers", "tokenizer")
+            }
         return node
 
     return strip(OmegaConf.to_container(model_cfg, resolve=True))
@@ -119,7 +125,11 @@ class LazyModel:
 
     @property
     def template(self) -> Any:
-        return self.loaded.template if self.loaded is not None else instantiate(self.model_cfg.loader.template)
+        return (
+            self.loaded.template
+            if self.loaded is not None
+            else instantiate(self.model_cfg.loader.template)
+        )
 
     def __call__(self) -> LoadedModel:
         if self.loaded is None:
@@ -130,8 +140,14 @@ class LazyModel:
 
 def predict_trainer(cfg: DictConfig) -> Callable:
     """The configured Trainer, set up for inference passes (no logger, our own progress bar)."""
-    return partial(instantiate(cfg.trainer), logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                   enable_model_summary=False, use_distributed_sampler=False)
+    return partial(
+        instantiate(cfg.trainer),
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
 
 
 @dataclass
@@ -150,29 +166,56 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     selector: Selector = instantiate(cfg.selector)
     if budget:
         selector.check_budget(data.pool.task_sizes(), budget)
-    asked = f" ({cfg.budget} of the pool)" if isinstance(cfg.budget, float) and 0 < cfg.budget < 1 else ""
-    log.info("pool: %d prompts in %d tasks (%s); budget %d%s", len(data.pool), len(data.pool.task_sizes()), data.pool.source,
-             budget, asked)
+    asked = (
+        f" ({cfg.budget} of the pool)"
+        if isinstance(cfg.budget, float) and 0 < cfg.budget < 1
+        else ""
+    )
+    log.info(
+        "pool: %d prompts in %d tasks (%s); budget %d%s",
+        len(data.pool),
+        len(data.pool.task_sizes()),
+        data.pool.source,
+        budget,
+        asked,
+    )
     return Prepared(data, budget, selector)
 
 
-def pool_scores(cfg: DictConfig, pool: Pool, required: bool, model: LazyModel | None = None) -> Scores | None:
+def pool_scores(
+    cfg: DictConfig, pool: Pool, required: bool, model: LazyModel | None = None
+) -> Scores | None:
     """Scores from the cache, or from a scoring pass when `required` (loading the model only then)."""
     settings: ScoringSettings = instantiate(cfg.scoring)
     identity = model_identity(cfg.model)
     if not required:
         return load_cached(cache_folder(pool, identity, settings, cfg.paths.score_cache_dir))
-    scores = score_pool(pool, model or LazyModel(cfg.model), identity, settings, cfg.paths.score_cache_dir, predict_trainer(cfg))
-    log.info("scores: %d of %d generations hit max_new_tokens", int(scores.hit_max_tokens.sum()), len(scores))
+    scores = score_pool(
+        pool,
+        model or LazyModel(cfg.model),
+        identity,
+        settings,
+        cfg.paths.score_cache_dir,
+        predict_trainer(cfg),
+    )
+    log.info(
+        "scores: %d of %d generations hit max_new_tokens",
+        int(scores.hit_max_tokens.sum()),
+        len(scores),
+    )
     return scores
 
 
-def task_scores(cfg: DictConfig, pool: Pool, selector: Selector, model: Callable[[], LoadedModel]) -> dict[str, float] | None:
+def task_scores(
+    cfg: DictConfig, pool: Pool, selector: Selector, model: Callable[[], LoadedModel]
+) -> dict[str, float] | None:
     """Per-task scores for a selector that ranks tasks by a model pass of its own (cached)."""
     if selector.prompt_sensitivity is None:
         return None
     identity = model_identity(cfg.model)
-    return prompt_sensitivity(pool, model, identity, selector.prompt_sensitivity, cfg.paths.score_cache_dir)
+    return prompt_sensitivity(
+        pool, model, identity, selector.prompt_sensitivity, cfg.paths.score_cache_dir
+    )
 
 
 @dataclass
@@ -187,16 +230,25 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     objective are returned for the run's metrics."""
     pool = prepared.data.pool
     scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
-    candidates = Candidates(pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model))
-    selection = prepared.selector.select(candidates, prepared.budget, np.random.default_rng(cfg.seed))
+    candidates = Candidates(
+        pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model)
+    )
+    selection = prepared.selector.select(
+        candidates, prepared.budget, np.random.default_rng(cfg.seed)
+    )
     _check_selection(selection, pool, prepared.budget, prepared.selector.name)
     folder = Path(cfg.paths.output_dir)
     rows = task_rows(pool, selection, scores)
     if is_main_process():  # every rank of a DDP job selects the same prompts; one writes them
-        write_selection_outputs(folder, rows, pool, selection, prepared.selector.name, prepared.budget)
+        write_selection_outputs(
+            folder, rows, pool, selection, prepared.selector.name, prepared.budget
+        )
     print_once(summary_table(rows, prepared.selector.name, prepared.budget))
     print_once(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
-    metrics = {**selection_statistics(rows), **{f"selection/{k}": float(v) for k, v in selection.objective.items()}}
+    metrics = {
+        **selection_statistics(rows),
+        **{f"selection/{k}": float(v) for k, v in selection.objective.items()},
+    }
     if logger is not None:
         log_allocation(logger, rows, folder / "allocation.png")
     return Chosen(selection, metrics)
@@ -206,7 +258,11 @@ def log_allocation(logger, rows, plot: Path) -> None:
     """The allocation table and plot, for trackers that take them (W&B)."""
     if hasattr(logger, "log_table"):
         columns = ["task", "pool_size", "mean_confidence", "allocated", "selected"]
-        logger.log_table(key="selection/allocation", columns=columns, data=[[getattr(r, c) for c in columns] for r in rows])
+        logger.log_table(
+            key="selection/allocation",
+            columns=columns,
+            data=[[getattr(r, c) for c in columns] for r in rows],
+        )
     if hasattr(logger, "log_image"):
         logger.log_image(key="selection/allocation_plot", images=[str(plot)])
 
@@ -214,15 +270,23 @@ def log_allocation(logger, rows, plot: Path) -> None:
 def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -> None:
     """A selector bug must never reach annotators: exactly `budget` distinct, known ids."""
     known = set(pool.ids)
-    if len(selection.ids) != budget or len(set(selection.ids)) != budget or not known.issuperset(selection.ids):
-        raise AssertionError(f"selector {name} returned {len(selection.ids)} ids, not {budget} distinct pool ids")
+    if (
+        len(selection.ids) != budget
+        or len(set(selection.ids)) != budget
+        or not known.issuperset(selection.ids)
+    ):
+        raise AssertionError(
+            f"selector {name} returned {len(selection.ids)} ids, not {budget} distinct pool ids"
+        )
 
 
 def run_select(cfg: DictConfig) -> Selection:
     """Choose the prompts to annotate; metrics.json holds coverage and objective for the report."""
     prepared = prepare(cfg)
     chosen = choose(cfg, prepared, LazyModel(cfg.model))
-    write_metrics(Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None, cfg)
+    write_metrics(
+        Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None, cfg
+    )
     return chosen.selection
 
 
@@ -254,8 +318,15 @@ def selector_choice(cfg: DictConfig, selector: Selector) -> tuple[str, dict[str,
         return selector.name, {}
     choice = HydraConfig.get().runtime.choices.get("selector")
     chosen = flat_settings(OmegaConf.to_container(cfg.selector, resolve=True))
-    default = flat_settings(OmegaConf.to_container(compose(config_name=f"selector/{choice}").selector, resolve=True))
-    return choice, {key: value for key, value in chosen.items() if default.get(key, "<absent>") != value}
+    # the app's config with that option alone, on the run's search path (a selector of the
+    # user's own may live outside conf/)
+    searchpath = f"hydra.searchpath=[{','.join(HydraConfig.get().searchpath)}]"
+    app = HydraConfig.get().job.config_name
+    default = compose(config_name=app, overrides=[searchpath, f"selector={choice}"]).selector
+    default = flat_settings(OmegaConf.to_container(default, resolve=True))
+    return choice, {
+        key: value for key, value in chosen.items() if default.get(key, "<absent>") != value
+    }
 
 
 def make_logger(cfg: DictConfig, identity: dict[str, Any]):
@@ -263,14 +334,25 @@ def make_logger(cfg: DictConfig, identity: dict[str, Any]):
         return None
     group = f"{identity['dataset']}/{identity['selector']}/{identity['budget']}"
     name = f"{identity['selector']}-b{identity['budget']}-seed{identity['seed']}"
-    tags = [identity["dataset"], identity["selector"], f"budget={identity['budget']}", identity["model"]]
+    tags = [
+        identity["dataset"],
+        identity["selector"],
+        f"budget={identity['budget']}",
+        identity["model"],
+    ]
     logger = instantiate(cfg.logger)(group=group, name=name, tags=tags)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 
 
-def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, float], settings: dict[str, Any], logger,
-                  cfg: DictConfig | None = None) -> None:
+def write_metrics(
+    folder: Path,
+    identity: dict[str, Any],
+    metrics: dict[str, float],
+    settings: dict[str, Any],
+    logger,
+    cfg: DictConfig | None = None,
+) -> None:
     """metrics.json in the run folder (what the report reads) and the same numbers to the tracker.
     `config` is the run's whole config but for where it writes (paths, logger): the report puts
     runs that differ in any of it into separate tables."""
@@ -278,7 +360,9 @@ def write_metrics(folder: Path, identity: dict[str, Any], metrics: dict[str, flo
     if cfg is not None:
         record["config"] = recorded_config(cfg)
     if is_main_process():
-        atomic_write_text(folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(
+            folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n"
+        )
     if logger is not None:
         logger.log_metrics(metrics)
 
@@ -292,22 +376,34 @@ def evaluations(cfg: DictConfig) -> list[Evaluation]:
     """
     node = cfg.get("eval") or {}
     names = [key for key, value in node.items() if isinstance(value, DictConfig)]
-    shortcuts = {key: value for key, value in node.items() if not isinstance(value, DictConfig) and value is not None}
+    shortcuts = {
+        key: value
+        for key, value in node.items()
+        if not isinstance(value, DictConfig) and value is not None
+    }
     if shortcuts and len(names) != 1:
         key = next(iter(shortcuts))
-        raise ConfigError(f"eval.{key} is a shortcut for a single evaluation; with {names} set eval.<name>.{key} instead")
+        raise ConfigError(
+            f"eval.{key} is a shortcut for a single evaluation; with {names} set eval.<name>.{key} instead"
+        )
     return [instantiate(node[name], _convert_="all", **shortcuts) for name in names]
 
 
-def check_evaluations(evals: list[Evaluation], data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+def check_evaluations(
+    evals: list[Evaluation], data: TaskData | None, trained_on: dict[str, Any] | None
+) -> None:
     """Every evaluation's input checks, before any model loads."""
     if not evals:
-        raise ConfigError("no evaluation chosen: add eval=tasks, eval=mmlu, eval=bbh or eval=[tasks,mmlu,bbh]")
+        raise ConfigError(
+            "no evaluation chosen: add eval=tasks, eval=mmlu, eval=bbh or eval=[tasks,mmlu,bbh]"
+        )
     for evaluation in evals:
         evaluation.check(data, trained_on)
 
 
-def run_evaluations(cfg: DictConfig, evals: list[Evaluation], loaded: LoadedModel, data: TaskData | None) -> tuple[dict[str, float], dict[str, Any]]:
+def run_evaluations(
+    cfg: DictConfig, evals: list[Evaluation], loaded: LoadedModel, data: TaskData | None
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Run each evaluation, print its table; all metrics and each one's settings."""
     context = EvalContext(loaded, predict_trainer(cfg), Path(cfg.paths.output_dir), data)
     metrics: dict[str, float] = {}
@@ -322,7 +418,10 @@ def run_evaluations(cfg: DictConfig, evals: list[Evaluation], loaded: LoadedMode
 
 def headline(metrics: dict[str, float]) -> str:
     """The one-line summary: each evaluation's headline number."""
-    return ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINES if k in metrics) or "no headline metric"
+    return (
+        ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINES if k in metrics)
+        or "no headline metric"
+    )
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
@@ -341,7 +440,11 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     folder = Path(cfg.paths.output_dir)
     logger = make_logger(cfg, identity)
     try:
-        trained = select_and_fine_tune(cfg, prepared, model, annotations, logger) if prepared.budget else {"train/examples": 0.0}
+        trained = (
+            select_and_fine_tune(cfg, prepared, model, annotations, logger)
+            if prepared.budget
+            else {"train/examples": 0.0}
+        )
         metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
@@ -352,17 +455,30 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         finish_wandb()
 
 
-def select_and_fine_tune(cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger) -> dict[str, float]:
+def select_and_fine_tune(
+    cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
+) -> dict[str, float]:
     """Choose, annotate (simulated or imported), fine-tune, save the adapter; the fit and
     selection metrics."""
     from labelbudget.training.fit import fine_tune
 
     chosen = choose(cfg, prepared, model, logger)
     pool, ids = prepared.data.pool, chosen.selection.ids
-    examples = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
+    examples = (
+        join_annotations(annotations, pool, ids)
+        if annotations is not None
+        else reveal_responses(pool, ids)
+    )
     loaded = model()
-    fit_stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed))
-    save_adapter(loaded.model, Path(cfg.paths.output_dir) / "adapter", model_identity(cfg.model), is_main_process())
+    fit_stats = fine_tune(
+        loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed)
+    )
+    save_adapter(
+        loaded.model,
+        Path(cfg.paths.output_dir) / "adapter",
+        model_identity(cfg.model),
+        is_main_process(),
+    )
     return {**fit_stats, **chosen.metrics}
 
 
@@ -371,21 +487,33 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     check_settings(cfg)
     check_strategy(cfg.trainer)
     evals = evaluations(cfg)
-    data: TaskData | None = instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
+    data: TaskData | None = (
+        instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
+    )
     adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
     if adapter is not None:
         check_adapter(adapter, model_identity(cfg.model))
     check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
-    identity = {"dataset": dataset, "selector": "zero-shot", "selector_options": {}, "budget": 0, "seed": int(cfg.seed),
-                "model": cfg.model.name}
+    identity = {
+        "dataset": dataset,
+        "selector": "zero-shot",
+        "selector_options": {},
+        "budget": 0,
+        "seed": int(cfg.seed),
+        "model": cfg.model.name,
+    }
     if adapter is not None:  # the training run's identity, so the report puts it on its row
         trained = adapter.parent / "metrics.json"
         if trained.is_file():
             identity = json.loads(trained.read_text())["run"]
         else:
-            log.warning("no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
-                        "it as its own row 'adapter:%s'", adapter, adapter)
+            log.warning(
+                "no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
+                "it as its own row 'adapter:%s'",
+                adapter,
+                adapter,
+            )
             identity = {**identity, "selector": f"adapter:{adapter}"}
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
@@ -399,4 +527,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
 def trained_dataset(adapter: Path) -> dict[str, Any] | None:
     """The dataset config of the train.py run that wrote `adapter` (its saved Hydra config)."""
     saved = adapter.parent / ".hydra" / "config.yaml"
-    return OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=False) if saved.is_file() else None
+    return (
+        OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=False)
+        if saved.is_file()
+        else None
+    )

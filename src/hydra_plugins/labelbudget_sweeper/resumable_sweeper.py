@@ -18,7 +18,6 @@ Hydra finds plugins only in the `hydra_plugins` namespace package, hence this ho
 this module without registering it, so no `from __future__ import annotations` (dataclasses).
 """
 
-
 import copy
 import functools
 import itertools
@@ -55,7 +54,9 @@ class ResumableSweeperConf:
     grids: Optional[List[Dict[str, Any]]] = None
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="labelbudget")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="resumable", node=ResumableSweeperConf, provider="labelbudget"
+)
 
 
 class JobExited(Exception):
@@ -84,8 +85,11 @@ def overrides_of(mapping: Optional[Dict[str, Any]]) -> List[str]:
 def differing_keys(saved: Dict[str, Any], wanted: Dict[str, Any]) -> List[str]:
     """The settings that differ, where the run writes (paths, logger) left aside."""
     a, b = determining_settings(saved), determining_settings(wanted)
-    return [f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
-            for key in sorted(set(a) | set(b)) if a.get(key, "<absent>") != b.get(key, "<absent>")]
+    return [
+        f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, "<absent>") != b.get(key, "<absent>")
+    ]
 
 
 def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
@@ -96,18 +100,28 @@ def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
         return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
     saved = folder / ".hydra" / "config.yaml"
     if not saved.is_file():
-        raise SweepRefused(f"{folder} holds a {FINISHED} without its .hydra/config.yaml, so its settings are unknown; "
-                           "move it away or choose another hydra.sweep.dir")
+        raise SweepRefused(
+            f"{folder} holds a {FINISHED} without its .hydra/config.yaml, so its settings are unknown; "
+            "move it away or choose another hydra.sweep.dir"
+        )
     differences = differing_keys(OmegaConf.to_container(OmegaConf.load(saved)) or {}, task_config)
     if differences:
-        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
-        raise SweepRefused(f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir")
+        shown = "; ".join(differences[:5]) + (
+            f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
+        )
+        raise SweepRefused(
+            f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir"
+        )
     return "finished"
 
 
 class ResumableSweeper(Sweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 grids: Optional[List[Dict[str, Any]]] = None) -> None:
+    def __init__(
+        self,
+        max_batch_size: Optional[int] = None,
+        params: Optional[Dict[str, str]] = None,
+        grids: Optional[List[Dict[str, Any]]] = None,
+    ) -> None:
         super().__init__()
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
@@ -116,19 +130,30 @@ class ResumableSweeper(Sweeper):
         self.hydra_context: Optional[HydraContext] = None
         self.launcher = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=functools.partial(exit_as_failure, task_function), config=config)
+            hydra_context=hydra_context,
+            task_function=functools.partial(exit_as_failure, task_function),
+            config=config,
+        )
 
     def product(self, lines: List[str]) -> List[List[str]]:
         """Every job of one grid of overrides; a later key replaces an earlier one in place."""
         swept: Dict[str, List[str]] = {}
-        for override in OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(lines):
+        for override in OverridesParser.create(
+            config_loader=self.hydra_context.config_loader
+        ).parse_overrides(lines):
             key = override.get_key_element()
-            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.get_value_element_as_str()]
+            values = (
+                override.sweep_string_iterator()
+                if override.is_sweep_override()
+                else [override.get_value_element_as_str()]
+            )
             # `+key` and `key` name one setting: the later one wins, in the earlier one's place
             swept[key.lstrip("+")] = [f"{key}={value}" for value in values]
         return [list(job) for job in itertools.product(*swept.values())]
@@ -155,7 +180,9 @@ class ResumableSweeper(Sweeper):
         previous = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(config)  # resolves ${hydra:...} in the folder names
         try:
-            return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(OmegaConf.select(config, "hydra.sweep.subdir"))
+            return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(
+                OmegaConf.select(config, "hydra.sweep.subdir")
+            )
         finally:
             HydraConfig.instance().cfg = previous
 
@@ -167,8 +194,10 @@ class ResumableSweeper(Sweeper):
             config = self.job_config(overrides, number)
             folder = self.job_folder(config)
             if folder in owner:
-                refused.append(f"jobs #{owner[folder]} and #{number} ({' '.join(overrides)}) would share {folder}; "
-                               "make hydra.sweep.subdir tell them apart (hydra.job.config.override_dirname.exclude_keys)")
+                refused.append(
+                    f"jobs #{owner[folder]} and #{number} ({' '.join(overrides)}) would share {folder}; "
+                    "make hydra.sweep.subdir tell them apart (hydra.job.config.override_dirname.exclude_keys)"
+                )
                 continue
             owner[folder] = number
             task_config = copy.deepcopy(config)
@@ -180,7 +209,9 @@ class ResumableSweeper(Sweeper):
                 refused.append(str(error))
                 continue
             if state == "finished":
-                log.info("skip #%d %s: finished (%s with the same config)", number, folder, FINISHED)
+                log.info(
+                    "skip #%d %s: finished (%s with the same config)", number, folder, FINISHED
+                )
                 continue
             if state == "interrupted":
                 interrupted.append((number, folder))
@@ -196,7 +227,11 @@ class ResumableSweeper(Sweeper):
         """Runs of consecutive job numbers (a launcher numbers a batch consecutively), capped in size."""
         batches: List[List[int]] = []
         for number in numbers:
-            if batches and batches[-1][-1] == number - 1 and len(batches[-1]) != self.max_batch_size:
+            if (
+                batches
+                and batches[-1][-1] == number - 1
+                and len(batches[-1]) != self.max_batch_size
+            ):
                 batches[-1].append(number)
             else:
                 batches.append([number])
@@ -210,7 +245,12 @@ class ResumableSweeper(Sweeper):
         except SweepRefused as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
-        log.info("%d jobs: %d finished already, %d to run", len(jobs), len(jobs) - len(to_run), len(to_run))
+        log.info(
+            "%d jobs: %d finished already, %d to run",
+            len(jobs),
+            len(jobs) - len(to_run),
+            len(to_run),
+        )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         failures, returns = [], []
@@ -224,6 +264,9 @@ class ResumableSweeper(Sweeper):
                     failures.append(f"#{number} {' '.join(jobs[number])}: {error}")
             returns.append(results)
         if failures:
-            print(f"error: {len(failures)} of {len(to_run)} jobs failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+            print(
+                f"error: {len(failures)} of {len(to_run)} jobs failed:\n  " + "\n  ".join(failures),
+                file=sys.stderr,
+            )
             sys.exit(1)
         return returns

@@ -56,13 +56,19 @@ class Annotations:
     responses: dict[str, str]
 
 
-def read_annotations(path: str | Path, pool: Pool, id_field: str = "id", response_field: str = "response") -> Annotations:
+def read_annotations(
+    path: str | Path, pool: Pool, id_field: str = "id", response_field: str = "response"
+) -> Annotations:
     """Read and check an annotator's JSONL file (one {id, response} object per line) against the
     pool: every row well formed, no id twice, every id in the pool and naming the prompt it was
     annotated for. Runs before any model work; the join to the selection comes later."""
-    file = existing_path(path, "annotations file", "set annotations to the JSONL file of {id, response} rows")
+    file = existing_path(
+        path, "annotations file", "set annotations to the JSONL file of {id, response} rows"
+    )
     if not file.is_file():
-        raise DataError(str(file), "is a directory; annotations= takes the JSONL file of {id, response} rows")
+        raise DataError(
+            str(file), "is a directory; annotations= takes the JSONL file of {id, response} rows"
+        )
     source = str(file)
     responses: dict[str, str] = {}
     first_row: dict[str, int] = {}
@@ -84,7 +90,9 @@ def read_annotations(path: str | Path, pool: Pool, id_field: str = "id", respons
         records[id_] = record
         first_row.setdefault(id_, row)
     if duplicates:
-        raise DataError(source, f"{len(duplicates)} ids appear twice: {_listing(duplicates)}", field=id_field)
+        raise DataError(
+            source, f"{len(duplicates)} ids appear twice: {_listing(duplicates)}", field=id_field
+        )
     if not responses:
         raise DataError(source, "holds no annotations")
     _check_against_pool(source, records, pool)
@@ -98,11 +106,15 @@ def _check_against_pool(source: str, records: dict[str, dict], pool: Pool) -> No
     changed = [i for i, record in records.items() if i in by_id and not _shows(record, by_id[i])]
     problems = []
     if unknown:
-        problems.append(f"{len(unknown)} annotated ids are not in the pool {pool.source} (removed, or their prompt "
-                        f"changed, which changes a content id): {_listing(unknown)}")
+        problems.append(
+            f"{len(unknown)} annotated ids are not in the pool {pool.source} (removed, or their prompt "
+            f"changed, which changes a content id): {_listing(unknown)}"
+        )
     if changed:
-        problems.append(f"{len(changed)} annotated ids now name a different prompt in the pool {pool.source}: "
-                        f"{_listing(changed)}; annotate the new prompts, or restore the pool file")
+        problems.append(
+            f"{len(changed)} annotated ids now name a different prompt in the pool {pool.source}: "
+            f"{_listing(changed)}; annotate the new prompts, or restore the pool file"
+        )
     if problems:
         raise DataError(source, "; ".join(problems), field="id")
 
@@ -112,7 +124,10 @@ def _shows(record: dict, example: Example) -> bool:
     if record.get("fingerprint") is not None:
         return record["fingerprint"] == example.fingerprint
     if record.get("prompt") is not None:
-        return (record["prompt"], record.get("context") or None) == (example.prompt, example.context)
+        return (record["prompt"], record.get("context") or None) == (
+            example.prompt,
+            example.context,
+        )
     return True
 
 

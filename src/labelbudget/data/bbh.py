@@ -30,7 +30,9 @@ def load_bbh(
     """
     if not 0 <= test_fraction < 1:
         raise ConfigError(f"dataset.test_fraction must be in [0, 1), got {test_fraction}")
-    folder = existing_path(data_dir, "BBH folder", "set paths.data_dir, or dataset.data_dir to the <task>.json folder")
+    folder = existing_path(
+        data_dir, "BBH folder", "set paths.data_dir, or dataset.data_dir to the <task>.json folder"
+    )
     files = _task_files(folder, as_name_list(tasks))
     pool: list[Example] = []
     test: list[Example] = []
@@ -40,13 +42,21 @@ def load_bbh(
         test_indices = set(random.Random(f"{seed}:{task}").sample(range(len(examples)), test_size))
         for index, example in enumerate(examples):
             (test if index in test_indices else pool).append(example)
-    return TaskData(name="bbh", pool=Pool(pool, str(folder)), test=Pool(test, str(folder)) if test else None)
+    return TaskData(
+        name="bbh", pool=Pool(pool, str(folder)), test=Pool(test, str(folder)) if test else None
+    )
 
 
 def load_bbh_tasks(data_dir: str | Path, tasks: str | Sequence[str] | None = None) -> Pool:
     """Every example of the given tasks (default all), task by task in name order: the benchmark."""
-    folder = existing_path(data_dir, "BBH folder", "set eval.bbh.data_dir to the folder holding bbh/ and cot-prompts/")
-    examples = [e for task, path in _task_files(folder, as_name_list(tasks)).items() for e in _read_task(task, path)]
+    folder = existing_path(
+        data_dir, "BBH folder", "set eval.bbh.data_dir to the folder holding bbh/ and cot-prompts/"
+    )
+    examples = [
+        e
+        for task, path in _task_files(folder, as_name_list(tasks)).items()
+        for e in _read_task(task, path)
+    ]
     return Pool(examples, str(folder))
 
 
@@ -61,7 +71,9 @@ def read_exemplars(path: Path) -> tuple[str, list[Exemplar]]:
     """A task's few-shot prompt file (`cot-prompts/<task>.txt`): a header ending in a "-----"
     line, the task description, then "Q: ...\nA: Let's think step by step.\n... So the answer
     is X." exemplars separated by blank lines. Returns the description and the exemplars."""
-    text = existing_path(path, "BBH few-shot prompt file", "it lives in cot-prompts/ beside the bbh/ folder").read_text(encoding="utf-8")
+    text = existing_path(
+        path, "BBH few-shot prompt file", "it lives in cot-prompts/ beside the bbh/ folder"
+    ).read_text(encoding="utf-8")
     if "\n-----\n" not in text:
         raise DataError(str(path), 'has no "-----" line ending its header')
     description, *blocks = text.split("\n-----\n", 1)[1].strip().split("\n\nQ: ")
@@ -70,7 +82,10 @@ def read_exemplars(path: Path) -> tuple[str, list[Exemplar]]:
         question, _, reasoning = block.partition("\nA: Let's think step by step.")
         answer = re.search(r"So the answer is (.+?)\.?\s*$", reasoning)
         if not reasoning or answer is None:
-            raise DataError(str(path), f"exemplar {number} lacks \"A: Let's think step by step.\" or a final \"So the answer is X.\"")
+            raise DataError(
+                str(path),
+                f'exemplar {number} lacks "A: Let\'s think step by step." or a final "So the answer is X."',
+            )
         exemplars.append(Exemplar(question.strip(), answer.group(1).strip(), f"Q: {block.strip()}"))
     return description.strip(), exemplars
 
@@ -91,9 +106,14 @@ def _task_files(folder: Path, tasks: list[str] | None) -> dict[str, Path]:
 def _read_task(task: str, path: Path) -> list[Example]:
     content = read_json(path)
     if not isinstance(content, dict) or not isinstance(content.get("examples"), list):
-        raise DataError(str(path), 'expected a JSON object with an "examples" list of {"input", "target"} objects')
+        raise DataError(
+            str(path),
+            'expected a JSON object with an "examples" list of {"input", "target"} objects',
+        )
     fields = FieldMap(prompt="input", response="target", task=None, task_constant=task)
     return [
-        example_from_record(record, fields, str(path), index, id_prefix=f"{task}-", suggest_config=False)
+        example_from_record(
+            record, fields, str(path), index, id_prefix=f"{task}-", suggest_config=False
+        )
         for index, record in enumerate(content["examples"], start=1)
     ]

@@ -35,7 +35,9 @@ def load_hub_dataset(
 def _load_split(name: str, split: str, fields: FieldMap, load_kwargs: dict[str, Any]) -> Pool:
     source = f"{name} (split {split!r})"
     rows = download(name, split, load_kwargs)
-    return Pool((example_from_record(r, fields, source, row) for row, r in enumerate(rows, start=1)), source)
+    return Pool(
+        (example_from_record(r, fields, source, row) for row, r in enumerate(rows, start=1)), source
+    )
 
 
 def download(name: str, split: str, load_kwargs: dict[str, Any]) -> Any:
@@ -51,4 +53,6 @@ def download(name: str, split: str, load_kwargs: dict[str, Any]) -> Any:
             "for Dolly: dataset=dolly_jsonl dataset.path=/path/to/databricks-dolly-15k.jsonl"
         ) from err
     except ValueError as err:  # e.g. an unknown split name
-        raise ConfigError(f"datasets.load_dataset({name!r}, split={split!r}) rejected the config: {err}") from err
+        raise ConfigError(
+            f"datasets.load_dataset({name!r}, split={split!r}) rejected the config: {err}"
+        ) from err

@@ -31,15 +31,22 @@ def load_jsonl_dataset(
     pool_file = existing_path(path, "dataset file", "set dataset.path to your JSONL file")
     test = None
     if test_path is not None:
-        test = _load_pool(existing_path(test_path, "test file", "set dataset.test_path, or null for none"), mapping)
+        test = _load_pool(
+            existing_path(test_path, "test file", "set dataset.test_path, or null for none"),
+            mapping,
+        )
     return TaskData(name=name or pool_file.stem, pool=_load_pool(pool_file, mapping), test=test)
 
 
 def _load_pool(path: Path, fields: FieldMap) -> Pool:
     source = str(path)
     if not path.is_file():
-        raise DataError(source, "is a directory; dataset.path (and dataset.test_path) take a JSONL or JSON file")
-    examples = [example_from_record(record, fields, source, row) for row, record in read_records(path)]
+        raise DataError(
+            source, "is a directory; dataset.path (and dataset.test_path) take a JSONL or JSON file"
+        )
+    examples = [
+        example_from_record(record, fields, source, row) for row, record in read_records(path)
+    ]
     return Pool(examples, source)
 
 
@@ -48,7 +55,9 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
     if path.suffix == ".json":
         records = read_json(path)
         if not isinstance(records, list):
-            raise DataError(str(path), "must hold a list of objects (for one object per line, name it .jsonl)")
+            raise DataError(
+                str(path), "must hold a list of objects (for one object per line, name it .jsonl)"
+            )
         yield from enumerate(records, start=1)
         return
     # split on "\n" only: JSON strings may legally hold raw U+2028, which str.splitlines would split on.
@@ -58,7 +67,9 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
         try:
             yield line_number, json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(str(path), f"line is not valid JSON: {err.msg} (column {err.colno})", line_number) from None
+            raise DataError(
+                str(path), f"line is not valid JSON: {err.msg} (column {err.colno})", line_number
+            ) from None
 
 
 def read_json(path: Path) -> Any:
@@ -66,7 +77,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(_read_text(path))
     except json.JSONDecodeError as err:
-        raise DataError(str(path), f"is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
+        raise DataError(
+            str(path), f"is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
+        ) from None
 
 
 def _read_text(path: Path) -> str:
@@ -74,4 +87,6 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(str(path), f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise DataError(
+            str(path), f"is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None

@@ -91,23 +91,33 @@ def load_mmlu(
     subject and its category (STEM, humanities, social sciences, other).
     """
     if pool_split == test_split:
-        raise ConfigError(f"dataset.pool_split and dataset.test_split are both {pool_split!r}; they must differ")
-    folder = existing_path(data_dir, "MMLU folder", "set paths.data_dir, or dataset.data_dir to the folder of splits")
+        raise ConfigError(
+            f"dataset.pool_split and dataset.test_split are both {pool_split!r}; they must differ"
+        )
+    folder = existing_path(
+        data_dir, "MMLU folder", "set paths.data_dir, or dataset.data_dir to the folder of splits"
+    )
     chosen = _choose_subjects(folder, pool_split, as_name_list(subjects))
     test = _load_split(folder, test_split, chosen) if test_split is not None else None
     return TaskData(name="mmlu", pool=_load_split(folder, pool_split, chosen), test=test)
 
 
-def load_mmlu_split(data_dir: str | Path, split: str, subjects: str | Sequence[str] | None = None) -> Pool:
+def load_mmlu_split(
+    data_dir: str | Path, split: str, subjects: str | Sequence[str] | None = None
+) -> Pool:
     """One split of the local release (dev, val or test), every subject or those given."""
-    folder = existing_path(data_dir, "MMLU folder", "set eval.mmlu.data_dir to the folder holding dev/, val/ and test/")
+    folder = existing_path(
+        data_dir, "MMLU folder", "set eval.mmlu.data_dir to the folder holding dev/, val/ and test/"
+    )
     return _load_split(folder, split, _choose_subjects(folder, split, as_name_list(subjects)))
 
 
 HUB_SPLITS = {"dev": "dev", "val": "validation", "test": "test"}  # our split names -> cais/mmlu's
 
 
-def load_mmlu_hub(name: str, split: str, subjects: str | Sequence[str] | None = None, **load_kwargs) -> Pool:
+def load_mmlu_hub(
+    name: str, split: str, subjects: str | Sequence[str] | None = None, **load_kwargs
+) -> Pool:
     """The same split from the hub copy (cais/mmlu, config "all": question, subject, choices,
     answer index), mapped to the same examples as the CSV release."""
     from labelbudget.data.hub import download
@@ -118,7 +128,9 @@ def load_mmlu_hub(name: str, split: str, subjects: str | Sequence[str] | None = 
     wanted = set(as_name_list(subjects) or SUBJECT_CATEGORIES)
     unknown = sorted(wanted - set(SUBJECT_CATEGORIES))
     if unknown:
-        raise ConfigError(f"unknown MMLU subject(s) {unknown}; valid subjects are: {', '.join(SUBJECT_CATEGORIES)}")
+        raise ConfigError(
+            f"unknown MMLU subject(s) {unknown}; valid subjects are: {', '.join(SUBJECT_CATEGORIES)}"
+        )
     examples, rows_seen = [], defaultdict(int)
     for row, record in enumerate(download(name, HUB_SPLITS[split], load_kwargs), start=1):
         for key in ("question", "subject", "choices", "answer"):
@@ -137,22 +149,30 @@ def load_mmlu_hub(name: str, split: str, subjects: str | Sequence[str] | None = 
 
 def _choose_subjects(folder: Path, split: str, requested: list[str] | None) -> list[str]:
     """The subjects to load, sorted: those requested (each must exist in `split`) or all of `split`'s."""
-    split_dir = existing_path(folder / split, f"MMLU {split!r} split", "splits are folders named dev, val and test")
-    available = sorted(path.name.removesuffix(f"_{split}.csv") for path in split_dir.glob(f"*_{split}.csv"))
+    split_dir = existing_path(
+        folder / split, f"MMLU {split!r} split", "splits are folders named dev, val and test"
+    )
+    available = sorted(
+        path.name.removesuffix(f"_{split}.csv") for path in split_dir.glob(f"*_{split}.csv")
+    )
     if not available:
         raise DataError(str(split_dir), f"contains no <subject>_{split}.csv files")
     if requested is None:
         return available
     unknown = sorted(set(requested) - set(available))
     if unknown:
-        raise ConfigError(f"unknown MMLU subject(s) {unknown}; valid subjects are: {', '.join(available)}")
+        raise ConfigError(
+            f"unknown MMLU subject(s) {unknown}; valid subjects are: {', '.join(available)}"
+        )
     return sorted(set(requested))
 
 
 def _load_split(folder: Path, split: str, subjects: list[str]) -> Pool:
     examples: list[Example] = []
     for subject in subjects:
-        path = existing_path(folder / split / f"{subject}_{split}.csv", f"MMLU {split!r} file of subject {subject!r}")
+        path = existing_path(
+            folder / split / f"{subject}_{split}.csv", f"MMLU {split!r} file of subject {subject!r}"
+        )
         examples.extend(_read_subject(path, subject, split))
     return Pool(examples, str(folder / split))
 
@@ -160,12 +180,19 @@ def _load_split(folder: Path, split: str, subjects: list[str]) -> Pool:
 def _read_subject(path: Path, subject: str, split: str) -> list[Example]:
     """The examples of one subject file; the csv module, since questions hold commas, quotes and newlines."""
     if subject not in SUBJECT_CATEGORIES:
-        raise DataError(str(path), f"{subject!r} is not one of the 57 MMLU subjects, so its category is unknown")
+        raise DataError(
+            str(path), f"{subject!r} is not one of the 57 MMLU subjects, so its category is unknown"
+        )
     with path.open(encoding="utf-8", newline="") as file:
-        return [_example(cells, subject, split, str(path), row) for row, cells in enumerate(csv.reader(file), start=1)]
+        return [
+            _example(cells, subject, split, str(path), row)
+            for row, cells in enumerate(csv.reader(file), start=1)
+        ]
 
 
-def _example(cells: list[str], subject: str, split: str, source: str, row: int, position: int | None = None) -> Example:
+def _example(
+    cells: list[str], subject: str, split: str, source: str, row: int, position: int | None = None
+) -> Example:
     """`row` locates errors in the source; `position` (1-based, within the subject; default
     `row`) makes the id, so the hub copy and the CSV release give the same ids."""
     if len(cells) != len(COLUMNS):
@@ -176,7 +203,9 @@ def _example(cells: list[str], subject: str, split: str, source: str, row: int, 
     if not question.strip():
         raise DataError(source, "is empty", row, "question")
     if answer.strip() not in CHOICE_LETTERS:
-        raise DataError(source, f"must be one of {', '.join(CHOICE_LETTERS)}, got {answer!r}", row, "answer")
+        raise DataError(
+            source, f"must be one of {', '.join(CHOICE_LETTERS)}, got {answer!r}", row, "answer"
+        )
     options = [f"{letter}. {choice}" for letter, choice in zip(CHOICE_LETTERS, choices)]
     return Example(
         id=f"{subject}-{split}-{(position or row) - 1}",

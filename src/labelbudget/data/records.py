@@ -39,10 +39,14 @@ class FieldMap:
 
     def __post_init__(self) -> None:
         if self.task is None and self.task_constant is None:
-            raise ConfigError("dataset.fields needs 'task' (the field naming each row's task) or 'task_constant'")
+            raise ConfigError(
+                "dataset.fields needs 'task' (the field naming each row's task) or 'task_constant'"
+            )
 
 
-DOLLY_FIELDS = FieldMap(prompt="instruction", context="context", response="response", task="category")
+DOLLY_FIELDS = FieldMap(
+    prompt="instruction", context="context", response="response", task="category"
+)
 
 
 def flan_fields(task: str = "task_name") -> FieldMap:
@@ -69,20 +73,29 @@ def field_map(fields: Mapping[str, Any] | None = None, preset: str | None = None
     """Build the mapping a config asks for: the preset's (or the defaults') with `fields`
     overriding it key by key. Accepts plain dicts and Hydra's DictConfig alike."""
     if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown dataset.preset {preset!r}; choose one of {sorted(PRESETS)} or leave it null")
+        raise ConfigError(
+            f"unknown dataset.preset {preset!r}; choose one of {sorted(PRESETS)} or leave it null"
+        )
     base = PRESETS[preset] if preset is not None else FieldMap()
     overrides = dict(fields or {})
     valid = {f.name for f in dataclasses.fields(FieldMap)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ConfigError(f"unknown dataset.fields key(s) {unknown}; valid keys are {sorted(valid)}")
+        raise ConfigError(
+            f"unknown dataset.fields key(s) {unknown}; valid keys are {sorted(valid)}"
+        )
     if "metadata" in overrides:
         overrides["metadata"] = tuple(overrides["metadata"] or ())
     return dataclasses.replace(base, **overrides)
 
 
 def example_from_record(
-    record: Any, fields: FieldMap, source: str, row: int, id_prefix: str | None = None, suggest_config: bool = True
+    record: Any,
+    fields: FieldMap,
+    source: str,
+    row: int,
+    id_prefix: str | None = None,
+    suggest_config: bool = True,
 ) -> Example:
     """Map one row to an `Example`, raising `DataError` (source, 1-based row, field) for a
     mapped field that is missing, not a string, or empty where it must not be.
@@ -97,9 +110,15 @@ def example_from_record(
     missing field from suggesting a `dataset.fields` setting.
     """
     if not isinstance(record, Mapping):
-        raise DataError(source, f"expected an object with named fields, got {type(record).__name__}", row)
+        raise DataError(
+            source, f"expected an object with named fields, got {type(record).__name__}", row
+        )
     reader = _RowReader(record, source, row, suggest_config)
-    task = fields.task_constant if fields.task_constant is not None else reader.text("task", fields.task)
+    task = (
+        fields.task_constant
+        if fields.task_constant is not None
+        else reader.text("task", fields.task)
+    )
     prompt = reader.text("prompt", fields.prompt)
     context = (reader.optional_text("context", fields.context) or None) if fields.context else None
     if fields.id is not None:
@@ -134,7 +153,9 @@ class _RowReader:
         if name not in self.record:
             present = ", ".join(sorted(map(str, self.record))) or "none"
             hint = f"; {_MISSING_FIELD_FIXES[role]}" if self.suggest_config else ""
-            raise DataError(self.source, f"no field '{name}' (row has: {present}){hint}", self.row, name)
+            raise DataError(
+                self.source, f"no field '{name}' (row has: {present}){hint}", self.row, name
+            )
         return self.record[name]
 
     def text(self, role: str, name: str, allow_int: bool = False) -> str:
@@ -156,7 +177,12 @@ class _RowReader:
 
     def _require_string(self, value: Any, name: str) -> None:
         if not isinstance(value, str):
-            raise DataError(self.source, f"must be a string, got {type(value).__name__} {value!r:.60}", self.row, name)
+            raise DataError(
+                self.source,
+                f"must be a string, got {type(value).__name__} {value!r:.60}",
+                self.row,
+                name,
+            )
 
 
 def existing_path(path: str | Path, what: str, hint: str = "") -> Path:
@@ -165,7 +191,9 @@ def existing_path(path: str | Path, what: str, hint: str = "") -> Path:
     which under Hydra may not be the one the user expects)."""
     resolved = Path(path).expanduser().resolve()
     if not resolved.exists():
-        raise MissingResourceError(f"{what} not found at {resolved}" + (f"; {hint}" if hint else ""))
+        raise MissingResourceError(
+            f"{what} not found at {resolved}" + (f"; {hint}" if hint else "")
+        )
     return resolved
 
 

@@ -46,7 +46,9 @@ class Example:
 
 def content_fingerprint(task: str, prompt: str, context: str | None) -> str:
     """16 hex digits of SHA-256 over (task, prompt, context)."""
-    return hashlib.sha256(json.dumps([task, prompt, context], ensure_ascii=False).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps([task, prompt, context], ensure_ascii=False).encode()
+    ).hexdigest()[:16]
 
 
 def check_example_fields(example: Example, source: str, row: int) -> None:
@@ -75,11 +77,19 @@ class Pool(Sequence[Example]):
             if example.id in seen:
                 first = self.examples[seen[example.id] - 1]
                 if first.fingerprint == example.fingerprint and example.id == example.fingerprint:
-                    raise DataError(source, f"repeats the task, prompt and context of row {seen[example.id]}, so both get "
-                                            f"the content id {example.id!r}; remove the repeat, or give every row an id "
-                                            "(an `id` field, or dataset.fields.id)", row, "id")
+                    raise DataError(
+                        source,
+                        f"repeats the task, prompt and context of row {seen[example.id]}, so both get "
+                        f"the content id {example.id!r}; remove the repeat, or give every row an id "
+                        "(an `id` field, or dataset.fields.id)",
+                        row,
+                        "id",
+                    )
                 raise DataError(
-                    source, f"duplicate id {example.id!r} (first seen in row {seen[example.id]})", row, "id"
+                    source,
+                    f"duplicate id {example.id!r} (first seen in row {seen[example.id]})",
+                    row,
+                    "id",
                 )
             seen[example.id] = row
         if not self.examples:
@@ -107,7 +117,9 @@ class Pool(Sequence[Example]):
         """Hash of what the model sees (id, task, prompt, context), not of the hidden responses."""
         digest = hashlib.sha256()
         for e in self.examples:
-            digest.update(json.dumps([e.id, e.task, e.prompt, e.context], ensure_ascii=False).encode())
+            digest.update(
+                json.dumps([e.id, e.task, e.prompt, e.context], ensure_ascii=False).encode()
+            )
             digest.update(b"\n")
         return digest.hexdigest()
 

@@ -62,21 +62,72 @@ CITIES = (
     "Seoul Sydney Toronto Dublin Vienna Lagos Quito Hanoi Prague Lisbon"
 ).split()
 PRODUCTS = (
-    "lamp", "chair", "kettle", "jacket", "guitar", "bicycle", "camera", "backpack",
-    "clock", "radio", "sofa", "helmet", "tent", "blender", "printer",
+    "lamp",
+    "chair",
+    "kettle",
+    "jacket",
+    "guitar",
+    "bicycle",
+    "camera",
+    "backpack",
+    "clock",
+    "radio",
+    "sofa",
+    "helmet",
+    "tent",
+    "blender",
+    "printer",
 )
-JOBS = ("teacher", "nurse", "chef", "pilot", "farmer", "painter", "engineer", "baker", "lawyer", "dentist")
+JOBS = (
+    "teacher",
+    "nurse",
+    "chef",
+    "pilot",
+    "farmer",
+    "painter",
+    "engineer",
+    "baker",
+    "lawyer",
+    "dentist",
+)
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 ACTIONS = (
-    "painted the fence", "baked a cake", "fixed the bike", "wrote a letter", "planted a tree",
-    "washed the car", "read a book", "cleaned the kitchen", "sold a lamp", "found a key",
+    "painted the fence",
+    "baked a cake",
+    "fixed the bike",
+    "wrote a letter",
+    "planted a tree",
+    "washed the car",
+    "read a book",
+    "cleaned the kitchen",
+    "sold a lamp",
+    "found a key",
 )
 COUNTABLE_ITEMS = (
-    "apples", "marbles", "stickers", "cookies", "pencils", "stamps", "shells", "cards", "books", "coins",
+    "apples",
+    "marbles",
+    "stickers",
+    "cookies",
+    "pencils",
+    "stamps",
+    "shells",
+    "cards",
+    "books",
+    "coins",
 )
 GAINS = ("buys {n} more", "finds {n} more", "gets {n} more from a friend")
 LOSSES = ("gives away {n}", "loses {n}", "sells {n}")
@@ -185,7 +236,10 @@ def _str_uppercase_word(rng):
 
 def _str_reverse_letters(rng):
     letters = "".join(chr(ord("a") + _int(rng, 0, 25)) for _ in range(6))
-    return f"Write the letters '{letters}' in reverse order. Answer with just the letters.", letters[::-1]
+    return (
+        f"Write the letters '{letters}' in reverse order. Answer with just the letters.",
+        letters[::-1],
+    )
 
 
 def _str_count_letter(rng):
@@ -194,7 +248,9 @@ def _str_count_letter(rng):
     word = _pick(rng, WORDS)
     absent = [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in word]
     letter = _pick(rng, absent) if _int(rng, 1, 5) == 1 else _pick(rng, word)
-    prompt = f"How many times does the letter '{letter}' appear in the word '{word}'? {_JUST_NUMBER}"
+    prompt = (
+        f"How many times does the letter '{letter}' appear in the word '{word}'? {_JUST_NUMBER}"
+    )
     return prompt, str(word.count(letter))
 
 
@@ -267,7 +323,10 @@ def _convert_date_iso(rng):
     first, last = datetime.date(1950, 1, 1).toordinal(), datetime.date(2030, 12, 31).toordinal()
     date = datetime.date.fromordinal(_int(rng, first, last))
     written = f"{MONTHS[date.month - 1]} {date.day}, {date.year}"
-    return f"Write the date {written} in the format YYYY-MM-DD. Answer with just the date.", date.isoformat()
+    return (
+        f"Write the date {written} in the format YYYY-MM-DD. Answer with just the date.",
+        date.isoformat(),
+    )
 
 
 def _convert_words_to_number(rng):
@@ -288,7 +347,9 @@ def _convert_time_12h(rng):
 def _convert_units(rng):
     source_unit, target_unit, factor = _pick(rng, UNIT_CONVERSIONS)
     value = _int(rng, 2, 99)
-    return f"How many {target_unit} are in {value} {source_unit}? {_JUST_NUMBER}", str(value * factor)
+    return f"How many {target_unit} are in {value} {source_unit}? {_JUST_NUMBER}", str(
+        value * factor
+    )
 
 
 def _reason_word_problem(rng):
@@ -352,11 +413,15 @@ TASK_TABLE: tuple[SyntheticTask, ...] = (
     SyntheticTask("arith_add_three_digit", "arithmetic", "number", 1.5, _arith_add_three_digit),
     SyntheticTask("arith_mul_two_digit", "arithmetic", "number", 0.25, _arith_mul_two_digit),
     SyntheticTask("str_repeat_word", "string_manipulation", "exact", 0.1, _str_repeat_word),
-    SyntheticTask("str_uppercase_word", "string_manipulation", "exact_case", 0.75, _str_uppercase_word),
+    SyntheticTask(
+        "str_uppercase_word", "string_manipulation", "exact_case", 0.75, _str_uppercase_word
+    ),
     SyntheticTask("str_reverse_letters", "string_manipulation", "exact", 2.0, _str_reverse_letters),
     SyntheticTask("str_count_letter", "string_manipulation", "number", 1.25, _str_count_letter),
     SyntheticTask("cls_even_odd", "classification", "label:even|odd", 2.0, _cls_even_odd),
-    SyntheticTask("cls_colour_word", "classification", "label:" + "|".join(COLOURS), 0.5, _cls_colour_word),
+    SyntheticTask(
+        "cls_colour_word", "classification", "label:" + "|".join(COLOURS), 0.5, _cls_colour_word
+    ),
     SyntheticTask("cls_word_length", "classification", "label:long|short", 1.0, _cls_word_length),
     SyntheticTask("cls_prime", "classification", "label:yes|no", 0.1, _cls_prime),
     SyntheticTask("extract_json_key", "extraction", "exact", 1.75, _extract_json_key),
@@ -364,13 +429,23 @@ TASK_TABLE: tuple[SyntheticTask, ...] = (
     SyntheticTask("extract_person_name", "extraction", "starts_with", 1.0, _extract_person_name),
     SyntheticTask("extract_last_word", "extraction", "exact", 0.5, _extract_last_word),
     SyntheticTask("convert_date_iso", "format_conversion", "exact", 1.5, _convert_date_iso),
-    SyntheticTask("convert_words_to_number", "format_conversion", "number", 0.1, _convert_words_to_number),
+    SyntheticTask(
+        "convert_words_to_number", "format_conversion", "number", 0.1, _convert_words_to_number
+    ),
     SyntheticTask("convert_time_12h", "format_conversion", "exact", 0.75, _convert_time_12h),
     SyntheticTask("convert_units", "format_conversion", "number", 1.25, _convert_units),
-    SyntheticTask("reason_word_problem", "multi_step_reasoning", "number", 2.0, _reason_word_problem),
-    SyntheticTask("reason_sort_numbers", "multi_step_reasoning", "list", 0.25, _reason_sort_numbers),
-    SyntheticTask("reason_sequence_next", "multi_step_reasoning", "number", 1.0, _reason_sequence_next),
-    SyntheticTask("reason_order_names", "multi_step_reasoning", "starts_with", 0.5, _reason_order_names),
+    SyntheticTask(
+        "reason_word_problem", "multi_step_reasoning", "number", 2.0, _reason_word_problem
+    ),
+    SyntheticTask(
+        "reason_sort_numbers", "multi_step_reasoning", "list", 0.25, _reason_sort_numbers
+    ),
+    SyntheticTask(
+        "reason_sequence_next", "multi_step_reasoning", "number", 1.0, _reason_sequence_next
+    ),
+    SyntheticTask(
+        "reason_order_names", "multi_step_reasoning", "starts_with", 0.5, _reason_order_names
+    ),
 )
 SYNTHETIC_TASKS: dict[str, str] = {task.name: task.category for task in TASK_TABLE}
 CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(SYNTHETIC_TASKS.values()))
@@ -396,7 +471,9 @@ def pool_size(task: SyntheticTask, pool_sizes: str, pool_per_task: int) -> int:
     return max(3, int(task.pool_multiplier * pool_per_task + 0.5))
 
 
-def _draw_distinct(task: SyntheticTask, rng: np.random.Generator, count: int) -> list[tuple[str, str]]:
+def _draw_distinct(
+    task: SyntheticTask, rng: np.random.Generator, count: int
+) -> list[tuple[str, str]]:
     """`count` (prompt, answer) pairs with distinct prompts, redrawing on collision."""
     drawn: dict[str, str] = {}
     draws = 0
@@ -439,7 +516,10 @@ def select_tasks(
     """The tasks of the table (in table order) that are named in `tasks` and belong to one of
     `categories`; None means no filter. Unknown names are errors that list the valid ones."""
     task_names, category_names = _as_names(tasks), _as_names(categories)
-    checks = (("task", task_names, list(SYNTHETIC_TASKS)), ("category", category_names, list(CATEGORIES)))
+    checks = (
+        ("task", task_names, list(SYNTHETIC_TASKS)),
+        ("category", category_names, list(CATEGORIES)),
+    )
     for kind, given, valid in checks:
         unknown = [name for name in given or [] if name not in valid]
         if unknown:
@@ -452,7 +532,9 @@ def select_tasks(
         and (category_names is None or task.category in category_names)
     ]
     if not selected:
-        raise ConfigError(f"no synthetic task is among tasks={task_names} and in categories={category_names}")
+        raise ConfigError(
+            f"no synthetic task is among tasks={task_names} and in categories={category_names}"
+        )
     return selected
 
 

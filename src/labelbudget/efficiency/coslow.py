@@ -26,11 +26,15 @@ from labelbudget.errors import ConfigError
 from labelbudget.training.data import IGNORE_INDEX
 
 
-def low_confidence_sample(confidence: np.ndarray, fraction: float, n: int, rng: np.random.Generator) -> np.ndarray:
+def low_confidence_sample(
+    confidence: np.ndarray, fraction: float, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """Rows of `n` examples drawn without replacement from the lowest `fraction` by confidence
     (ties by position). When that fraction holds fewer than `n`, the `n` least confident."""
     if not 0 < fraction <= 1 or n < 2:
-        raise ConfigError(f"CoS-Low needs 0 < fraction <= 1 and at least 2 examples, got {fraction} and {n}")
+        raise ConfigError(
+            f"CoS-Low needs 0 < fraction <= 1 and at least 2 examples, got {fraction} and {n}"
+        )
     if len(confidence) < n:
         raise ConfigError(f"CoS-Low needs {n} examples but the task has {len(confidence)}")
     order = np.argsort(confidence, kind="stable")
@@ -40,18 +44,27 @@ def low_confidence_sample(confidence: np.ndarray, fraction: float, n: int, rng: 
 
 def lora_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """The trainable linear layers of the LoRA adapters (lora_A and lora_B), by name."""
-    found = {name: module for name, module in model.named_modules()
-             if isinstance(module, nn.Linear) and ("lora_A" in name or "lora_B" in name) and module.weight.requires_grad}
+    found = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and ("lora_A" in name or "lora_B" in name)
+        and module.weight.requires_grad
+    }
     if not found:
         raise ConfigError("the model has no trainable LoRA layers: attach adapters first")
     return found
 
 
-def example_losses(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def example_losses(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Each example's mean cross-entropy over its answer tokens (labels != IGNORE_INDEX)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
     targets = labels[:, 1:]
-    token_loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    token_loss = nn.functional.cross_entropy(
+        logits.transpose(1, 2), targets.clamp(min=0), reduction="none"
+    )
     mask = (targets != IGNORE_INDEX).float()
     return (token_loss * mask).sum(1) / mask.sum(1).clamp(min=1)
 
@@ -63,9 +76,11 @@ def _capture(linears: dict[str, nn.Linear]):
     grads: dict[str, torch.Tensor] = {}
     handles = []
     for name, layer in linears.items():
+
         def forward_hook(module, args, output, name=name):
             inputs[name] = args[0].detach()
             output.register_hook(lambda grad, name=name: grads.__setitem__(name, grad.detach()))
+
         handles.append(layer.register_forward_hook(forward_hook))
     try:
         yield inputs, grads
@@ -74,13 +89,18 @@ def _capture(linears: dict[str, nn.Linear]):
             handle.remove()
 
 
-def per_example_gradients(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def per_example_gradients(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """(batch, parameters) float32: row b is the flattened gradient of example b's loss with
     respect to every LoRA weight, in `lora_linears` order (the order `Module.parameters` gives)."""
     linears = lora_linears(model)
     with _capture(linears) as (inputs, grads):
         example_losses(model, input_ids, attention_mask, labels).sum().backward()
-    parts = [torch.einsum("b...o,b...i->boi", grads[name].float(), inputs[name].float()).flatten(1) for name in linears]
+    parts = [
+        torch.einsum("b...o,b...i->boi", grads[name].float(), inputs[name].float()).flatten(1)
+        for name in linears
+    ]
     model.zero_grad(set_to_none=True)
     return torch.cat(parts, dim=1)
 

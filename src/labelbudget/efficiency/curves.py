@@ -2,7 +2,7 @@
 
 Budgets are compared on the normalised log axis x(n) = log2(max(n, 1)) / log2(n_max): zero-shot
 at 0, n_max at 1; accuracies on y = (a - a_first) / (H - a_first), 0 at the curve's start, 1 at
-H = max(human score, best accuracy). METHODS.md section B states every rule used here.
+H = max(human score, best accuracy). docs/methods.md section B states every rule used here.
 """
 
 from __future__ import annotations
@@ -20,14 +20,20 @@ def log_budget(n: float, n_max: int) -> float:
     return math.log2(max(n, 1)) / math.log2(n_max)
 
 
-def cleaned_curve(budgets: Sequence[int], accuracies: Sequence[float], n_max: int = 5000) -> list[tuple[int, float]]:
+def cleaned_curve(
+    budgets: Sequence[int], accuracies: Sequence[float], n_max: int = 5000
+) -> list[tuple[int, float]]:
     """(budget, accuracy) points after the paper's clean-up: unmeasured grid budgets up to n_max
     take the accuracy of the largest measured budget below them (forward fill; a missing
     zero-shot point is not filled), then a running maximum makes the curve non-decreasing."""
     if len(budgets) != len(accuracies) or not budgets:
-        raise ConfigError(f"a curve needs as many accuracies as budgets, at least one: got {len(budgets)} and {len(accuracies)}")
+        raise ConfigError(
+            f"a curve needs as many accuracies as budgets, at least one: got {len(budgets)} and {len(accuracies)}"
+        )
     if len(set(budgets)) != len(budgets) or any(b < 0 or b > n_max for b in budgets):
-        raise ConfigError(f"budgets must be distinct and within [0, n_max={n_max}], got {list(budgets)}")
+        raise ConfigError(
+            f"budgets must be distinct and within [0, n_max={n_max}], got {list(budgets)}"
+        )
     measured = dict(sorted(zip(budgets, accuracies)))
     points = dict(measured)
     for n in GRID:
@@ -41,7 +47,12 @@ def cleaned_curve(budgets: Sequence[int], accuracies: Sequence[float], n_max: in
     return curve
 
 
-def data_efficiency_auc(budgets: Sequence[int], accuracies: Sequence[float], human: float | None = None, n_max: int = 5000) -> float:
+def data_efficiency_auc(
+    budgets: Sequence[int],
+    accuracies: Sequence[float],
+    human: float | None = None,
+    n_max: int = 5000,
+) -> float:
     """Area under the normalised curve (trapezoid rule on the cleaned points), in [0, 1]:
     higher learns faster. A curve that never rises has area 0."""
     curve = cleaned_curve(budgets, accuracies, n_max)

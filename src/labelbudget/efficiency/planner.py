@@ -19,8 +19,12 @@ from labelbudget.efficiency.curves import predicted_performance
 from labelbudget.errors import ConfigError
 
 
-def plan_budget(predicted_auc: Mapping[str, float], pool_sizes: Mapping[str, int], budget: int,
-                n_max: int = 5000) -> dict[str, int]:
+def plan_budget(
+    predicted_auc: Mapping[str, float],
+    pool_sizes: Mapping[str, int],
+    budget: int,
+    n_max: int = 5000,
+) -> dict[str, int]:
     """Labels per task, summing to min(budget, total pool), with the largest mean predicted
     performance. Among equal plans, later tasks (by name) get fewer labels."""
     missing = sorted(set(pool_sizes) - set(predicted_auc))
@@ -51,5 +55,9 @@ def plan_budget(predicted_auc: Mapping[str, float], pool_sizes: Mapping[str, int
     return dict(sorted(counts.items()))
 
 
-def mean_predicted_performance(counts: Mapping[str, int], predicted_auc: Mapping[str, float], n_max: int = 5000) -> float:
-    return sum(predicted_performance(n, predicted_auc[t], n_max) for t, n in counts.items()) / len(counts)
+def mean_predicted_performance(
+    counts: Mapping[str, int], predicted_auc: Mapping[str, float], n_max: int = 5000
+) -> float:
+    return sum(predicted_performance(n, predicted_auc[t], n_max) for t, n in counts.items()) / len(
+        counts
+    )

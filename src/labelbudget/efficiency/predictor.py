@@ -40,7 +40,9 @@ class LinearFit:
 def fit_line(signal: np.ndarray, auc: np.ndarray) -> tuple[float, float]:
     """(slope, intercept) minimising squared error."""
     if len(signal) < 2 or np.ptp(signal) == 0:
-        raise ConfigError(f"a line needs at least two tasks with different signal values, got {list(signal)}")
+        raise ConfigError(
+            f"a line needs at least two tasks with different signal values, got {list(signal)}"
+        )
     slope, intercept = np.polyfit(np.asarray(signal, float), np.asarray(auc, float), 1)
     return float(slope), float(intercept)
 
@@ -72,4 +74,7 @@ def rank(values: np.ndarray) -> np.ndarray:
 
 def correlations(signal: np.ndarray, auc: np.ndarray) -> dict[str, float]:
     """Pearson and Spearman correlation of a signal with the AUC."""
-    return {"pearson": float(np.corrcoef(signal, auc)[0, 1]), "spearman": float(np.corrcoef(rank(signal), rank(auc))[0, 1])}
+    return {
+        "pearson": float(np.corrcoef(signal, auc)[0, 1]),
+        "spearman": float(np.corrcoef(rank(signal), rank(auc))[0, 1]),
+    }

@@ -25,8 +25,18 @@ from tqdm.auto import tqdm
 from labelbudget.configs import check_settings
 from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
 from labelbudget.data.records import existing_path
-from labelbudget.efficiency.coslow import gradient_signals, low_confidence_sample, per_example_gradients
-from labelbudget.efficiency.curves import cleaned_curve, data_efficiency_auc, labels_needed, log_budget, predicted_performance
+from labelbudget.efficiency.coslow import (
+    gradient_signals,
+    low_confidence_sample,
+    per_example_gradients,
+)
+from labelbudget.efficiency.curves import (
+    cleaned_curve,
+    data_efficiency_auc,
+    labels_needed,
+    log_budget,
+    predicted_performance,
+)
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
 from labelbudget.errors import ConfigError, DataError
@@ -40,7 +50,9 @@ from labelbudget.training.data import RightPadCollator, encode_sft
 from labelbudget.training.lora import attach_lora
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
-PACKAGED_FITS = Path(__file__).parent / "fits"  # <model name>.json: fits measured by this project (BENCHMARKS.md)
+PACKAGED_FITS = (
+    Path(__file__).parent / "fits"
+)  # <model name>.json: fits measured by this project (BENCHMARKS.md)
 
 
 def run_estimate(cfg: DictConfig) -> dict[str, Any]:
@@ -58,14 +70,24 @@ def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: in
     """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`."""
     rows = [encode_sft(loaded.template, loaded.tokenizer, e, settings.max_length) for e in examples]
     base = loaded.model
-    model = attach_lora(base, rank=settings.rank, alpha=settings.alpha, dropout=0.0,
-                        target_modules=list(settings.target_modules), seed=seed).eval()
+    model = attach_lora(
+        base,
+        rank=settings.rank,
+        alpha=settings.alpha,
+        dropout=0.0,
+        target_modules=list(settings.target_modules),
+        seed=seed,
+    ).eval()
     try:
         collate = RightPadCollator(loaded.tokenizer.pad_token_id)
         parts = []
         for start in range(0, len(rows), settings.batch_size):
             batch = collate(rows[start : start + settings.batch_size])
-            parts.append(per_example_gradients(model, batch["input_ids"], batch["attention_mask"], batch["labels"]))
+            parts.append(
+                per_example_gradients(
+                    model, batch["input_ids"], batch["attention_mask"], batch["labels"]
+                )
+            )
         return torch.cat(parts)
     finally:
         loaded.model = model.unload()  # the base model again, for the next task's fresh adapters
@@ -91,47 +113,87 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     pool = data.pool
     small = {task: size for task, size in pool.task_sizes().items() if size < settings.n}
     if small:
-        raise ConfigError(f"CoS-Low samples {settings.n} prompts per task; too few in {small} "
-                          "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)")
+        raise ConfigError(
+            f"CoS-Low samples {settings.n} prompts per task; too few in {small} "
+            "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)"
+        )
     model = LazyModel(cfg.model)
     scores = pool_scores(cfg, pool, required=True, model=model)
     rows_of = task_rows(pool)
-    samples = {task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task) for task, rows in rows_of.items()}
+    samples = {
+        task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task)
+        for task, rows in rows_of.items()
+    }
     folder = Path(cfg.paths.output_dir)
-    exported = [{"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
-                for task, (low, _) in samples.items() for r in low]
+    exported = [
+        {"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
+        for task, (low, _) in samples.items()
+        for r in low
+    ]
     atomic_write_text(folder / "coslow_sample.jsonl", jsonl_text(exported))
     print(f"wrote the sample to annotate: {folder / 'coslow_sample.jsonl'}")
     results, predicted = [], {}
     for task, (low, random_rows) in tqdm(samples.items(), desc="CoS-Low", unit="task"):
         ids = [pool[r].id for r in low]
-        labelled = join_annotations(annotations, pool, ids) if annotations is not None else reveal_responses(pool, ids)
+        labelled = (
+            join_annotations(annotations, pool, ids)
+            if annotations is not None
+            else reveal_responses(pool, ids)
+        )
         loaded = model()
-        low_signals = gradient_signals(task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate)
+        low_signals = gradient_signals(
+            task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate
+        )
         rows = rows_of[task]
-        result = {"task": task, "coslow": low_signals.cosine, "cosine_random": None,
-                  "gradient_norm": low_signals.mean_gradient_norm, "mean_confidence": float(scores.mean_prob[rows].mean()),
-                  "n_pool": len(rows), "n_pairs": low_signals.n_pairs}
-        if annotations is None:  # the paper's comparison signal needs 32 more labels: simulation only
+        result = {
+            "task": task,
+            "coslow": low_signals.cosine,
+            "cosine_random": None,
+            "gradient_norm": low_signals.mean_gradient_norm,
+            "mean_confidence": float(scores.mean_prob[rows].mean()),
+            "n_pool": len(rows),
+            "n_pairs": low_signals.n_pairs,
+        }
+        if (
+            annotations is None
+        ):  # the paper's comparison signal needs 32 more labels: simulation only
             revealed = reveal_responses(pool, [pool[r].id for r in random_rows])
-            result["cosine_random"] = gradient_signals(task_gradients(loaded, revealed, settings, cfg.seed), settings.aggregate).cosine
+            result["cosine_random"] = gradient_signals(
+                task_gradients(loaded, revealed, settings, cfg.seed), settings.aggregate
+            ).cosine
         if fit is not None:
             auc = fit.predict(result["coslow"])
             predicted[task] = auc
             result["predicted_auc"] = auc
             result.update({f"labels_for_{t:g}": labels_needed(t, auc, fit.n_max) for t in targets})
         results.append(result)
-    atomic_write_text(folder / "coslow.json", json.dumps({"model": cfg.model.name, "settings": OmegaConf.to_container(settings),
-                                                          "tasks": results}, indent=2) + "\n")
+    atomic_write_text(
+        folder / "coslow.json",
+        json.dumps(
+            {
+                "model": cfg.model.name,
+                "settings": OmegaConf.to_container(settings),
+                "tasks": results,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     if predicted:
         write_predicted_auc(folder / "predicted_auc.json", predicted, fit.n_max)
     header = list(results[0])
     print(markdown_table(header, [[r[k] for k in header] for r in results]))
     if fit is None:
-        print("no fit given: measure curves (experiment=learning_curve), then estimate.py mode=fit, then pass fit=<fit.json>")
+        print(
+            "no fit given: measure curves (experiment=learning_curve), then estimate.py mode=fit, then pass fit=<fit.json>"
+        )
     for row in results if fit is not None else []:
-        needs = ", ".join(f"about {row[f'labels_for_{t:g}']:.0f} labels to reach t = {t:g}" for t in targets)
-        print(f"task {row['task']}: CoS-Low {row['coslow']:.3f}, predicted AUC {row['predicted_auc']:.3f}; {needs} (n_max {fit.n_max})")
+        needs = ", ".join(
+            f"about {row[f'labels_for_{t:g}']:.0f} labels to reach t = {t:g}" for t in targets
+        )
+        print(
+            f"task {row['task']}: CoS-Low {row['coslow']:.3f}, predicted AUC {row['predicted_auc']:.3f}; {needs} (n_max {fit.n_max})"
+        )
     print(f"wrote {folder / 'coslow.json'}")
     return {"tasks": results}
 
@@ -144,7 +206,9 @@ def task_rows(pool) -> dict[str, list[int]]:
     return dict(sorted(rows.items()))
 
 
-def sample_rows(rows: np.ndarray, confidence: np.ndarray, settings: DictConfig, seed: int, task: str) -> tuple[list[int], list[int]]:
+def sample_rows(
+    rows: np.ndarray, confidence: np.ndarray, settings: DictConfig, seed: int, task: str
+) -> tuple[list[int], list[int]]:
     """The task's low-confidence sample and, for the comparison signal, a random one; seeded by
     (seed, task) so a task's sample does not depend on the other tasks loaded."""
     rng = np.random.default_rng([seed, *task.encode()])
@@ -172,13 +236,27 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
     for task, points in sorted(curves.items()):
         budgets = sorted(points)
         accuracies = [float(np.mean(points[b])) for b in budgets]
-        summary[task] = {"budgets": budgets, "accuracies": accuracies, "seeds": [len(points[b]) for b in budgets],
-                         "auc": data_efficiency_auc(budgets, accuracies, cfg.human, cfg.n_max)}
+        summary[task] = {
+            "budgets": budgets,
+            "accuracies": accuracies,
+            "seeds": [len(points[b]) for b in budgets],
+            "auc": data_efficiency_auc(budgets, accuracies, cfg.human, cfg.n_max),
+        }
     folder = Path(cfg.paths.output_dir)
-    atomic_write_text(folder / "curves.json", json.dumps({"n_max": cfg.n_max, "human": cfg.human, "tasks": summary}, indent=2) + "\n")
+    atomic_write_text(
+        folder / "curves.json",
+        json.dumps({"n_max": cfg.n_max, "human": cfg.human, "tasks": summary}, indent=2) + "\n",
+    )
     atomic_write_bytes(folder / "curves.png", plot_curves(summary, cfg.n_max, cfg.human))
-    print(markdown_table(["task", "budgets", "accuracies", "AUC"],
-                         [[t, s["budgets"], [round(a, 3) for a in s["accuracies"]], s["auc"]] for t, s in summary.items()]))
+    print(
+        markdown_table(
+            ["task", "budgets", "accuracies", "AUC"],
+            [
+                [t, s["budgets"], [round(a, 3) for a in s["accuracies"]], s["auc"]]
+                for t, s in summary.items()
+            ],
+        )
+    )
     print(f"wrote {folder / 'curves.json'} and {folder / 'curves.png'}")
     return summary
 
@@ -190,7 +268,9 @@ def normalised_points(budgets, accuracies, human, n_max) -> tuple[list[float], l
     return [log_budget(n, n_max) for n, _ in curve], [(a - first) / span for _, a in curve]
 
 
-def plot_curves(summary: dict, n_max: int, human: float | None, predicted: dict[str, float] | None = None) -> bytes:
+def plot_curves(
+    summary: dict, n_max: int, human: float | None, predicted: dict[str, float] | None = None
+) -> bytes:
     """Measured normalised curves (and dashed predicted x^p curves when given), one panel per task."""
     import matplotlib
 
@@ -199,18 +279,30 @@ def plot_curves(summary: dict, n_max: int, human: float | None, predicted: dict[
 
     tasks = sorted(summary)
     cols = min(4, len(tasks))
-    fig, axes = plt.subplots((len(tasks) + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.6 * ((len(tasks) + cols - 1) // cols)), squeeze=False)
+    fig, axes = plt.subplots(
+        (len(tasks) + cols - 1) // cols,
+        cols,
+        figsize=(3.2 * cols, 2.6 * ((len(tasks) + cols - 1) // cols)),
+        squeeze=False,
+    )
     grid = np.linspace(0, 1, 101)
     for ax, task in zip(axes.flat, tasks):
-        xs, ys = normalised_points(summary[task]["budgets"], summary[task]["accuracies"], human, n_max)
+        xs, ys = normalised_points(
+            summary[task]["budgets"], summary[task]["accuracies"], human, n_max
+        )
         ax.plot(xs, ys, "o-", label=f"measured, AUC {summary[task]['auc']:.2f}")
         if predicted and task in predicted:
-            ax.plot(grid, grid ** ((1 - predicted[task]) / predicted[task]), "--", label=f"predicted, AUC {predicted[task]:.2f}")
+            ax.plot(
+                grid,
+                grid ** ((1 - predicted[task]) / predicted[task]),
+                "--",
+                label=f"predicted, AUC {predicted[task]:.2f}",
+            )
         ax.set_title(task, fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.05, 1.05)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     fig.supxlabel(f"log2(labels) / log2({n_max})")
     fig.supylabel("normalised accuracy")
@@ -226,29 +318,56 @@ def plot_curves(summary: dict, n_max: int, human: float | None, predicted: dict[
 
 def run_fit(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.curves or not cfg.signals:
-        raise ConfigError("mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>")
+        raise ConfigError(
+            "mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>"
+        )
     curves = json.loads(existing_path(cfg.curves, "curves file").read_text())["tasks"]
     signals_file = json.loads(existing_path(cfg.signals, "signals file").read_text())
     signals = {row["task"]: row for row in signals_file["tasks"]}
     tasks = sorted(set(curves) & set(signals))
     if len(tasks) < 3:
-        raise ConfigError(f"a fit needs at least 3 tasks with both a curve and signals, got {tasks}")
+        raise ConfigError(
+            f"a fit needs at least 3 tasks with both a curve and signals, got {tasks}"
+        )
     auc = np.array([curves[t]["auc"] for t in tasks])
     table, rows = {}, []
     for name in (n for n in SIGNALS if all(signals[t].get(n) is not None for t in tasks)):
         values = np.array([signals[t][name] for t in tasks])
         table[name] = {**correlations(values, auc), **leave_one_out_errors(values, auc)}
-        rows.append([name, table[name]["pearson"], table[name]["spearman"], table[name]["loto_mae"], table[name]["mean_baseline_mae"]])
+        rows.append(
+            [
+                name,
+                table[name]["pearson"],
+                table[name]["spearman"],
+                table[name]["loto_mae"],
+                table[name]["mean_baseline_mae"],
+            ]
+        )
     slope, intercept = fit_line(np.array([signals[t]["coslow"] for t in tasks]), auc)
-    fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), int(cfg.n_max))
+    fit = LinearFit(
+        slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), int(cfg.n_max)
+    )
     folder = Path(cfg.paths.output_dir)
     fit.save(folder / "fit.json")
     predicted = {t: fit.predict(signals[t]["coslow"]) for t in tasks}
-    atomic_write_text(folder / "fit_report.json", json.dumps({"fit": asdict(fit), "signals": table, "tasks": tasks,
-                                                              "predicted_auc": predicted}, indent=2) + "\n")
-    atomic_write_bytes(folder / "predicted_vs_measured.png", plot_curves({t: curves[t] for t in tasks}, cfg.n_max, cfg.human, predicted))
-    print(markdown_table(["signal", "pearson", "spearman", "LOTO MAE", "mean-AUC baseline MAE"], rows))
-    print(f"AUC = {slope:.4f} * CoS-Low + {intercept:.4f} over {len(tasks)} tasks; wrote {folder / 'fit.json'}")
+    atomic_write_text(
+        folder / "fit_report.json",
+        json.dumps(
+            {"fit": asdict(fit), "signals": table, "tasks": tasks, "predicted_auc": predicted},
+            indent=2,
+        )
+        + "\n",
+    )
+    atomic_write_bytes(
+        folder / "predicted_vs_measured.png",
+        plot_curves({t: curves[t] for t in tasks}, cfg.n_max, cfg.human, predicted),
+    )
+    print(
+        markdown_table(["signal", "pearson", "spearman", "LOTO MAE", "mean-AUC baseline MAE"], rows)
+    )
+    print(
+        f"AUC = {slope:.4f} * CoS-Low + {intercept:.4f} over {len(tasks)} tasks; wrote {folder / 'fit.json'}"
+    )
     return {"fit": asdict(fit), "signals": table}
 
 
@@ -257,20 +376,52 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
 
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.predictions or cfg.budget is None:
-        raise ConfigError("mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>")
+        raise ConfigError(
+            "mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>"
+        )
     predicted, n_max = read_predicted_auc(cfg.predictions)
     sizes = instantiate(cfg.dataset).pool.task_sizes()
     missing = sorted(set(sizes) - set(predicted))
     if missing:
-        raise DataError(str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}")
+        raise DataError(
+            str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}"
+        )
     counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), n_max)
     targets = [float(t) for t in cfg.targets]
-    rows = [[t, predicted[t], sizes[t], counts[t], predicted_performance(counts[t], predicted[t], n_max),
-             *[round(labels_needed(x, predicted[t], n_max)) for x in targets]] for t in sizes]
-    print(markdown_table(["task", "predicted AUC", "pool", "planned labels", "predicted y", *[f"labels for t={x:g}" for x in targets]], rows))
+    rows = [
+        [
+            t,
+            predicted[t],
+            sizes[t],
+            counts[t],
+            predicted_performance(counts[t], predicted[t], n_max),
+            *[round(labels_needed(x, predicted[t], n_max)) for x in targets],
+        ]
+        for t in sizes
+    ]
+    print(
+        markdown_table(
+            [
+                "task",
+                "predicted AUC",
+                "pool",
+                "planned labels",
+                "predicted y",
+                *[f"labels for t={x:g}" for x in targets],
+            ],
+            rows,
+        )
+    )
     for task, auc, *_ in rows:
-        print(f"task {task} needs about {round(labels_needed(targets[0], auc, n_max))} labels to reach t = {targets[0]:g}")
+        print(
+            f"task {task} needs about {round(labels_needed(targets[0], auc, n_max))} labels to reach t = {targets[0]:g}"
+        )
     mean = mean_predicted_performance(counts, predicted, n_max)
-    atomic_write_text(Path(cfg.paths.output_dir) / "plan.csv", csv_text(["task", "predicted_auc", "pool", "labels"], [r[:4] for r in rows]))
-    print(f"mean predicted normalised performance {mean:.4f}; wrote {Path(cfg.paths.output_dir) / 'plan.csv'}")
+    atomic_write_text(
+        Path(cfg.paths.output_dir) / "plan.csv",
+        csv_text(["task", "predicted_auc", "pool", "labels"], [r[:4] for r in rows]),
+    )
+    print(
+        f"mean predicted normalised performance {mean:.4f}; wrote {Path(cfg.paths.output_dir) / 'plan.csv'}"
+    )
     return {"counts": counts, "mean_predicted": mean}

@@ -1,6 +1,8 @@
-"""What every evaluation shares: settings from config (`eval.<name>`), a check of its inputs
-before any model loads, and a run that returns metrics, the settings that produced them (so
-numbers can be compared across papers) and a table for the terminal.
+"""What every evaluation shares.
+
+Settings from config (`eval.<name>`), a check of its inputs before any model loads, and a run
+that returns metrics, the settings that produced them (so numbers can be compared across
+papers) and a table for the terminal.
 
 `evaluate.py` and the end of `train.py` run every evaluation in the `eval` node in order:
 `eval=mmlu`, or several at once with `eval=[tasks,mmlu,bbh]`.
@@ -35,15 +37,25 @@ def per_task(metrics: dict[str, float], headline: str) -> dict[str, float]:
     prefix = PER_TASK.get(headline)
     if prefix is None:
         return {}
-    return {key.removeprefix(prefix): value for key, value in metrics.items()
-            if key.startswith(prefix) and "/" not in key.removeprefix(prefix) and key not in (headline, f"{prefix}micro")}
+    return {
+        key.removeprefix(prefix): value
+        for key, value in metrics.items()
+        if key.startswith(prefix)
+        and "/" not in key.removeprefix(prefix)
+        and key not in (headline, f"{prefix}micro")
+    }
 
 
 @dataclass
 class EvalContext:
-    """What a run gets: the model (base, or base + adapter), a Trainer factory for its inference
-    passes (devices and DDP from the trainer config), the run folder for its files, and the pool's
-    dataset when the evaluation needs one (`Evaluation.needs_dataset`)."""
+    """What an evaluation run gets.
+
+    Attributes:
+        loaded: the model (base, or base + adapter).
+        trainer_factory: a Trainer for its inference passes (devices and DDP from the config).
+        output_dir: the run folder, for its files.
+        data: the pool's dataset, when the evaluation needs one (`Evaluation.needs_dataset`).
+    """
 
     loaded: LoadedModel
     trainer_factory: Callable[..., L.Trainer]
@@ -51,9 +63,12 @@ class EvalContext:
     data: TaskData | None = None
 
     def write_text(self, name: str, text: str) -> Path:
-        """Write a file into the run folder (atomically), once: under DDP every rank computes the
-        same results, and the main process alone writes them."""
-        from labelbudget.distributed import is_main_process  # here: the report imports this module without torch
+        """Write a file into the run folder (atomically), once.
+
+        Under DDP every rank computes the same results, and the main process alone writes them.
+        """
+        # imported here: the report imports this module without torch
+        from labelbudget.distributed import is_main_process
 
         path = self.output_dir / name
         if is_main_process():
@@ -63,23 +78,39 @@ class EvalContext:
 
 @dataclass
 class EvalResult:
+    """An evaluation's numbers, the settings that determine them, and its terminal table."""
+
     metrics: dict[str, float]  # keys "<name>/<metric>", e.g. "mmlu/micro"
     settings: dict[str, Any]  # everything that determines the numbers
     table: str  # what the terminal shows
 
 
 class Evaluation(ABC):
+    """Base of all evaluations (held-out tasks, MMLU, BBH, AlpacaEval).
+
+    Subclasses set `name` (the config name and the metrics' prefix) and `needs_dataset`,
+    implement `run`, and may implement `check`.
+    """
+
     name: ClassVar[str]
     needs_dataset: ClassVar[bool] = False
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
-        """Fail on bad input before the model loads. `trained_on` is the dataset config the
-        model was fine-tuned on (None for a base model), so a benchmark can refuse to test on
-        the prompts it trained on."""
+    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:  # noqa: B027 (optional)
+        """Fail on bad input before the model loads.
+
+        Args:
+            data: the pool's dataset, when `needs_dataset`.
+            trained_on: the dataset config the model was fine-tuned on (None for a base model),
+                so that a benchmark can refuse to test on the prompts it trained on.
+        """
 
     @abstractmethod
     def run(self, context: EvalContext) -> EvalResult:
-        """Evaluate and write any per-example files into `context.output_dir`."""
+        """Evaluate, writing any per-example files into `context.output_dir`.
+
+        Returns:
+            Metrics keyed "<name>/<metric>", the settings behind them, and a table.
+        """
 
 
 def trained_loader(trained_on: dict[str, Any] | None) -> str | None:
@@ -100,5 +131,7 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 def encode(loaded: LoadedModel, text: str, use_chat_template: bool) -> list[int]:
     """Raw text with the tokenizer's own special tokens, or the model's template around it."""
     if use_chat_template:
-        return loaded.template.encode_prompt(loaded.tokenizer, Example(id="-", task="-", prompt=text))
+        return loaded.template.encode_prompt(
+            loaded.tokenizer, Example(id="-", task="-", prompt=text)
+        )
     return loaded.tokenizer(text)["input_ids"]

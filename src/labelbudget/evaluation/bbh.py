@@ -24,7 +24,14 @@ from typing import Any, ClassVar
 from labelbudget.data.bbh import Exemplar, load_bbh, load_bbh_tasks, read_exemplars
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
+from labelbudget.evaluation.base import (
+    EvalContext,
+    EvalResult,
+    Evaluation,
+    encode,
+    markdown_table,
+    trained_loader,
+)
 from labelbudget.evaluation.tasks import generate, limit_per_task
 from labelbudget.io import jsonl_text
 
@@ -66,8 +73,10 @@ def grade_outputs(examples: Pool, outputs: list[str]) -> tuple[dict[str, float],
     correct = [is_correct(o, e.response) for e, o in zip(examples, outputs)]
     for example, hit in zip(examples, correct):
         by_task[example.task].append(hit)
-    metrics = {"bbh/macro": sum(sum(h) / len(h) for h in by_task.values()) / len(by_task),
-               "bbh/micro": sum(correct) / len(correct)}
+    metrics = {
+        "bbh/macro": sum(sum(h) / len(h) for h in by_task.values()) / len(by_task),
+        "bbh/micro": sum(correct) / len(correct),
+    }
     metrics.update({f"bbh/task/{t}": sum(h) / len(h) for t, h in sorted(by_task.items())})
     return metrics, correct
 
@@ -76,7 +85,9 @@ def grade_outputs(examples: Pool, outputs: list[str]) -> tuple[dict[str, float],
 class BBHEvaluation(Evaluation):
     data_dir: str  # holds bbh/<task>.json and cot-prompts/<task>.txt
     tasks: list[str] | None = None  # null: all 27
-    cot: bool = True  # chain-of-thought exemplars (Suzgun et al.'s CoT setting); false: direct answers
+    cot: bool = (
+        True  # chain-of-thought exemplars (Suzgun et al.'s CoT setting); false: direct answers
+    )
     shots: int = 3
     max_new_tokens: int = 256
     max_examples_per_task: int | None = None  # the first N of each task, for quick runs
@@ -88,45 +99,93 @@ class BBHEvaluation(Evaluation):
 
     name: ClassVar[str] = "bbh"
     examples: Pool | None = field(default=None, init=False, repr=False)
-    prompts: dict[str, tuple[str, list[Exemplar]]] = field(default_factory=dict, init=False, repr=False)
+    prompts: dict[str, tuple[str, list[Exemplar]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
         """Read every task and its exemplars now; refuse to test on the fine-tuning pool."""
         if self.split not in ("all", "heldout"):
             raise ConfigError(f"eval.bbh.split must be 'all' or 'heldout', got {self.split!r}")
         if not 0 <= self.shots <= 3:
-            raise ConfigError(f"eval.bbh.shots must be 0-3 (each task file has 3 exemplars), got {self.shots}")
+            raise ConfigError(
+                f"eval.bbh.shots must be 0-3 (each task file has 3 exemplars), got {self.shots}"
+            )
         if trained_loader(trained_on) == "load_bbh":
             if self.split == "all":
-                raise ConfigError("the model was fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout")
-            if (trained_on.get("test_fraction"), trained_on.get("seed")) != (self.test_fraction, self.seed):
-                raise ConfigError("eval.bbh.test_fraction and eval.bbh.seed must equal the dataset's, or the halves overlap")
+                raise ConfigError(
+                    "the model was fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout"
+                )
+            if (trained_on.get("test_fraction"), trained_on.get("seed")) != (
+                self.test_fraction,
+                self.seed,
+            ):
+                raise ConfigError(
+                    "eval.bbh.test_fraction and eval.bbh.seed must equal the dataset's, or the halves overlap"
+                )
         folder = Path(self.data_dir)
         if self.split == "all":
             examples = load_bbh_tasks(folder / "bbh", self.tasks)
         else:
             examples = load_bbh(folder / "bbh", self.tasks, self.test_fraction, self.seed).test
         self.examples = limit_per_task(examples, self.max_examples_per_task)
-        self.prompts = {task: read_exemplars(folder / "cot-prompts" / f"{task}.txt") for task in self.examples.task_sizes()}
+        self.prompts = {
+            task: read_exemplars(folder / "cot-prompts" / f"{task}.txt")
+            for task in self.examples.task_sizes()
+        }
 
     def run(self, context: EvalContext) -> EvalResult:
         if self.examples is None:
             self.check(context.data, None)
         loaded = context.loaded
-        texts = [bbh_prompt(self.prompts[e.task][0], self.prompts[e.task][1][: self.shots], e.prompt, self.cot) for e in self.examples]
+        texts = [
+            bbh_prompt(
+                self.prompts[e.task][0], self.prompts[e.task][1][: self.shots], e.prompt, self.cot
+            )
+            for e in self.examples
+        ]
         token_ids = [encode(loaded, text, self.use_chat_template) for text in texts]
         stops = COT_STOPS if self.cot else DIRECT_STOPS
-        outputs = generate(loaded, token_ids, self.max_new_tokens, self.batch_size, context.trainer_factory, stops, desc="bbh")
+        outputs = generate(
+            loaded,
+            token_ids,
+            self.max_new_tokens,
+            self.batch_size,
+            context.trainer_factory,
+            stops,
+            desc="bbh",
+        )
         metrics, correct = grade_outputs(self.examples, outputs)
-        context.write_text("bbh_predictions.jsonl", predictions_jsonl(self.examples, outputs, correct))
-        settings = {**{k: v for k, v in asdict(self).items() if k not in ("examples", "prompts")},
-                    "n_examples": len(self.examples), "stop_strings": list(stops),
-                    "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
-        rows = [["macro over tasks (headline)", metrics["bbh/macro"]], ["micro over examples", metrics["bbh/micro"]]]
-        rows += [[k.removeprefix("bbh/task/"), v] for k, v in metrics.items() if k.startswith("bbh/task/")]
+        context.write_text(
+            "bbh_predictions.jsonl", predictions_jsonl(self.examples, outputs, correct)
+        )
+        settings = {
+            **{k: v for k, v in asdict(self).items() if k not in ("examples", "prompts")},
+            "n_examples": len(self.examples),
+            "stop_strings": list(stops),
+            "template": type(loaded.template).__name__ if self.use_chat_template else "raw",
+        }
+        rows = [
+            ["macro over tasks (headline)", metrics["bbh/macro"]],
+            ["micro over examples", metrics["bbh/micro"]],
+        ]
+        rows += [
+            [k.removeprefix("bbh/task/"), v]
+            for k, v in metrics.items()
+            if k.startswith("bbh/task/")
+        ]
         return EvalResult(metrics, settings, markdown_table(["BBH", "exact match"], rows))
 
 
 def predictions_jsonl(examples: Pool, outputs: list[str], correct: list[bool]) -> str:
-    return jsonl_text({"id": e.id, "task": e.task, "target": e.response, "output": o, "answer": extract_answer(o), "correct": c}
-                      for e, o, c in zip(examples, outputs, correct))
+    return jsonl_text(
+        {
+            "id": e.id,
+            "task": e.task,
+            "target": e.response,
+            "output": o,
+            "answer": extract_answer(o),
+            "correct": c,
+        }
+        for e, o, c in zip(examples, outputs, correct)
+    )

@@ -25,7 +25,11 @@ def letter_token_ids(tokenizer, letters: tuple[str, ...]) -> list[list[int]]:
     for letter in letters:
         ids = set()
         for text in (letter, " " + letter):
-            ids.update(t for t in tokenizer.encode(text, add_special_tokens=False) if tokenizer.decode([t]).strip() == letter)
+            ids.update(
+                t
+                for t in tokenizer.encode(text, add_special_tokens=False)
+                if tokenizer.decode([t]).strip() == letter
+            )
         if not ids:
             raise ConfigError(f"the tokenizer has no single token for the answer letter {letter!r}")
         variants.append(sorted(ids))
@@ -44,21 +48,37 @@ class LetterScoringModule(L.LightningModule):
         self.letter_ids = letter_ids
 
     @torch.no_grad()
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def predict_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         mask = batch["attention_mask"]
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=position_ids,
-                            logits_to_keep=1).logits[:, -1, :]
+        logits = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=mask,
+            position_ids=position_ids,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        scores = torch.stack([torch.logsumexp(log_probs[:, ids], dim=-1) for ids in self.letter_ids], dim=1)
+        scores = torch.stack(
+            [torch.logsumexp(log_probs[:, ids], dim=-1) for ids in self.letter_ids], dim=1
+        )
         return {"rows": batch["rows"], "letter_logprobs": scores}
 
 
-def score_letters(loaded: LoadedModel, token_ids: list[list[int]], letter_ids: list[list[int]], batch_size: int,
-                  trainer_factory: Callable[..., L.Trainer], desc: str = "multiple choice") -> torch.Tensor:
+def score_letters(
+    loaded: LoadedModel,
+    token_ids: list[list[int]],
+    letter_ids: list[list[int]],
+    batch_size: int,
+    trainer_factory: Callable[..., L.Trainer],
+    desc: str = "multiple choice",
+) -> torch.Tensor:
     """(prompts, letters) log-probabilities, in prompt order; length-sorted batches."""
     module = LetterScoringModule(loaded.model, letter_ids)
-    outputs = predict_prompts(module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc)
+    outputs = predict_prompts(
+        module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc
+    )
     scores = torch.empty(len(token_ids), len(letter_ids), dtype=torch.float32)
     for out in outputs:
         scores[out["rows"]] = out["letter_logprobs"].cpu()

@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 from labelbudget.data.mmlu import CHOICE_LETTERS, SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
 from labelbudget.data.schema import Example, Pool, TaskData
 from labelbudget.errors import ConfigError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, encode, markdown_table, trained_loader
+from labelbudget.evaluation.base import (
+    EvalContext,
+    EvalResult,
+    Evaluation,
+    encode,
+    markdown_table,
+    trained_loader,
+)
 from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.tasks import limit_per_task
 from labelbudget.io import jsonl_text
@@ -32,7 +39,9 @@ CATEGORIES = ("STEM", "humanities", "social sciences", "other")
 def mmlu_prompt(question: Example, shots: list[Example]) -> str:
     subject = question.task.replace("_", " ")
     header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
-    return header + "".join(f"{shot.prompt} {shot.response}\n\n" for shot in shots) + question.prompt
+    return (
+        header + "".join(f"{shot.prompt} {shot.response}\n\n" for shot in shots) + question.prompt
+    )
 
 
 def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
@@ -46,7 +55,9 @@ def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
     every = [hit for hits in by_subject.values() for hit in hits]
     metrics = {"mmlu/micro": sum(every) / len(every)}
     metrics["mmlu/macro"] = sum(sum(h) / len(h) for h in by_subject.values()) / len(by_subject)
-    metrics.update({f"mmlu/category/{c}": sum(h) / len(h) for c in CATEGORIES if (h := by_category.get(c))})
+    metrics.update(
+        {f"mmlu/category/{c}": sum(h) / len(h) for c in CATEGORIES if (h := by_category.get(c))}
+    )
     metrics.update({f"mmlu/subject/{s}": sum(h) / len(h) for s, h in sorted(by_subject.items())})
     return metrics
 
@@ -55,7 +66,9 @@ def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
 class MMLUEvaluation(Evaluation):
     data_dir: str | None = None  # folder of dev/, val/, test/ CSVs; null: the hub copy `hub_id`
     split: str = "test"
-    shots: int = 0  # solved dev questions of the same subject before each question (the original used 5)
+    shots: int = (
+        0  # solved dev questions of the same subject before each question (the original used 5)
+    )
     subjects: list[str] | None = None  # null: all 57
     limit_per_subject: int | None = None  # the first N questions of each subject, for quick runs
     batch_size: int = 16
@@ -74,9 +87,13 @@ class MMLUEvaluation(Evaluation):
     def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
         """Parse every question (and the dev shots) now; refuse to test on the fine-tuning pool."""
         if self.shots < 0 or self.shots > 5:
-            raise ConfigError(f"eval.mmlu.shots must be 0-5 (the dev split holds 5 per subject), got {self.shots}")
+            raise ConfigError(
+                f"eval.mmlu.shots must be 0-5 (the dev split holds 5 per subject), got {self.shots}"
+            )
         if trained_loader(trained_on) == "load_mmlu" and trained_on.get("pool_split") == self.split:
-            raise ConfigError(f"the model was fine-tuned on MMLU's {self.split!r} split; evaluate on another (eval.mmlu.split)")
+            raise ConfigError(
+                f"the model was fine-tuned on MMLU's {self.split!r} split; evaluate on another (eval.mmlu.split)"
+            )
         questions = limit_per_task(self._load(self.split), self.limit_per_subject)
         self.questions = questions
         if self.shots:
@@ -84,7 +101,9 @@ class MMLUEvaluation(Evaluation):
             counts = self.dev.task_sizes()
             short = sorted(s for s in questions.task_sizes() if counts.get(s, 0) < self.shots)
             if short:
-                raise ConfigError(f"eval.mmlu.shots={self.shots} but the dev split has fewer for: {', '.join(short)}")
+                raise ConfigError(
+                    f"eval.mmlu.shots={self.shots} but the dev split has fewer for: {', '.join(short)}"
+                )
 
     def run(self, context: EvalContext) -> EvalResult:
         if self.questions is None:
@@ -94,20 +113,46 @@ class MMLUEvaluation(Evaluation):
             if len(shots_of[example.task]) < self.shots:
                 shots_of[example.task].append(example)
         loaded = context.loaded
-        token_ids = [encode(loaded, mmlu_prompt(q, shots_of[q.task]), self.use_chat_template) for q in self.questions]
+        token_ids = [
+            encode(loaded, mmlu_prompt(q, shots_of[q.task]), self.use_chat_template)
+            for q in self.questions
+        ]
         letter_ids = letter_token_ids(loaded.tokenizer, CHOICE_LETTERS)
-        scores = score_letters(loaded, token_ids, letter_ids, self.batch_size, context.trainer_factory, desc="mmlu")
+        scores = score_letters(
+            loaded, token_ids, letter_ids, self.batch_size, context.trainer_factory, desc="mmlu"
+        )
         predicted = [CHOICE_LETTERS[i] for i in scores.argmax(dim=1).tolist()]
         metrics = grade_letters(self.questions, predicted)
-        context.write_text("mmlu_predictions.jsonl", predictions_jsonl(self.questions, predicted, scores.tolist()))
-        settings = {**{k: v for k, v in asdict(self).items() if k not in ("questions", "dev")},
-                    "n_questions": len(self.questions), "letter_token_ids": letter_ids, "source": self.questions.source,
-                    "template": type(loaded.template).__name__ if self.use_chat_template else "raw"}
-        rows = [["micro (headline)", metrics["mmlu/micro"]], ["macro over subjects", metrics["mmlu/macro"]]]
-        rows += [[name.removeprefix("mmlu/category/"), value] for name, value in metrics.items() if name.startswith("mmlu/category/")]
+        context.write_text(
+            "mmlu_predictions.jsonl", predictions_jsonl(self.questions, predicted, scores.tolist())
+        )
+        settings = {
+            **{k: v for k, v in asdict(self).items() if k not in ("questions", "dev")},
+            "n_questions": len(self.questions),
+            "letter_token_ids": letter_ids,
+            "source": self.questions.source,
+            "template": type(loaded.template).__name__ if self.use_chat_template else "raw",
+        }
+        rows = [
+            ["micro (headline)", metrics["mmlu/micro"]],
+            ["macro over subjects", metrics["mmlu/macro"]],
+        ]
+        rows += [
+            [name.removeprefix("mmlu/category/"), value]
+            for name, value in metrics.items()
+            if name.startswith("mmlu/category/")
+        ]
         return EvalResult(metrics, settings, markdown_table(["MMLU", "accuracy"], rows))
 
 
 def predictions_jsonl(questions: Pool, predicted: list[str], scores: list[list[float]]) -> str:
-    return jsonl_text({"id": q.id, "subject": q.task, "answer": q.response, "prediction": p, "letter_logprobs": dict(zip(CHOICE_LETTERS, s))}
-                      for q, p, s in zip(questions, predicted, scores))
+    return jsonl_text(
+        {
+            "id": q.id,
+            "subject": q.task,
+            "answer": q.response,
+            "prediction": p,
+            "letter_logprobs": dict(zip(CHOICE_LETTERS, s)),
+        }
+        for q, p, s in zip(questions, predicted, scores)
+    )

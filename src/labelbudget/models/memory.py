@@ -47,33 +47,63 @@ class MemoryPlan:
     def table(self) -> str:
         rows = [
             ["base weights", f"{self.parameters / 1e6:,.1f}M parameters", self.weight_bytes / GIB],
-            ["LoRA + gradients + Adam", f"{self.trainable / 1e6:,.2f}M trainable", self.lora_bytes / GIB],
-            ["activations", f"{self.activation_bytes_per_token / 2**10:,.1f} KiB/token x {self.tokens_per_step:,} tokens"
-             + (" (checkpointed)" if self.gradient_checkpointing else ""), self.activation_bytes / GIB],
-            ["total (per device, before CUDA context and allocator slack)", "", self.total_bytes / GIB],
+            [
+                "LoRA + gradients + Adam",
+                f"{self.trainable / 1e6:,.2f}M trainable",
+                self.lora_bytes / GIB,
+            ],
+            [
+                "activations",
+                f"{self.activation_bytes_per_token / 2**10:,.1f} KiB/token x {self.tokens_per_step:,} tokens"
+                + (" (checkpointed)" if self.gradient_checkpointing else ""),
+                self.activation_bytes / GIB,
+            ],
+            [
+                "total (per device, before CUDA context and allocator slack)",
+                "",
+                self.total_bytes / GIB,
+            ],
         ]
         return markdown_table(["memory plan", "what", "GiB"], rows)
 
 
-def plan_memory(config, dtype: torch.dtype, lora: dict, batch_size: int, max_length: int,
-                gradient_checkpointing: bool = False, load_in_4bit: bool = False) -> MemoryPlan:
+def plan_memory(
+    config,
+    dtype: torch.dtype,
+    lora: dict,
+    batch_size: int,
+    max_length: int,
+    gradient_checkpointing: bool = False,
+    load_in_4bit: bool = False,
+) -> MemoryPlan:
     """The plan for `config` (a transformers model config) trained with `lora` (rank, alpha,
     dropout, target_modules) on batches of `batch_size` rows of up to `max_length` tokens."""
     from transformers import AutoModelForCausalLM
 
     from labelbudget.training.lora import attach_lora
 
-    config = copy.deepcopy(config)  # from_config records the attention choice in the config it is given
+    config = copy.deepcopy(
+        config
+    )  # from_config records the attention choice in the config it is given
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="labelbudget_memory_plan")
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=dtype, attn_implementation="labelbudget_memory_plan"
+        )
     base = sum(p.numel() for p in model.parameters())
     weight_bytes = _weight_bytes(model, load_in_4bit)
     model = attach_lora(model, **lora)
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     per_token = activation_bytes_per_token(model, config, gradient_checkpointing)
-    return MemoryPlan(base, trainable, weight_bytes, trainable * OPTIMISER_BYTES, per_token, batch_size * max_length,
-                      gradient_checkpointing)
+    return MemoryPlan(
+        base,
+        trainable,
+        weight_bytes,
+        trainable * OPTIMISER_BYTES,
+        per_token,
+        batch_size * max_length,
+        gradient_checkpointing,
+    )
 
 
 def _weight_bytes(model, load_in_4bit: bool) -> int:
@@ -82,8 +112,14 @@ def _weight_bytes(model, load_in_4bit: bool) -> int:
     total = 0
     for name, module in model.named_modules():
         for param in module.parameters(recurse=False):
-            quantised = load_in_4bit and isinstance(module, torch.nn.Linear) and "lm_head" not in name
-            total += param.numel() * (0.5 + 1 / 64) if quantised else param.numel() * param.element_size()
+            quantised = (
+                load_in_4bit and isinstance(module, torch.nn.Linear) and "lm_head" not in name
+            )
+            total += (
+                param.numel() * (0.5 + 1 / 64)
+                if quantised
+                else param.numel() * param.element_size()
+            )
     return int(total)
 
 
@@ -110,14 +146,18 @@ def fused_attention_stand_in(module, query, key, value, attention_mask, **kwargs
 AttentionInterface.register("labelbudget_memory_plan", fused_attention_stand_in)
 
 
-def activation_bytes_per_token(model, config, gradient_checkpointing: bool, batch: int = 2, length: int = 64) -> float:
+def activation_bytes_per_token(
+    model, config, gradient_checkpointing: bool, batch: int = 2, length: int = 64
+) -> float:
     """Bytes autograd keeps per token of a training forward with the loss, measured on the meta device.
 
     With checkpointing only each decoder layer's input is kept, and one layer's activations are
     rebuilt at a time during the backward pass."""
     layers = _decoder_layers(model)
     params = {p.untyped_storage()._cdata for p in model.parameters()}
-    kept: dict[int, int] = {}  # storage -> bytes: views of one tensor count once (the graph keeps them alive)
+    kept: dict[
+        int, int
+    ] = {}  # storage -> bytes: views of one tensor count once (the graph keeps them alive)
     layer_bytes: list[int] = []
 
     def pack(tensor):
@@ -132,7 +172,14 @@ def activation_bytes_per_token(model, config, gradient_checkpointing: bool, batc
     def layer_ends(module, args, output):
         layer_bytes[-1] += sum(kept.values())
 
-    hooks = [h for layer in layers for h in (layer.register_forward_pre_hook(layer_starts), layer.register_forward_hook(layer_ends))]
+    hooks = [
+        h
+        for layer in layers
+        for h in (
+            layer.register_forward_pre_hook(layer_starts),
+            layer.register_forward_hook(layer_ends),
+        )
+    ]
     ids = torch.zeros(batch, length, dtype=torch.long, device="meta")
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
@@ -171,13 +218,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--alpha", type=int, default=16)
-    parser.add_argument("--target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"])
+    parser.add_argument(
+        "--target-modules", nargs="+", default=["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--load-in-4bit", action="store_true")
     args = parser.parse_args(argv)
-    lora = {"rank": args.rank, "alpha": args.alpha, "dropout": 0.05, "target_modules": args.target_modules}
-    plan = plan_memory(AutoConfig.from_pretrained(args.model), getattr(torch, args.dtype), lora, args.batch_size,
-                       args.max_length, args.gradient_checkpointing, args.load_in_4bit)
+    lora = {
+        "rank": args.rank,
+        "alpha": args.alpha,
+        "dropout": 0.05,
+        "target_modules": args.target_modules,
+    }
+    plan = plan_memory(
+        AutoConfig.from_pretrained(args.model),
+        getattr(torch, args.dtype),
+        lora,
+        args.batch_size,
+        args.max_length,
+        args.gradient_checkpointing,
+        args.load_in_4bit,
+    )
     print(plan.table())
 
 

@@ -67,16 +67,28 @@ def clip_prompts(token_ids: list[list[int]], limit: int, setting: str) -> list[l
     """Each prompt's last `limit` tokens; how many were cut is said once."""
     long = sum(len(ids) > limit for ids in token_ids)
     if long:
-        log.warning("%d of %d prompts are longer than %s=%d tokens: they keep their last %d", long, len(token_ids),
-                    setting, limit, limit)
+        log.warning(
+            "%d of %d prompts are longer than %s=%d tokens: they keep their last %d",
+            long,
+            len(token_ids),
+            setting,
+            limit,
+            limit,
+        )
     return [ids[-limit:] for ids in token_ids]
 
 
 def cache_key(pool: Pool, model_config: dict[str, Any], settings: Any) -> str:
     """Hash of what determines a model pass over the pool: the model, the pool, the settings (a dataclass)."""
     payload = json.dumps(
-        {"format": SCORES_FORMAT, "model": model_config, "pool": pool.content_hash(), "scoring": asdict(settings)},
-        sort_keys=True, default=str,
+        {
+            "format": SCORES_FORMAT,
+            "model": model_config,
+            "pool": pool.content_hash(),
+            "scoring": asdict(settings),
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
@@ -106,14 +118,18 @@ class ShardWriter(L.Callback):
             name: np.concatenate([o[name].numpy() for o in outputs])
             for name in (*NUMERIC_FIELDS, "embeddings")
         }
-        Scores(ids=[self.ids[r] for r in rows], generations=generations, **columns).save(shard_stem(self.folder, shard))
+        Scores(ids=[self.ids[r] for r in rows], generations=generations, **columns).save(
+            shard_stem(self.folder, shard)
+        )
 
 
 def shard_stem(folder: Path, shard: int) -> Path:
     return folder / f"shard-{shard:05d}"
 
 
-def cache_folder(pool: Pool, model_config: dict[str, Any], settings: ScoringSettings, cache_root: str | Path) -> Path:
+def cache_folder(
+    pool: Pool, model_config: dict[str, Any], settings: ScoringSettings, cache_root: str | Path
+) -> Path:
     return Path(cache_root).expanduser() / cache_key(pool, model_config, settings)
 
 
@@ -131,7 +147,9 @@ def readable(stem: Path) -> Scores | None:
     try:
         return Scores.load(stem)
     except CorruptScores as error:
-        log.warning("%s is damaged (%s): removed, to be scored again", error.source, error.__cause__)
+        log.warning(
+            "%s is damaged (%s): removed, to be scored again", error.source, error.__cause__
+        )
         for suffix in (".json", ".safetensors"):
             stem.with_suffix(suffix).unlink(missing_ok=True)
         return None
@@ -182,7 +200,11 @@ def score_pool(
     folder = cache_folder(pool, model_config, settings, cache_root)
     if not is_main_process():
         cached = follow_main_process(folder)
-        return cached if cached is not None else _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
+        return (
+            cached
+            if cached is not None
+            else _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
+        )
     with exclusive(folder):
         cached = load_cached(folder)
         if cached is not None:
@@ -194,12 +216,21 @@ def score_pool(
             (folder / CLAIM).unlink(missing_ok=True)
 
 
-def _score_into(folder: Path, pool: Pool, loaded: LoadedModel | LazyLoaded, model_config: dict[str, Any],
-                settings: ScoringSettings, trainer_factory: Callable[..., L.Trainer]) -> Scores:
+def _score_into(
+    folder: Path,
+    pool: Pool,
+    loaded: LoadedModel | LazyLoaded,
+    model_config: dict[str, Any],
+    settings: ScoringSettings,
+    trainer_factory: Callable[..., L.Trainer],
+) -> Scores:
     """The pass itself: the shards not yet on disk, each rank its own; rank 0 merges and publishes.
     The prompts are tokenized, and long ones clipped with a warning, before the weights load."""
-    token_ids = clip_prompts([loaded.template.encode_prompt(loaded.tokenizer, example) for example in pool],
-                             settings.max_prompt_tokens, "scoring.max_prompt_tokens")
+    token_ids = clip_prompts(
+        [loaded.template.encode_prompt(loaded.tokenizer, example) for example in pool],
+        settings.max_prompt_tokens,
+        "scoring.max_prompt_tokens",
+    )
     batches = length_sorted_batches([len(t) for t in token_ids], settings.batch_size)
     step = settings.batches_per_shard
     shards = [batches[i : i + step] for i in range(0, len(batches), step)]
@@ -207,7 +238,12 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel | LazyLoaded, mode
 
     folder.mkdir(parents=True, exist_ok=True)
     if is_main_process():
-        meta = {"model": model_config, "scoring": asdict(settings), "pool_hash": pool.content_hash(), "n": len(pool)}
+        meta = {
+            "model": model_config,
+            "scoring": asdict(settings),
+            "pool_hash": pool.content_hash(),
+            "n": len(pool),
+        }
         atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2, default=str))
     if todo:
         if not isinstance(loaded, LoadedModel):
@@ -215,9 +251,24 @@ def _score_into(folder: Path, pool: Pool, loaded: LoadedModel | LazyLoaded, mode
         tokenizer = loaded.tokenizer
         rows_of_shard = [[row for batch in group for row in batch] for group in shards]
         decode = partial(tokenizer.decode, skip_special_tokens=True)
-        trainer = trainer_factory(callbacks=[ShardWriter(folder, rows_of_shard, pool.ids, decode), PromptProgress("scoring")])
-        module = ScoringModule(loaded.model, settings.max_new_tokens, loaded.eos_token_ids, tokenizer.pad_token_id, settings.pooling)
-        trainer.predict(module, datamodule=RankBatches(token_ids, todo, tokenizer.pad_token_id), return_predictions=False)
+        trainer = trainer_factory(
+            callbacks=[
+                ShardWriter(folder, rows_of_shard, pool.ids, decode),
+                PromptProgress("scoring"),
+            ]
+        )
+        module = ScoringModule(
+            loaded.model,
+            settings.max_new_tokens,
+            loaded.eos_token_ids,
+            tokenizer.pad_token_id,
+            settings.pooling,
+        )
+        trainer.predict(
+            module,
+            datamodule=RankBatches(token_ids, todo, tokenizer.pad_token_id),
+            return_predictions=False,
+        )
         barrier()  # every rank's shards are on disk
     if is_main_process():
         merged = Scores.concat([Scores.load(shard_stem(folder, s)) for s in range(len(shards))])

@@ -22,7 +22,10 @@ class StopStrings:
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         tail = tokens[:, -self.window :].tolist()
-        return torch.tensor([any(s in self.tokenizer.decode(row) for s in self.strings) for row in tail], device=tokens.device)
+        return torch.tensor(
+            [any(s in self.tokenizer.decode(row) for s in self.strings) for row in tail],
+            device=tokens.device,
+        )
 
 
 def truncate_at_stop(text: str, strings: tuple[str, ...] | list[str]) -> str:
@@ -42,7 +45,9 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     raise ValueError(f"pooling must be 'mean' or 'last', got {pooling!r}")
 
 
-def token_measures(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def token_measures(
+    logits: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For one step's (B, V) logits: the greedy token, its log-probability, the full-vocabulary
     entropy, and the margin p_top1 - p_top2."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
@@ -66,7 +71,9 @@ def greedy_score(
     """Greedy-generate up to `max_new_tokens` for a left-padded batch and score it.
     `stop(tokens so far) -> rows done` ends rows early besides EOS (e.g. `StopStrings`).
 
-    A sequence's measures cover its tokens up to and including its end-of-sequence token.
+    A sequence's measures cover its tokens up to and including its end-of-sequence token. The
+    KV cache goes back under the name the model returned it with: `cache` since transformers 5.x
+    renamed it (the old `past_key_values` warns there), `past_key_values` before.
     Returns per-row tensors: seq_logprob, mean_logprob, mean_prob, mean_entropy, mean_margin, min_margin,
     n_tokens, hit_max_tokens, embeddings (B, d), tokens (B, steps; pad after the end).
     """
@@ -82,7 +89,8 @@ def greedy_score(
         logits_to_keep=1,  # only the last position's logits: the prompt's own are never used
     )
     embeddings = pool_hidden(out.hidden_states[-2], attention_mask, pooling)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
+    cache_keyword = "cache" if "cache" in out.keys() else "past_key_values"
+    past, logits = out[cache_keyword], out.logits[:, -1, :]
     del out
 
     eos = torch.tensor(eos_token_ids, device=device)
@@ -115,10 +123,10 @@ def greedy_score(
             input_ids=token.unsqueeze(1),
             attention_mask=attention_mask,
             position_ids=next_position,
-            past_key_values=past,
             use_cache=True,
+            **{cache_keyword: past},
         )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        past, logits = out[cache_keyword], out.logits[:, -1, :]
         next_position = next_position + 1
 
     count = n_tokens.double()

@@ -66,9 +66,15 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def prompt_loader(token_ids: list[list[int]], batches: list[list[int]], pad_token_id: int) -> DataLoader:
+def prompt_loader(
+    token_ids: list[list[int]], batches: list[list[int]], pad_token_id: int
+) -> DataLoader:
     """A loader that replays `batches` (lists of rows) of left-padded prompts."""
-    return DataLoader(PromptDataset(token_ids), batch_sampler=FixedBatches(batches), collate_fn=LeftPadCollator(pad_token_id))
+    return DataLoader(
+        PromptDataset(token_ids),
+        batch_sampler=FixedBatches(batches),
+        collate_fn=LeftPadCollator(pad_token_id),
+    )
 
 
 class RankBatches(L.LightningDataModule):
@@ -77,7 +83,9 @@ class RankBatches(L.LightningDataModule):
     prompt is predicted exactly once whatever the pool size. A group (a cache shard) is never
     split, so one rank writes it whole."""
 
-    def __init__(self, token_ids: list[list[int]], groups: dict[int, list[list[int]]], pad_token_id: int):
+    def __init__(
+        self, token_ids: list[list[int]], groups: dict[int, list[list[int]]], pad_token_id: int
+    ):
         super().__init__()
         self.token_ids = token_ids
         self.groups = groups
@@ -86,19 +94,41 @@ class RankBatches(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         rank, world = self.trainer.global_rank, self.trainer.world_size
-        mine = [batch for number, group in self.groups.items() if number % world == rank for batch in group]
+        mine = [
+            batch
+            for number, group in self.groups.items()
+            if number % world == rank
+            for batch in group
+        ]
         self.prompts_here = sum(len(batch) for batch in mine)
         return prompt_loader(self.token_ids, mine, self.pad_token_id)
 
 
-def predict_prompts(module: L.LightningModule, token_ids: list[list[int]], batch_size: int, pad_token_id: int,
-                    trainer_factory: Callable[..., L.Trainer], desc: str) -> list[dict]:
+def predict_prompts(
+    module: L.LightningModule,
+    token_ids: list[list[int]],
+    batch_size: int,
+    pad_token_id: int,
+    trainer_factory: Callable[..., L.Trainer],
+    desc: str,
+) -> list[dict]:
     """Length-sorted batches of the prompts through `module.predict_step`, each rank its share;
     every rank's outputs (on the CPU) come back on every rank, so all compute the same metrics."""
     batches = length_sorted_batches([len(t) for t in token_ids], batch_size)
     trainer = trainer_factory(callbacks=[PromptProgress(desc)])
-    outputs = trainer.predict(module, datamodule=RankBatches(token_ids, {i: [b] for i, b in enumerate(batches)}, pad_token_id)) or []
-    local = [{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in out.items()} for out in outputs]
+    outputs = (
+        trainer.predict(
+            module,
+            datamodule=RankBatches(
+                token_ids, {i: [b] for i, b in enumerate(batches)}, pad_token_id
+            ),
+        )
+        or []
+    )
+    local = [
+        {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+        for out in outputs
+    ]
     return [out for part in gather(local, trainer.world_size) for out in part]
 
 
@@ -110,9 +140,18 @@ class PromptProgress(L.Callback):
         self.desc = desc
 
     def on_predict_start(self, trainer, pl_module):
-        desc = self.desc if trainer.world_size == 1 else f"{self.desc} (rank 0 of {trainer.world_size})"
-        self.bar = tqdm(total=trainer.datamodule.prompts_here, desc=desc, unit="prompt", dynamic_ncols=True,
-                        disable=not trainer.is_global_zero)
+        desc = (
+            self.desc
+            if trainer.world_size == 1
+            else f"{self.desc} (rank 0 of {trainer.world_size})"
+        )
+        self.bar = tqdm(
+            total=trainer.datamodule.prompts_here,
+            desc=desc,
+            unit="prompt",
+            dynamic_ncols=True,
+            disable=not trainer.is_global_zero,
+        )
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.bar.update(len(batch["rows"]))
@@ -122,7 +161,15 @@ class PromptProgress(L.Callback):
 
 
 class ScoringModule(L.LightningModule):
-    def __init__(self, model, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, pooling: str, stop=None):
+    def __init__(
+        self,
+        model,
+        max_new_tokens: int,
+        eos_token_ids: list[int],
+        pad_token_id: int,
+        pooling: str,
+        stop=None,
+    ):
         super().__init__()
         self.stop = stop
         self.model = model
@@ -131,7 +178,9 @@ class ScoringModule(L.LightningModule):
         self.pad_token_id = pad_token_id
         self.pooling = pooling
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def predict_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         scores = greedy_score(
             self.model,
             batch["input_ids"],

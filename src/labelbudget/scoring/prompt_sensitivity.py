@@ -55,7 +55,9 @@ class SensitivitySettings:
     def __post_init__(self) -> None:
         for name in ("instances_per_task", "n_perturbations", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"prompt sensitivity: {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"prompt sensitivity: {name} must be >= 1, got {getattr(self, name)}"
+                )
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"prompt sensitivity: dropout must be in [0, 1), got {self.dropout}")
 
@@ -89,34 +91,50 @@ def text_mask(tokens: list[int], placeholders: list[list[int]]) -> np.ndarray:
     return mask
 
 
-def perturbation_masks(text: np.ndarray, settings: SensitivitySettings, rng: np.random.Generator) -> np.ndarray:
+def perturbation_masks(
+    text: np.ndarray, settings: SensitivitySettings, rng: np.random.Generator
+) -> np.ndarray:
     """(n_perturbations, n) keep-masks: each text token dropped with probability `dropout`."""
     keep = (rng.random((settings.n_perturbations, len(text))) >= settings.dropout) | ~text
     keep[~keep.any(axis=1), -1] = True  # an empty prompt has no next-token distribution
     return keep
 
 
-def plan_instances(pool: Pool, loaded: LoadedModel, settings: SensitivitySettings) -> list[Instance]:
+def plan_instances(
+    pool: Pool, loaded: LoadedModel, settings: SensitivitySettings
+) -> list[Instance]:
     """The sampled prompts and their perturbations, tasks by name: fixed by the seed alone."""
     tokenizer, template = loaded.tokenizer, loaded.template
-    placeholders = [template.encode_prompt(tokenizer, Example(id="", task="", prompt=p)) for p in PLACEHOLDERS]
+    placeholders = [
+        template.encode_prompt(tokenizer, Example(id="", task="", prompt=p)) for p in PLACEHOLDERS
+    ]
     rng = np.random.default_rng(settings.seed)
     tasks = np.asarray(pool.tasks)
     instances = []
     for task in sorted(set(pool.tasks)):
         rows = np.flatnonzero(tasks == task)
-        for row in rng.choice(rows, size=min(settings.instances_per_task, len(rows)), replace=False):
+        for row in rng.choice(
+            rows, size=min(settings.instances_per_task, len(rows)), replace=False
+        ):
             tokens = template.encode_prompt(tokenizer, pool[int(row)])
-            instances.append(Instance(task, tokens, perturbation_masks(text_mask(tokens, placeholders), settings, rng)))
+            instances.append(
+                Instance(
+                    task, tokens, perturbation_masks(text_mask(tokens, placeholders), settings, rng)
+                )
+            )
     return instances
 
 
-def left_padded(rows: list[list[int]], pad_token_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(
+    rows: list[list[int]], pad_token_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     batch = LeftPadCollator(pad_token_id)(list(enumerate(rows)))
     return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
 
-def greedy_answers(loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+def greedy_answers(
+    loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: int
+) -> list[list[int]]:
     """y_hat for each prompt: its greedy tokens, the end-of-sequence token included if produced."""
     pad = loaded.tokenizer.pad_token_id
     input_ids, mask = left_padded(prompts, pad, loaded.model.device)
@@ -125,13 +143,22 @@ def greedy_answers(loaded: LoadedModel, prompts: list[list[int]], max_new_tokens
 
 
 @torch.no_grad()
-def answer_logprob(model, prompts: list[list[int]], answers: list[list[int]], pad_token_id: int) -> torch.Tensor:
+def answer_logprob(
+    model, prompts: list[list[int]], answers: list[list[int]], pad_token_id: int
+) -> torch.Tensor:
     """log p(answer | prompt) per row by teacher forcing, all rows in one left-padded forward.
     The answers end every row, so only the last positions' logits are kept."""
-    input_ids, mask = left_padded([p + a for p, a in zip(prompts, answers)], pad_token_id, model.device)
+    input_ids, mask = left_padded(
+        [p + a for p, a in zip(prompts, answers)], pad_token_id, model.device
+    )
     width = max(len(a) for a in answers)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=width + 1).logits
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=position_ids,
+        logits_to_keep=width + 1,
+    ).logits
     logits = logits[:, :-1].float()  # position j predicts token j + 1
     targets = input_ids[:, -width:]
     token_logprob = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
@@ -141,7 +168,9 @@ def answer_logprob(model, prompts: list[list[int]], answers: list[list[int]], pa
 
 
 @torch.no_grad()
-def batch_sensitivity(loaded: LoadedModel, batch: list[Instance], max_new_tokens: int) -> np.ndarray:
+def batch_sensitivity(
+    loaded: LoadedModel, batch: list[Instance], max_new_tokens: int
+) -> np.ndarray:
     """Mean |p(y_hat | perturbed) - p(y_hat | prompt)| of each instance: one greedy pass, then
     one teacher-forced forward over every instance's original and perturbed prompts."""
     answers = greedy_answers(loaded, [i.prompt for i in batch], max_new_tokens)
@@ -152,11 +181,15 @@ def batch_sensitivity(loaded: LoadedModel, batch: list[Instance], max_new_tokens
     return np.abs(probs[:, 1:] - probs[:, :1]).mean(axis=1)
 
 
-def compute_prompt_sensitivity(loaded: LoadedModel, pool: Pool, settings: SensitivitySettings) -> dict[str, float]:
+def compute_prompt_sensitivity(
+    loaded: LoadedModel, pool: Pool, settings: SensitivitySettings
+) -> dict[str, float]:
     """Sensitivity of every task, on the model's current device."""
     instances = plan_instances(pool, loaded, settings)
     parts = []
-    with tqdm(total=len(instances), desc="prompt sensitivity", unit="prompt", dynamic_ncols=True) as progress:
+    with tqdm(
+        total=len(instances), desc="prompt sensitivity", unit="prompt", dynamic_ncols=True
+    ) as progress:
         for start in range(0, len(instances), settings.batch_size):
             batch = instances[start : start + settings.batch_size]
             parts.append(batch_sensitivity(loaded, batch, settings.max_new_tokens))
@@ -165,15 +198,23 @@ def compute_prompt_sensitivity(loaded: LoadedModel, pool: Pool, settings: Sensit
     return {t: float(values[tasks == t].mean()) for t in sorted(set(pool.tasks))}
 
 
-def sensitivity_path(pool: Pool, model_config: dict[str, Any], settings: SensitivitySettings, cache_root: str | Path) -> Path:
-    return Path(cache_root).expanduser() / f"prompt-sensitivity-{cache_key(pool, model_config, settings)}.json"
+def sensitivity_path(
+    pool: Pool, model_config: dict[str, Any], settings: SensitivitySettings, cache_root: str | Path
+) -> Path:
+    return (
+        Path(cache_root).expanduser()
+        / f"prompt-sensitivity-{cache_key(pool, model_config, settings)}.json"
+    )
 
 
 def load_sensitivity(path: Path, pool: Pool) -> dict[str, float]:
     """A cached result, refused (with the fix) when it does not cover the pool's tasks or is not finite."""
     values = json.loads(path.read_text())["sensitivity"]
     if set(values) != set(pool.tasks) or not np.isfinite(list(values.values())).all():
-        raise DataError(str(path), "does not hold a finite sensitivity for every task of the pool; delete it to recompute")
+        raise DataError(
+            str(path),
+            "does not hold a finite sensitivity for every task of the pool; delete it to recompute",
+        )
     return values
 
 
@@ -192,6 +233,11 @@ def prompt_sensitivity(
     if callable(loaded):
         loaded = loaded()
     values = compute_prompt_sensitivity(loaded, pool, settings)
-    record = {"model": model_config, "settings": asdict(settings), "pool_hash": pool.content_hash(), "sensitivity": values}
+    record = {
+        "model": model_config,
+        "settings": asdict(settings),
+        "pool_hash": pool.content_hash(),
+        "sensitivity": values,
+    }
     atomic_write_text(path, json.dumps(record, indent=2, default=str))
     return values

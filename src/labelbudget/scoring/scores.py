@@ -20,7 +20,16 @@ from labelbudget.errors import DataError
 from labelbudget.io import atomic_write_bytes, atomic_write_text
 
 FORMAT = 2  # bumped whenever the columns change, so older caches are rescored, not misread
-NUMERIC_FIELDS = ("seq_logprob", "mean_logprob", "mean_prob", "mean_entropy", "mean_margin", "min_margin", "n_tokens", "hit_max_tokens")
+NUMERIC_FIELDS = (
+    "seq_logprob",
+    "mean_logprob",
+    "mean_prob",
+    "mean_entropy",
+    "mean_margin",
+    "min_margin",
+    "n_tokens",
+    "hit_max_tokens",
+)
 
 
 class CorruptScores(DataError):
@@ -53,6 +62,7 @@ class Scores:
     embeddings: np.ndarray
 
     def __len__(self) -> int:
+        """The number of prompts."""
         return len(self.ids)
 
     def log_confidence(self, kind: str = "sequence") -> np.ndarray:
@@ -65,17 +75,28 @@ class Scores:
 
     @staticmethod
     def with_columns(ids: list[str], embeddings: np.ndarray | None = None, **columns) -> "Scores":
-        """The given columns, every other measure zero (one token, none hitting the cap): for
-        selectors, tests and benchmarks that exercise a single measure."""
+        """The given columns, every other measure zero (one token, none hitting the cap).
+
+        For selectors, tests and benchmarks that exercise a single measure.
+        """
         n = len(ids)
         unknown = set(columns) - set(NUMERIC_FIELDS)
         if unknown:
             raise ValueError(f"unknown score columns {sorted(unknown)}")
-        values = {name: np.asarray(columns.get(name, np.zeros(n)), dtype=float) for name in NUMERIC_FIELDS[:-2]}
-        return Scores(ids=list(ids), generations=[""] * n, **values,
-                      n_tokens=np.asarray(columns.get("n_tokens", np.ones(n)), dtype=np.int64),
-                      hit_max_tokens=np.asarray(columns.get("hit_max_tokens", np.zeros(n)), dtype=bool),
-                      embeddings=np.zeros((n, 2), dtype=np.float32) if embeddings is None else np.asarray(embeddings, dtype=np.float32))
+        values = {
+            name: np.asarray(columns.get(name, np.zeros(n)), dtype=float)
+            for name in NUMERIC_FIELDS[:-2]
+        }
+        return Scores(
+            ids=list(ids),
+            generations=[""] * n,
+            **values,
+            n_tokens=np.asarray(columns.get("n_tokens", np.ones(n)), dtype=np.int64),
+            hit_max_tokens=np.asarray(columns.get("hit_max_tokens", np.zeros(n)), dtype=bool),
+            embeddings=np.zeros((n, 2), dtype=np.float32)
+            if embeddings is None
+            else np.asarray(embeddings, dtype=np.float32),
+        )
 
     def take(self, rows: np.ndarray | list[int]) -> "Scores":
         """The scores of the given rows, in that order."""
@@ -83,11 +104,16 @@ class Scores:
         return Scores(
             ids=[self.ids[i] for i in rows],
             generations=[self.generations[i] for i in rows],
-            **{f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in ("ids", "generations")},
+            **{
+                f.name: getattr(self, f.name)[rows]
+                for f in fields(self)
+                if f.name not in ("ids", "generations")
+            },
         )
 
     @staticmethod
     def concat(parts: list["Scores"]) -> "Scores":
+        """The parts' prompts one after the other, in the order given."""
         return Scores(
             ids=[i for p in parts for i in p.ids],
             generations=[g for p in parts for g in p.generations],
@@ -99,32 +125,50 @@ class Scores:
         )
 
     def save(self, stem: Path) -> None:
-        """Write `<stem>.safetensors` and `<stem>.json` atomically (JSON last: it marks completeness
-        and holds the tensors' SHA-256, so a file damaged later is found on load)."""
+        """Write `<stem>.safetensors` and `<stem>.json` atomically.
+
+        The JSON comes last: it marks completeness and holds the tensors' SHA-256, so that a file
+        damaged later is found on load.
+        """
         tensors = {name: np.ascontiguousarray(getattr(self, name)) for name in NUMERIC_FIELDS}
         tensors["embeddings"] = np.ascontiguousarray(self.embeddings)
         data = save(tensors)
         atomic_write_bytes(stem.with_suffix(".safetensors"), data)
         atomic_write_text(
             stem.with_suffix(".json"),
-            json.dumps({"ids": self.ids, "generations": self.generations, "sha256": hashlib.sha256(data).hexdigest()},
-                       ensure_ascii=False),
+            json.dumps(
+                {
+                    "ids": self.ids,
+                    "generations": self.generations,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                },
+                ensure_ascii=False,
+            ),
         )
 
     @staticmethod
     def load(stem: Path) -> "Scores":
-        """Read a saved score set: a damaged file (truncated, edited, checksum off) is a
-        `CorruptScores` naming it; non-finite values are refused with file, row and field."""
+        """Read a saved score set.
+
+        Raises:
+            CorruptScores: a damaged file (truncated, edited, checksum off), named, with the fix;
+                or a non-finite value, with file, row and field.
+        """
         path = stem.with_suffix(".safetensors")
         try:
             meta = json.loads(stem.with_suffix(".json").read_text())
             data = path.read_bytes()
-            if meta.get("sha256", hashlib.sha256(data).hexdigest()) != hashlib.sha256(data).hexdigest():
+            if (
+                meta.get("sha256", hashlib.sha256(data).hexdigest())
+                != hashlib.sha256(data).hexdigest()
+            ):
                 raise ValueError("its SHA-256 differs from the one written with it")
             tensors = load(data)
             ids = meta["ids"]
         except (OSError, ValueError, KeyError, SafetensorError) as error:
-            raise CorruptScores(str(path), f"is damaged ({error}); delete it, or its cache folder, to rescore") from error
+            raise CorruptScores(
+                str(path), f"is damaged ({error}); delete it, or its cache folder, to rescore"
+            ) from error
         for name, values in tensors.items():
             if len(values) != len(ids):
                 raise DataError(str(path), f"has {len(values)} rows but {len(ids)} ids", field=name)
@@ -139,4 +183,3 @@ class Scores:
                         name,
                     )
         return Scores(ids=ids, generations=meta["generations"], **tensors)
-

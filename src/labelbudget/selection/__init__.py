@@ -1,15 +1,12 @@
-"""Selectors by family; importing this package registers them all by name."""
+"""Selectors by family. Importing this package imports every module in it, and so registers
+every selector by name: a new selector is one module here and one YAML in conf/selector/."""
 
-from labelbudget.selection import (  # noqa: F401
-    activeit,
-    dpp,
-    facility_location,
-    kcenter,
-    predicted_efficiency,
-    random_sampling,
-    task_diversity,
-    uncertainty,
-)
+import importlib
+import pkgutil
+
 from labelbudget.selection.base import SELECTORS, Candidates, Selection, Selector, make_selector
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["SELECTORS", "Candidates", "Selection", "Selector", "make_selector"]

@@ -25,7 +25,9 @@ class WholeTaskSelector(Selector):
     sampled uniformly at random. Ids come task by task in that order."""
 
     @abstractmethod
-    def task_uncertainty(self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]) -> np.ndarray:
+    def task_uncertainty(
+        self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
+    ) -> np.ndarray:
         """One value per task (tasks as given), higher = more uncertain."""
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
@@ -51,7 +53,9 @@ class ActiveITSelector(WholeTaskSelector):
     def __init__(self, confidence: str = "sequence"):
         self.confidence = checked_confidence(confidence)
 
-    def task_uncertainty(self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]) -> np.ndarray:
+    def task_uncertainty(
+        self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
+    ) -> np.ndarray:
         log_confidence = candidates.require_scores(self.name).log_confidence(self.confidence)
         return -task_log_confidence(log_confidence, dict(zip(tasks, groups)))
 
@@ -69,11 +73,15 @@ class ActiveITPromptSelector(WholeTaskSelector):
 
     def __init__(self, sensitivity: SensitivitySettings | None = None):
         if sensitivity is None:
-            from labelbudget.scoring.prompt_sensitivity import SensitivitySettings  # torch: only when needed
+            from labelbudget.scoring.prompt_sensitivity import (
+                SensitivitySettings,
+            )  # torch: only when needed
 
             sensitivity = SensitivitySettings()
         self.prompt_sensitivity = sensitivity
 
-    def task_uncertainty(self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]) -> np.ndarray:
+    def task_uncertainty(
+        self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
+    ) -> np.ndarray:
         sensitivity = candidates.require_task_scores(self.name)
         return np.array([sensitivity[t] for t in tasks])

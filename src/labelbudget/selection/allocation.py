@@ -1,4 +1,4 @@
-"""How a budget is split across tasks, and how Algorithm 1 spends it (METHODS.md, section A).
+"""How a budget is split across tasks, and how Algorithm 1 spends it (docs/methods.md, section A).
 
 Allocations are per task, in the caller's task order. They may be fractional (task diversity)
 or over-allocate through ceilings (weighted); `round_robin` always spends exactly the budget.
@@ -34,7 +34,9 @@ def base_allocation(sizes: np.ndarray, base: int) -> np.ndarray:
     return np.minimum(np.asarray(sizes, dtype=np.int64), base)
 
 
-def weighted_allocation(sizes: np.ndarray, log_confidence: np.ndarray, budget: int, base: int = 5) -> np.ndarray:
+def weighted_allocation(
+    sizes: np.ndarray, log_confidence: np.ndarray, budget: int, base: int = 5
+) -> np.ndarray:
     """Weighted Task Diversity: alpha_t = clamp(ceil(C / conf_t), min(base, |X_t|), |X_t|).
 
     C is the smallest constant whose allocation reaches the budget, found by bisection on log C
@@ -76,7 +78,9 @@ def round_robin(groups: list[np.ndarray], allocation: np.ndarray, budget: int) -
     """
     caps = [min(math.ceil(a - 1e-9), len(g)) for a, g in zip(allocation, groups)]
     if sum(caps) < budget:
-        raise ValueError(f"allocation covers only {sum(caps)} examples, fewer than the budget {budget}")
+        raise ValueError(
+            f"allocation covers only {sum(caps)} examples, fewer than the budget {budget}"
+        )
     order = sorted(range(len(groups)), key=lambda t: allocation[t])  # stable: ties keep task order
     picked: list[int] = []
     for depth in range(max(caps)):

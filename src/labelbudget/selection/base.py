@@ -20,8 +20,14 @@ from labelbudget.scoring.scores import Scores
 
 @dataclass(frozen=True)
 class Candidates:
-    """The pool as selectors see it: ids and task labels, plus model scores when available:
-    per prompt (`scores`) and per task (`task_scores`, e.g. prompt sensitivity)."""
+    """The pool as selectors see it.
+
+    Attributes:
+        ids: pool ids, in pool order.
+        tasks: each id's task label.
+        scores: per-prompt model scores (embeddings, confidences), when a selector needs them.
+        task_scores: one number per task (e.g. prompt sensitivity), when a selector needs them.
+    """
 
     ids: list[str]
     tasks: list[str]
@@ -29,6 +35,7 @@ class Candidates:
     task_scores: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
+        """Refuse parts that do not line up with the ids."""
         if len(self.ids) != len(self.tasks):
             raise ValueError("ids and tasks differ in length")
         if self.scores is not None and self.scores.ids != self.ids:
@@ -42,11 +49,13 @@ class Candidates:
         return {t: np.flatnonzero(tasks == t) for t in sorted(set(self.tasks))}
 
     def require_scores(self, who: str) -> Scores:
+        """The per-prompt scores, or a ConfigError naming the selector `who` that needs them."""
         if self.scores is None:
             raise ConfigError(f"selector '{who}' needs model scores, but none were given")
         return self.scores
 
     def require_task_scores(self, who: str) -> Mapping[str, float]:
+        """The per-task scores, or a ConfigError naming the selector `who` that needs them."""
         if self.task_scores is None:
             raise ConfigError(f"selector '{who}' needs per-task scores, but none were given")
         return self.task_scores
@@ -62,7 +71,11 @@ class Selection:
 
 
 class Selector(ABC):
-    """Base of all selectors. Subclasses set `name` and `needs_scores`, implement `select`."""
+    """Base of all selectors: settings in, pool ids out, no model calls and no I/O.
+
+    Subclasses set `name` (the registry key and the config name) and `needs_scores`, implement
+    `select`, and may refine `check_budget`. Register them with `@register`.
+    """
 
     name: ClassVar[str]
     needs_scores: ClassVar[bool] = True
@@ -71,14 +84,33 @@ class Selector(ABC):
     prompt_sensitivity: Any = None
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
-        """Reject a budget this selector cannot spend; runs before any model is loaded."""
+        """Reject a budget this selector cannot spend; runs before any model is loaded.
+
+        Args:
+            task_sizes: prompts per task in the pool.
+            budget: the number of prompts to select.
+
+        Raises:
+            ConfigError: the budget cannot be spent, saying why.
+        """
         pool_size = sum(task_sizes.values())
         if not 0 < budget <= pool_size:
-            raise ConfigError(f"budget must be between 1 and the pool size {pool_size}, got {budget}")
+            raise ConfigError(
+                f"budget must be between 1 and the pool size {pool_size}, got {budget}"
+            )
 
     @abstractmethod
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        """Choose exactly `budget` distinct ids."""
+        """Choose exactly `budget` distinct ids.
+
+        Args:
+            candidates: the pool, with the scores the selector needs.
+            budget: how many ids to choose (already checked by `check_budget`).
+            rng: the only source of randomness: the same seed gives the same selection.
+
+        Returns:
+            The ids in pick order, with what explains them (allocation, objective).
+        """
 
 
 SELECTORS: dict[str, type[Selector]] = {}
@@ -98,17 +130,24 @@ def register_variant(name: str, selector: str, **settings: Any) -> None:
 
 
 def make_selector(name: str, **settings) -> Selector:
-    """Build a selector by name, for use from Python without Hydra: the same selector, with the
-    same defaults, as `selector=<name>` (a test checks every conf/selector/*.yaml)."""
+    """Build a selector by name, for use from Python without Hydra.
+
+    The same selector, with the same defaults, as `selector=<name>` (a test checks every
+    conf/selector/*.yaml); `settings` override the defaults.
+    """
     import labelbudget.selection  # noqa: F401  (importing the package registers every selector)
 
     base, preset = VARIANTS.get(name, (name, {}))
     if base not in SELECTORS:
-        raise ConfigError(f"unknown selector {name!r}; available: {', '.join(sorted([*SELECTORS, *VARIANTS]))}")
+        raise ConfigError(
+            f"unknown selector {name!r}; available: {', '.join(sorted([*SELECTORS, *VARIANTS]))}"
+        )
     return SELECTORS[base](**{**preset, **settings})
 
 
-def shuffled_task_rows(candidates: Candidates, rng: np.random.Generator) -> tuple[list[str], list[np.ndarray]]:
+def shuffled_task_rows(
+    candidates: Candidates, rng: np.random.Generator
+) -> tuple[list[str], list[np.ndarray]]:
     """Each task's rows in a seeded random order (tasks by name), for uniform within-task picks."""
     rows = candidates.task_rows()
     return list(rows), [rng.permutation(r) for r in rows.values()]

@@ -62,22 +62,32 @@ def next_pick(residual: torch.Tensor, picked: torch.Tensor) -> int:
     return int(torch.nonzero(~picked)[0]) if picked[pick] else pick
 
 
-def greedy_map(pairwise: Pairwise, quality: torch.Tensor, budget: int, jitter: float, rng: np.random.Generator,
-               memory_limit_mb: float) -> tuple[list[int], list[float], float, int]:
+def greedy_map(
+    pairwise: Pairwise,
+    quality: torch.Tensor,
+    budget: int,
+    jitter: float,
+    rng: np.random.Generator,
+    memory_limit_mb: float,
+) -> tuple[list[int], list[float], float, int]:
     """Picks, their gains d_j^2 at pick time (log det L_S = sum of their logs), eps, and how often
     the jitter had to be raised."""
     n, device = pairwise.n, pairwise.device
     diag = quality.square() * pairwise.diag()
     eps = jitter * float(diag.mean())
     residual = diag + eps
-    factor = torch.empty((budget, n), dtype=torch.float64, device=device)  # row t: e_t over all candidates
+    factor = torch.empty(
+        (budget, n), dtype=torch.float64, device=device
+    )  # row t: e_t over all candidates
     chunks = pairwise.col_chunks(1, memory_limit_mb)
     picks, gains, raised = [], [], 0
     picked = torch.zeros(n, dtype=torch.bool, device=device)
     with progress(budget, "dpp") as bar:
         for t in range(budget):
             pick = random_among_max(residual, rng) if t == 0 else next_pick(residual, picked)
-            if not residual[pick] >= eps / 2:  # rounding ate the jitter: raise it for the remaining candidates
+            if (
+                not residual[pick] >= eps / 2
+            ):  # rounding ate the jitter: raise it for the remaining candidates
                 if torch.isfinite(residual[pick]):
                     residual += eps - residual[pick]
                 residual[pick] = eps  # exactly, whatever the addition rounded away
@@ -114,9 +124,18 @@ class DPPSelector(Selector):
     name = "dpp"
     needs_scores = True
 
-    def __init__(self, kernel: str = "rbf", gamma: float = 1.0, normalize: bool = True, quality: str = "uncertainty",
-                 min_quality: float = 0.01, jitter: float = 1e-6, memory_limit_mb: float = 2048,
-                 max_factor_mb: float = 32768, device: str = "auto"):
+    def __init__(
+        self,
+        kernel: str = "rbf",
+        gamma: float = 1.0,
+        normalize: bool = True,
+        quality: str = "uncertainty",
+        min_quality: float = 0.01,
+        jitter: float = 1e-6,
+        memory_limit_mb: float = 2048,
+        max_factor_mb: float = 32768,
+        device: str = "auto",
+    ):
         check_kernel(kernel, gamma, ("rbf", "cosine", "linear"))
         check_memory_limit(memory_limit_mb)
         if quality not in ("none", "uncertainty"):
@@ -124,26 +143,60 @@ class DPPSelector(Selector):
         if not 0 < min_quality <= 1:
             raise ConfigError(f"min_quality must be in (0, 1], got {min_quality}")
         if not jitter >= MIN_JITTER:
-            raise ConfigError(f"jitter must be >= {MIN_JITTER:g} (it keeps every step's gain above the float64 "
-                              f"rounding of the incremental Cholesky), got {jitter}")
+            raise ConfigError(
+                f"jitter must be >= {MIN_JITTER:g} (it keeps every step's gain above the float64 "
+                f"rounding of the incremental Cholesky), got {jitter}"
+            )
         self.kernel, self.gamma, self.normalize = kernel, gamma, normalize
         self.quality, self.min_quality, self.jitter = quality, min_quality, jitter
-        self.memory_limit_mb, self.max_factor_mb, self.device = memory_limit_mb, max_factor_mb, device
+        self.memory_limit_mb, self.max_factor_mb, self.device = (
+            memory_limit_mb,
+            max_factor_mb,
+            device,
+        )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         scores = candidates.require_scores(self.name)
         factor_mb = 8 * budget * len(scores) / MB
         if factor_mb > self.max_factor_mb:
-            raise ConfigError(f"dpp needs a {factor_mb:.0f} MB Cholesky factor (8 bytes x budget x pool), above "
-                              f"max_factor_mb={self.max_factor_mb}; raise it if the device has the memory")
+            raise ConfigError(
+                f"dpp needs a {factor_mb:.0f} MB Cholesky factor (8 bytes x budget x pool), above "
+                f"max_factor_mb={self.max_factor_mb}; raise it if the device has the memory"
+            )
         device = resolve_device(self.device)
-        pairwise = Pairwise(scores.embeddings, self.kernel, self.gamma, self.normalize, device, dtype=torch.float64)
-        quality = np.ones(len(scores)) if self.quality == "none" else uncertainty_quality(scores.mean_logprob, self.min_quality)
+        pairwise = Pairwise(
+            scores.embeddings, self.kernel, self.gamma, self.normalize, device, dtype=torch.float64
+        )
+        quality = (
+            np.ones(len(scores))
+            if self.quality == "none"
+            else uncertainty_quality(scores.mean_logprob, self.min_quality)
+        )
         objective = kernel_scale(pairwise, self.memory_limit_mb, self.name)
-        picks, gains, eps, raised = greedy_map(pairwise, torch.as_tensor(quality, device=device), budget, self.jitter,
-                                               rng, self.memory_limit_mb)
+        picks, gains, eps, raised = greedy_map(
+            pairwise,
+            torch.as_tensor(quality, device=device),
+            budget,
+            self.jitter,
+            rng,
+            self.memory_limit_mb,
+        )
         if raised:
-            log.warning("dpp: rounding ate the jitter at %d of %d steps; raised it there (consider a larger jitter)", raised, budget)
-        objective.update(log_det=float(np.log(gains).sum()), min_gain=min(gains), jitter_eps=eps, jitter_raised=float(raised))
-        log.info("dpp: %d picks, log det %.6g, smallest gain %.3g", budget, objective["log_det"], objective["min_gain"])
+            log.warning(
+                "dpp: rounding ate the jitter at %d of %d steps; raised it there (consider a larger jitter)",
+                raised,
+                budget,
+            )
+        objective.update(
+            log_det=float(np.log(gains).sum()),
+            min_gain=min(gains),
+            jitter_eps=eps,
+            jitter_raised=float(raised),
+        )
+        log.info(
+            "dpp: %d picks, log det %.6g, smallest gain %.3g",
+            budget,
+            objective["log_det"],
+            objective["min_gain"],
+        )
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)

@@ -64,7 +64,9 @@ class RowUpdates:
     rounding: float  # the relative rounding bound of one `decrease` sum
     rows_read = 0  # rows the updates read whole: the benchmark's floor counts their bytes
 
-    def cover(self, pick: int, uncovered: torch.Tensor, gains: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    def cover(
+        self, pick: int, uncovered: torch.Tensor, gains: torch.Tensor, error: torch.Tensor
+    ) -> torch.Tensor:
         """Lower every gain (and raise its rounding bound) by what the pick takes from it, then
         lower `uncovered` on the rows the pick covers better; all in place. Returns the
         candidates that could be the next pick (`possible_best`)."""
@@ -87,9 +89,13 @@ class DenseKernel(RowUpdates):
         self.n, self.dtype, self.device = blocks.n, blocks.dtype, blocks.device
         self.cols = spans(self.n, self.dtype.itemsize, block_mb)
         width = self.cols[0].stop - self.cols[0].start
-        self.rows_per_block = min(self.n, max(1, int(block_mb * MB) // (width * self.dtype.itemsize)))
+        self.rows_per_block = min(
+            self.n, max(1, int(block_mb * MB) // (width * self.dtype.itemsize))
+        )
         self.buffer = torch.empty(self.rows_per_block * width, dtype=self.dtype, device=self.device)
-        self.rounding = (self.rows_per_block + 2) * ROUNDING  # float32 block sums: (rows summed + 2) roundings
+        self.rounding = (
+            self.rows_per_block + 2
+        ) * ROUNDING  # float32 block sums: (rows summed + 2) roundings
 
     def _blocks(self, rows: torch.Tensor):
         """(row part, column range, D[rows[part], cols]) in the reused buffer: modify, don't keep."""
@@ -97,7 +103,13 @@ class DenseKernel(RowUpdates):
             part = slice(start, start + self.rows_per_block)
             for cols in self.cols:
                 size = (len(rows[part]), cols.stop - cols.start)
-                yield part, cols, self.blocks.block(rows[part], cols, out=self.buffer[: size[0] * size[1]].view(size))
+                yield (
+                    part,
+                    cols,
+                    self.blocks.block(
+                        rows[part], cols, out=self.buffer[: size[0] * size[1]].view(size)
+                    ),
+                )
 
     def initial_gains(self) -> torch.Tensor:
         """sum_i (1 - D_ij): every gain for the empty set (D <= 1)."""
@@ -108,7 +120,9 @@ class DenseKernel(RowUpdates):
 
     def improved(self, pick: int, uncovered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows i that the pick covers better than before (D_i,pick < uncovered_i), and D_i,pick there."""
-        row = self.blocks.block(torch.tensor([pick], device=self.device))[0].to(torch.float64)  # N values: needed whole
+        row = self.blocks.block(torch.tensor([pick], device=self.device))[0].to(
+            torch.float64
+        )  # N values: needed whole
         rows = torch.nonzero(row < uncovered).flatten()
         return rows, row[rows]
 
@@ -120,7 +134,9 @@ class DenseKernel(RowUpdates):
         for part, cols, block in self._blocks(rows):
             block.neg_().add_(old[part, None]).clamp_(min=0)
             torch.minimum(block, width[part, None], out=block)
-            total[cols] += block.sum(dim=0)  # a column sum: faster than a matrix-vector product here
+            total[cols] += block.sum(
+                dim=0
+            )  # a column sum: faster than a matrix-vector product here
         return total
 
     def exact_gains(self, cands: torch.Tensor, uncovered: torch.Tensor) -> torch.Tensor:
@@ -168,25 +184,50 @@ class CachedCpuKernel(DenseKernel):
         it is not a cover)."""
         total, ones, zeros = np.zeros(self.n), np.ones(self.n), np.zeros(self.n)
         no_lists = np.full(self.n, -1, dtype=np.int64)
-        fused_decrease(self.matrix, np.arange(self.n), ones, zeros, total, self.list_cols[:, :0],
-                       self.list_values[:, :0], no_lists, self.threads)
+        fused_decrease(
+            self.matrix,
+            np.arange(self.n),
+            ones,
+            zeros,
+            total,
+            self.list_cols[:, :0],
+            self.list_values[:, :0],
+            no_lists,
+            self.threads,
+        )
         return torch.from_numpy(total)
 
-    def cover(self, pick: int, uncovered: torch.Tensor, gains: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-        whole, contenders = fused_cover(self.matrix, pick, uncovered.numpy(), gains.numpy(), error.numpy(), self.rounding,
-                                        self.list_cols, self.list_values, self.list_sizes, self.threads)
+    def cover(
+        self, pick: int, uncovered: torch.Tensor, gains: torch.Tensor, error: torch.Tensor
+    ) -> torch.Tensor:
+        whole, contenders = fused_cover(
+            self.matrix,
+            pick,
+            uncovered.numpy(),
+            gains.numpy(),
+            error.numpy(),
+            self.rounding,
+            self.list_cols,
+            self.list_values,
+            self.list_sizes,
+            self.threads,
+        )
         self.rows_read += whole
         return torch.from_numpy(contenders)
 
 
 @numba.njit(cache=True)
-def fused_cover(matrix, pick, uncovered, gains, error, rounding, list_cols, list_values, list_sizes, threads):  # pragma: no cover
+def fused_cover(
+    matrix, pick, uncovered, gains, error, rounding, list_cols, list_values, list_sizes, threads
+):  # pragma: no cover
     """`RowUpdates.cover` compiled whole; returns the number of rows read whole and the contenders."""
     row = matrix[pick]  # D is symmetric: the pick's column
     rows = np.flatnonzero(row < uncovered)
     old, new = uncovered[rows], row[rows].astype(np.float64)
     decrease = np.zeros(row.shape[0])
-    whole = fused_decrease(matrix, rows, old, new, decrease, list_cols, list_values, list_sizes, threads)
+    whole = fused_decrease(
+        matrix, rows, old, new, decrease, list_cols, list_values, list_sizes, threads
+    )
     for j in range(row.shape[0]):
         gains[j] -= decrease[j]
         error[j] += rounding * decrease[j]
@@ -194,11 +235,15 @@ def fused_cover(matrix, pick, uncovered, gains, error, rounding, list_cols, list
     return whole, cpu_possible_best(gains, error, TIE)
 
 
-LIST_FRACTION = 32  # a row keeps a list of its columns once at most N / LIST_FRACTION of them remain
+LIST_FRACTION = (
+    32  # a row keeps a list of its columns once at most N / LIST_FRACTION of them remain
+)
 
 
 @numba.njit(cache=True)
-def fused_decrease(matrix, rows, old, new, total, list_cols, list_values, list_sizes, threads):  # pragma: no cover
+def fused_decrease(
+    matrix, rows, old, new, total, list_cols, list_values, list_sizes, threads
+):  # pragma: no cover
     """total_j += sum_r clamp(old_r - D[rows_r, j], 0, old_r - new_r) in float64: the rows
     without a list in one streaming pass, split by columns, so that each column sums its rows in
     row order whatever the thread count; then the listed rows, one by one, each keeping only the
@@ -231,7 +276,9 @@ def fused_decrease(matrix, rows, old, new, total, list_cols, list_values, list_s
 def column_pass(matrix, rows, old, new, total, threads):  # pragma: no cover - compiled
     """`fused_decrease` over whole rows, split by columns; returns each row's count of D < new."""
     n = matrix.shape[1]
-    parts = min(threads if rows.shape[0] > 64 * threads else 4 * threads, n)  # long columns for long passes
+    parts = min(
+        threads if rows.shape[0] > 64 * threads else 4 * threads, n
+    )  # long columns for long passes
     width = (n + parts - 1) // parts
     near = np.zeros((parts, rows.shape[0]), dtype=np.int64)
     for part in numba.prange(parts):
@@ -250,7 +297,9 @@ def column_pass(matrix, rows, old, new, total, threads):  # pragma: no cover - c
 
 
 @numba.njit(parallel=True, cache=True)
-def build_lists(matrix, rows, keep, list_cols, list_values, list_sizes):  # pragma: no cover - compiled
+def build_lists(
+    matrix, rows, keep, list_cols, list_values, list_sizes
+):  # pragma: no cover - compiled
     """Each row's columns with D < keep, in column order (the caller knows they fit)."""
     for r in numba.prange(rows.shape[0]):
         i, below, kept = rows[r], keep[r], 0
@@ -262,7 +311,9 @@ def build_lists(matrix, rows, keep, list_cols, list_values, list_sizes):  # prag
         list_sizes[i] = kept
 
 
-def dense_kernel(blocks: Pairwise | CachedPairwise, block_mb: float, memory_limit_mb: float) -> DenseKernel:
+def dense_kernel(
+    blocks: Pairwise | CachedPairwise, block_mb: float, memory_limit_mb: float
+) -> DenseKernel:
     """The compiled kernel where it applies (cached, on a CPU), else the torch one."""
     if isinstance(blocks, CachedPairwise) and blocks.device.type == "cpu":
         return CachedCpuKernel(blocks, block_mb, memory_limit_mb)
@@ -286,9 +337,13 @@ class KnnKernel(RowUpdates):
         pairs, values = [], []
         for part in pairwise.row_chunks(n, block_mb):
             rows = torch.arange(part.start, part.stop, device=self.device)
-            top = torch.topk(pairwise.block(rows), knn, dim=1, largest=False)  # the smallest D: the most similar
+            top = torch.topk(
+                pairwise.block(rows), knn, dim=1, largest=False
+            )  # the smallest D: the most similar
             i, j = rows.repeat_interleave(knn), top.indices.flatten()
-            pairs.append(torch.minimum(i, j) * n + torch.maximum(i, j))  # one key per unordered pair
+            pairs.append(
+                torch.minimum(i, j) * n + torch.maximum(i, j)
+            )  # one key per unordered pair
             values.append(top.values.flatten())
         key, order = torch.sort(torch.cat(pairs), stable=True)
         first = torch.ones_like(key, dtype=torch.bool)
@@ -307,11 +362,15 @@ class KnnKernel(RowUpdates):
         """Positions of the given rows' entries, and which of the given rows owns each."""
         counts = self.counts[rows]
         owner = torch.repeat_interleave(torch.arange(len(rows), device=self.device), counts)
-        shift = torch.repeat_interleave(self.starts[rows] - (torch.cumsum(counts, dim=0) - counts), counts)
+        shift = torch.repeat_interleave(
+            self.starts[rows] - (torch.cumsum(counts, dim=0) - counts), counts
+        )
         return torch.arange(len(owner), device=self.device) + shift, owner
 
     def _sums(self, index: torch.Tensor, terms: torch.Tensor, size: int) -> torch.Tensor:
-        return torch.zeros(size, dtype=torch.float64, device=self.device).index_add_(0, index, terms.to(torch.float64))
+        return torch.zeros(size, dtype=torch.float64, device=self.device).index_add_(
+            0, index, terms.to(torch.float64)
+        )
 
     def initial_gains(self) -> torch.Tensor:
         return self._sums(self.cols, 1 - self.values.to(torch.float64), self.n)
@@ -344,15 +403,22 @@ def possible_best(gains: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
 
 
 @numba.njit(cache=True)
-def cpu_possible_best(gains, error, tie):  # pragma: no cover - compiled; tested through possible_best
+def cpu_possible_best(
+    gains, error, tie
+):  # pragma: no cover - compiled; tested through possible_best
     floor = -np.inf
     for j in range(gains.shape[0]):
         floor = max(floor, gains[j] - error[j])
     return np.flatnonzero(gains + error >= floor - abs(floor) * tie)
 
 
-def verified_argmax(kernel: RowUpdates, contenders: torch.Tensor, gains: torch.Tensor, error: torch.Tensor,
-                    uncovered: torch.Tensor) -> int:
+def verified_argmax(
+    kernel: RowUpdates,
+    contenders: torch.Tensor,
+    gains: torch.Tensor,
+    error: torch.Tensor,
+    uncovered: torch.Tensor,
+) -> int:
     """The exact greedy pick. `gains` carry accumulated rounding of at most `error`; every
     candidate that could be the best within it (`contenders`) is recomputed from scratch in
     float64 (its error reset). Of those, gains equal to 1e-12 relative are ties, and ties go to the lowest index:
@@ -379,7 +445,9 @@ def greedy(kernel: RowUpdates, budget: int) -> tuple[list[int], torch.Tensor]:
     n, device = kernel.n, kernel.device
     uncovered = torch.ones(n, dtype=torch.float64, device=device)
     gains = kernel.initial_gains()
-    error = kernel.rounding * n * torch.ones_like(gains)  # the sum of D (<= n) behind each initial gain
+    error = (
+        kernel.rounding * n * torch.ones_like(gains)
+    )  # the sum of D (<= n) behind each initial gain
     picks, contenders = [], possible_best(gains, error)
     with progress(budget, "facility location") as bar:
         for _ in range(budget):
@@ -396,7 +464,7 @@ class FacilityLocationSelector(Selector):
     """Facility Location greedy on the prompt embeddings.
 
     `kernel`: 'rbf' (default) or 'cosine' ((1 + cos) / 2). `gamma`: rbf width (paper: 0.1, 0.002).
-    `normalize`: L2-normalise embeddings before the rbf kernel (METHODS leaves it OPEN). Default
+    `normalize`: L2-normalise embeddings before the rbf kernel (docs/methods.md leaves it OPEN). Default
     true: gamma then means the same for every model width and pooling, since squared distances
     lie in [0, 4]; gamma * median squared distance is logged and returned either way.
     `knn`: null for the exact dense kernel, or a symmetric kNN graph of the kernel (F over the
@@ -408,8 +476,15 @@ class FacilityLocationSelector(Selector):
     name = "facility_location"
     needs_scores = True
 
-    def __init__(self, kernel: str = "rbf", gamma: float = 0.1, normalize: bool = True, knn: int | None = None,
-                 memory_limit_mb: float = 2048, device: str = "auto"):
+    def __init__(
+        self,
+        kernel: str = "rbf",
+        gamma: float = 0.1,
+        normalize: bool = True,
+        knn: int | None = None,
+        memory_limit_mb: float = 2048,
+        device: str = "auto",
+    ):
         check_kernel(kernel, gamma, ("rbf", "cosine"))
         check_memory_limit(memory_limit_mb)
         if knn is not None and knn < 1:
@@ -419,22 +494,37 @@ class FacilityLocationSelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         embeddings = candidates.require_scores(self.name).embeddings
-        pairwise = Pairwise(embeddings, self.kernel, self.gamma, self.normalize, resolve_device(self.device), complement=True,
-                            stable=True)
+        pairwise = Pairwise(
+            embeddings,
+            self.kernel,
+            self.gamma,
+            self.normalize,
+            resolve_device(self.device),
+            complement=True,
+            stable=True,
+        )
         objective = kernel_scale(pairwise, self.memory_limit_mb, self.name)
         block = block_mb(self.memory_limit_mb, pairwise.device)
         n = pairwise.n
         if self.knn is None:
-            blocks = CachedPairwise(pairwise, self.memory_limit_mb) if CachedPairwise.fits(pairwise, self.memory_limit_mb) else pairwise
+            blocks = (
+                CachedPairwise(pairwise, self.memory_limit_mb)
+                if CachedPairwise.fits(pairwise, self.memory_limit_mb)
+                else pairwise
+            )
             picks, uncovered = greedy(dense_kernel(blocks, block, self.memory_limit_mb), budget)
         else:
             picks, knn_uncovered = greedy(KnnKernel(pairwise, self.knn, block), budget)
             objective["facility_location_knn"] = float(n - knn_uncovered.sum())
-            uncovered = DenseKernel(pairwise, block).uncovered(torch.tensor(picks, device=pairwise.device))
+            uncovered = DenseKernel(pairwise, block).uncovered(
+                torch.tensor(picks, device=pairwise.device)
+            )
         objective["facility_location"] = float(n - uncovered.sum())
         log.info("facility_location: %d picks, F(S) = %.6g", budget, objective["facility_location"])
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)
 
 
-register_variant("facility_location_rbf0002", "facility_location", gamma=0.002)  # the paper's wider kernel
+register_variant(
+    "facility_location_rbf0002", "facility_location", gamma=0.002
+)  # the paper's wider kernel
 register_variant("facility_location_cosine", "facility_location", kernel="cosine")

@@ -24,7 +24,9 @@ from labelbudget.selection.kernels import Pairwise, check_memory_limit, progress
 log = logging.getLogger(__name__)
 
 
-def furthest_first(pairwise: Pairwise, budget: int, first: int, memory_limit_mb: float) -> tuple[list[int], torch.Tensor]:
+def furthest_first(
+    pairwise: Pairwise, budget: int, first: int, memory_limit_mb: float
+) -> tuple[list[int], torch.Tensor]:
     """Greedy picks and the final squared distance of every point to its nearest centre
     (-inf marks the centres themselves, which keeps them out of every later argmax)."""
     nearest = torch.full((pairwise.n,), float("inf"), dtype=pairwise.dtype, device=pairwise.device)
@@ -65,7 +67,9 @@ class KCenterSelector(Selector):
     name = "kcenter"
     needs_scores = True
 
-    def __init__(self, normalize: bool = False, memory_limit_mb: float = 2048, device: str = "auto"):
+    def __init__(
+        self, normalize: bool = False, memory_limit_mb: float = 2048, device: str = "auto"
+    ):
         check_memory_limit(memory_limit_mb)
         self.normalize = normalize
         self.memory_limit_mb = memory_limit_mb
@@ -73,11 +77,28 @@ class KCenterSelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         embeddings = candidates.require_scores(self.name).embeddings
-        pairwise = Pairwise(embeddings, "sqeuclidean", normalize=self.normalize, device=resolve_device(self.device),
-                            dtype=torch.float64, exact_distances=True)
-        picks, nearest = furthest_first(pairwise, budget, int(rng.integers(pairwise.n)), self.memory_limit_mb)
-        last = torch.tensor([furthest(pairwise, nearest, picks)], device=nearest.device) if budget < pairwise.n else None
-        radius = float(pairwise.exact_nearest(last, torch.tensor(picks, device=nearest.device))[0]) ** 0.5 if last is not None else 0.0
+        pairwise = Pairwise(
+            embeddings,
+            "sqeuclidean",
+            normalize=self.normalize,
+            device=resolve_device(self.device),
+            dtype=torch.float64,
+            exact_distances=True,
+        )
+        picks, nearest = furthest_first(
+            pairwise, budget, int(rng.integers(pairwise.n)), self.memory_limit_mb
+        )
+        last = (
+            torch.tensor([furthest(pairwise, nearest, picks)], device=nearest.device)
+            if budget < pairwise.n
+            else None
+        )
+        radius = (
+            float(pairwise.exact_nearest(last, torch.tensor(picks, device=nearest.device))[0])
+            ** 0.5
+            if last is not None
+            else 0.0
+        )
         distances = nearest.clamp(min=0).to(torch.float64).sqrt()  # centres are at distance 0
         objective = {"max_min_distance": radius, "mean_min_distance": float(distances.mean())}
         log.info("kcenter: %d centres, covering radius %.4g", budget, objective["max_min_distance"])

@@ -31,7 +31,9 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+        raise ConfigError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from err
 
 
 def check_kernel(kind: str, gamma: float, allowed: tuple[str, ...]) -> None:
@@ -48,8 +50,8 @@ def check_memory_limit(memory_limit_mb: float) -> None:
 
 
 def block_mb(memory_limit_mb: float, device: torch.device) -> float:
-    """Size of one working block: an eighth of the limit, and cache-sized on a CPU, where 4-8 MB
-    blocks ran 2x faster than 32-64 MB ones (2-core EPYC, 32 MB L3); a GPU wants large blocks."""
+    """Size of one working block: an eighth of the limit, and cache-sized on a CPU (a block that
+    spills the last-level cache is read from memory twice); a GPU wants large blocks."""
     share = memory_limit_mb / 8
     return min(share, CPU_BLOCK_MB) if device.type == "cpu" else share
 
@@ -81,32 +83,54 @@ class Pairwise:
     block shapes, and near-ties would then fall differently for other memory settings).
     """
 
-    def __init__(self, embeddings: np.ndarray, kind: str, gamma: float = 1.0, normalize: bool = False,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, complement: bool = False,
-                 exact_distances: bool = False, stable: bool = False):
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        kind: str,
+        gamma: float = 1.0,
+        normalize: bool = False,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        complement: bool = False,
+        exact_distances: bool = False,
+        stable: bool = False,
+    ):
         if kind not in KINDS:
             raise ConfigError(f"pairwise kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if complement and kind not in ("rbf", "cosine"):
             raise ConfigError(f"only the rbf and cosine kernels have a complement, not {kind!r}")
         z = torch.as_tensor(np.asarray(embeddings), device=device).to(torch.float64)
         if z.ndim != 2 or len(z) == 0:
-            raise ConfigError(f"embeddings must be a non-empty (N, d) array, got shape {tuple(z.shape)}")
+            raise ConfigError(
+                f"embeddings must be a non-empty (N, d) array, got shape {tuple(z.shape)}"
+            )
         if len(z) > 1 and bool((z == z[0]).all()):
-            log.warning("every one of the %d embeddings is identical: a diversity selector can only break ties, so its "
-                        "picks carry no information; check the scores (scoring.pooling) or the pool", len(z))
+            log.warning(
+                "every one of the %d embeddings is identical: a diversity selector can only break ties, so its "
+                "picks carry no information; check the scores (scoring.pooling) or the pool",
+                len(z),
+            )
         if normalize or kind == "cosine":
             z = z / z.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         if kind in ("sqeuclidean", "rbf"):
             z = z - z.mean(dim=0)
-        self.kind, self.gamma, self.complement, self.stable, self._dtype = kind, float(gamma), complement, stable, dtype
+        self.kind, self.gamma, self.complement, self.stable, self._dtype = (
+            kind,
+            float(gamma),
+            complement,
+            stable,
+            dtype,
+        )
         compute = torch.float64 if stable else dtype
         # stored transposed, (d, N): one row of f against all N is then a product that streams
-        # through memory (2.7x faster than the (N, d) layout on a 2-core EPYC with MKL)
+        # through memory in order
         self.zt = z.T.to(compute).contiguous()
         self.sq_norms = (z * z).sum(dim=1).to(compute)
         self.z64 = z if exact_distances else None  # for `exact_nearest`
         # worst-case rounding of one squared distance by the block formula, |a|^2 + |b|^2 - 2 a.b
-        self.distance_error = 4 * (z.shape[1] + 2) * torch.finfo(dtype).eps * 2 * float(self.sq_norms.max())
+        self.distance_error = (
+            4 * (z.shape[1] + 2) * torch.finfo(dtype).eps * 2 * float(self.sq_norms.max())
+        )
         self._diag = self._exact_diag()
 
     @property
@@ -133,19 +157,32 @@ class Pairwise:
             return self.sq_norms.clone()
         return torch.ones_like(self.sq_norms)
 
-    def block(self, rows: torch.Tensor, cols: slice = slice(None), out: torch.Tensor | None = None) -> torch.Tensor:
+    def block(
+        self, rows: torch.Tensor, cols: slice = slice(None), out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """f(z_rows, z_cols) as a (len(rows), width) array; `out` may be a view to fill in place."""
         start, stop, _ = cols.indices(self.n)
-        b = self._values(self.zt.index_select(1, rows).T, self.zt[:, start:stop], self.sq_norms[rows],
-                         self.sq_norms[start:stop], None if self.stable else out)
+        b = self._values(
+            self.zt.index_select(1, rows).T,
+            self.zt[:, start:stop],
+            self.sq_norms[rows],
+            self.sq_norms[start:stop],
+            None if self.stable else out,
+        )
         inside = torch.nonzero((rows >= start) & (rows < stop)).flatten()
         b[inside, rows[inside] - start] = self._diag[rows[inside]]
         if not self.stable:
             return b
         return out.copy_(b) if out is not None else b.to(self._dtype)
 
-    def _values(self, zr: torch.Tensor, zc: torch.Tensor, row_norms: torch.Tensor, col_norms: torch.Tensor,
-                out: torch.Tensor | None) -> torch.Tensor:
+    def _values(
+        self,
+        zr: torch.Tensor,
+        zc: torch.Tensor,
+        row_norms: torch.Tensor,
+        col_norms: torch.Tensor,
+        out: torch.Tensor | None,
+    ) -> torch.Tensor:
         """The pairwise function of rows zr against columns zc (given as (d, width))."""
         if self.kind in ("cosine", "linear"):
             b = torch.mm(zr, zc, out=out)
@@ -156,7 +193,9 @@ class Pairwise:
             return b
         b = torch.addmm(col_norms.unsqueeze(0), zr, zc, alpha=-2.0, out=out)
         b.add_(row_norms.unsqueeze(1)).clamp_(min=0.0)
-        if self.kind == "rbf":  # exp(-gamma d2), or its complement 1 - exp(-gamma d2) = -expm1(-gamma d2), exact near 0
+        if (
+            self.kind == "rbf"
+        ):  # exp(-gamma d2), or its complement 1 - exp(-gamma d2) = -expm1(-gamma d2), exact near 0
             b.mul_(-self.gamma)
             if self.complement:
                 b.expm1_().neg_()
@@ -164,14 +203,18 @@ class Pairwise:
                 b.exp_()
         return b
 
-    def exact_nearest(self, points: torch.Tensor, centres: torch.Tensor, memory_limit_mb: float = 64) -> torch.Tensor:
+    def exact_nearest(
+        self, points: torch.Tensor, centres: torch.Tensor, memory_limit_mb: float = 64
+    ) -> torch.Tensor:
         """min over `centres` of ||z_point - z_centre||^2 for each point, in float64 from the
         differences of coordinates (no cancellation), chunked to `memory_limit_mb` (needs
         `exact_distances`)."""
         a, b = self.z64[points], self.z64[centres]
         nearest = torch.full((len(a),), float("inf"), dtype=torch.float64, device=a.device)
         for part in spans(len(b), len(a) * b.shape[1] * 8, memory_limit_mb):
-            nearest = torch.minimum(nearest, (a[:, None, :] - b[None, part, :]).pow(2).sum(dim=2).amin(dim=1))
+            nearest = torch.minimum(
+                nearest, (a[:, None, :] - b[None, part, :]).pow(2).sum(dim=2).amin(dim=1)
+            )
         return nearest
 
     def row_chunks(self, width: int, memory_limit_mb: float) -> list[slice]:
@@ -191,14 +234,20 @@ class CachedPairwise:
         n = pairwise.n
         self.n, self.device, self.dtype = n, pairwise.device, pairwise.dtype
         self.matrix = torch.empty((n, n), dtype=pairwise.dtype, device=pairwise.device)
-        for rows in pairwise.row_chunks(n, memory_limit_mb / 8):  # written in place: large blocks are fine
-            pairwise.block(torch.arange(rows.start, rows.stop, device=self.device), out=self.matrix[rows])
+        for rows in pairwise.row_chunks(
+            n, memory_limit_mb / 8
+        ):  # written in place: large blocks are fine
+            pairwise.block(
+                torch.arange(rows.start, rows.stop, device=self.device), out=self.matrix[rows]
+            )
 
     @staticmethod
     def fits(pairwise: Pairwise, memory_limit_mb: float) -> bool:
         return pairwise.n * pairwise.n * pairwise.dtype.itemsize <= memory_limit_mb * MB
 
-    def block(self, rows: torch.Tensor, cols: slice = slice(None), out: torch.Tensor | None = None) -> torch.Tensor:
+    def block(
+        self, rows: torch.Tensor, cols: slice = slice(None), out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """A copy of K[rows, cols] (into `out` when given), safe to modify in place."""
         return torch.index_select(self.matrix[:, cols], 0, rows, out=out)
 
@@ -222,21 +271,35 @@ def median_sq_distance(pairwise: Pairwise, memory_limit_mb: float) -> float:
     zt = pairwise.zt
     parts = [
         (zt[:, i[s]] - zt[:, j[s]]).pow(2).sum(dim=0, dtype=torch.float64)
-        for s in spans(len(i), 3 * zt.shape[0] * zt.element_size(), block_mb(memory_limit_mb, pairwise.device))
+        for s in spans(
+            len(i), 3 * zt.shape[0] * zt.element_size(), block_mb(memory_limit_mb, pairwise.device)
+        )
     ]
     return float(torch.quantile(torch.cat(parts), 0.5))
 
 
 def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[str, float]:
-    """gamma * median squared distance for rbf kernels (METHODS asks to log it: gamma only means
+    """gamma * median squared distance for rbf kernels (docs/methods.md asks to log it: gamma only means
     something relative to the embedding scale; ~1 is a kernel that neither saturates nor flattens)."""
     if pairwise.kind != "rbf":
         return {}
     median = median_sq_distance(pairwise, memory_limit_mb)
-    log.info("%s: rbf gamma=%g, median squared distance %.4g, gamma * median = %.4g",
-             who, pairwise.gamma, median, pairwise.gamma * median)
+    log.info(
+        "%s: rbf gamma=%g, median squared distance %.4g, gamma * median = %.4g",
+        who,
+        pairwise.gamma,
+        median,
+        pairwise.gamma * median,
+    )
     return {"median_sq_dist": median, "gamma_times_median_sq_dist": pairwise.gamma * median}
 
 
 def progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="pick", leave=False, mininterval=1.0, disable=total < PROGRESS_MIN)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="pick",
+        leave=False,
+        mininterval=1.0,
+        disable=total < PROGRESS_MIN,
+    )

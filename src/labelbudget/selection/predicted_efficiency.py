@@ -17,22 +17,35 @@ from labelbudget.selection.base import Candidates, Selection, Selector, register
 
 
 def write_predicted_auc(path: Path, predicted: Mapping[str, float], n_max: int) -> None:
-    atomic_write_text(path, json.dumps({"n_max": n_max, "tasks": dict(sorted(predicted.items()))}, indent=2) + "\n")
+    atomic_write_text(
+        path,
+        json.dumps({"n_max": n_max, "tasks": dict(sorted(predicted.items()))}, indent=2) + "\n",
+    )
 
 
 def read_predicted_auc(path: str | Path) -> tuple[dict[str, float], int]:
     """Task -> predicted AUC in (0, 1), and the budget axis's n_max they refer to, as
     `estimate.py mode=coslow` writes them: {"n_max": 5000, "tasks": {"<task>": 0.42, ...}}."""
-    file = existing_path(path, "predicted AUC file", "write it with: python estimate.py mode=coslow fit=<fit.json>")
+    file = existing_path(
+        path, "predicted AUC file", "write it with: python estimate.py mode=coslow fit=<fit.json>"
+    )
     try:
         content = json.loads(file.read_text())
     except ValueError as error:
         raise DataError(str(file), f"is not valid JSON: {error}") from error
-    tasks, n_max = (content.get("tasks"), content.get("n_max")) if isinstance(content, dict) else (None, None)
+    tasks, n_max = (
+        (content.get("tasks"), content.get("n_max")) if isinstance(content, dict) else (None, None)
+    )
     if not isinstance(tasks, dict) or not tasks:
-        raise DataError(str(file), 'must be a JSON object {"n_max": ..., "tasks": {task: predicted AUC}}', field="tasks")
+        raise DataError(
+            str(file),
+            'must be a JSON object {"n_max": ..., "tasks": {task: predicted AUC}}',
+            field="tasks",
+        )
     if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 2:
-        raise DataError(str(file), f"must be an integer budget of at least 2, got {n_max!r}", field="n_max")
+        raise DataError(
+            str(file), f"must be an integer budget of at least 2, got {n_max!r}", field="n_max"
+        )
     for task, auc in tasks.items():
         if isinstance(auc, bool) or not isinstance(auc, (int, float)) or not 0 < auc < 1:
             raise DataError(str(file), f"must be a number in (0, 1), got {auc!r}", field=task)
@@ -56,6 +69,15 @@ class PredictedEfficiencySelector(Selector):
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         rows = candidates.task_rows()
-        counts = plan_budget({t: self.predicted[t] for t in rows}, {t: len(r) for t, r in rows.items()}, budget, self.n_max)
-        picks = [candidates.ids[i] for task, task_rows in rows.items() for i in rng.permutation(task_rows)[: counts[task]]]
+        counts = plan_budget(
+            {t: self.predicted[t] for t in rows},
+            {t: len(r) for t, r in rows.items()},
+            budget,
+            self.n_max,
+        )
+        picks = [
+            candidates.ids[i]
+            for task, task_rows in rows.items()
+            for i in rng.permutation(task_rows)[: counts[task]]
+        ]
         return Selection(ids=picks, allocation={t: float(n) for t, n in counts.items()})

@@ -20,6 +20,6 @@ class RandomSelector(Selector):
 @register
 class NestedRandomSelector(RandomSelector):
     """Random subsets that nest across budgets: one shuffle per seed, each budget takes its prefix,
-    so the 100-label run of a learning curve holds the 50-label run's examples (METHODS B)."""
+    so the 100-label run of a learning curve holds the 50-label run's examples (docs/methods.md, section B)."""
 
     name = "nested_random"

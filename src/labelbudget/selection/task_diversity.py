@@ -7,11 +7,22 @@ from collections.abc import Mapping
 import numpy as np
 
 from labelbudget.errors import ConfigError
-from labelbudget.selection.allocation import base_allocation, round_robin, water_filling, weighted_allocation
+from labelbudget.selection.allocation import (
+    base_allocation,
+    round_robin,
+    water_filling,
+    weighted_allocation,
+)
 from labelbudget.selection.base import Candidates, Selection, Selector, register, shuffled_task_rows
 
 
-def _spend(candidates: Candidates, tasks: list[str], groups: list[np.ndarray], allocation: np.ndarray, budget: int) -> Selection:
+def _spend(
+    candidates: Candidates,
+    tasks: list[str],
+    groups: list[np.ndarray],
+    allocation: np.ndarray,
+    budget: int,
+) -> Selection:
     rows = round_robin(groups, allocation, budget)
     return Selection(
         ids=[candidates.ids[i] for i in rows],
@@ -34,7 +45,9 @@ class TaskDiversitySelector(Selector):
 
 def task_log_confidence(log_confidence: np.ndarray, rows: Mapping[str, np.ndarray]) -> np.ndarray:
     """log conf_t = log of the mean of conf(x) over the task's prompts, computed in log space."""
-    return np.array([np.logaddexp.reduce(log_confidence[r]) - np.log(len(r)) for r in rows.values()])
+    return np.array(
+        [np.logaddexp.reduce(log_confidence[r]) - np.log(len(r)) for r in rows.values()]
+    )
 
 
 @register
@@ -51,7 +64,9 @@ class WeightedTaskDiversitySelector(Selector):
         if base_per_task < 0:
             raise ConfigError(f"base_per_task must be >= 0, got {base_per_task}")
         if confidence not in ("sequence", "token_geomean"):
-            raise ConfigError(f"confidence must be 'sequence' or 'token_geomean', got {confidence!r}")
+            raise ConfigError(
+                f"confidence must be 'sequence' or 'token_geomean', got {confidence!r}"
+            )
         self.base_per_task = base_per_task
         self.confidence = confidence
 
@@ -70,6 +85,10 @@ class WeightedTaskDiversitySelector(Selector):
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         scores = candidates.require_scores(self.name)
         tasks, groups = shuffled_task_rows(candidates, rng)
-        log_conf = task_log_confidence(scores.log_confidence(self.confidence), dict(zip(tasks, groups)))
-        allocation = weighted_allocation(np.array([len(g) for g in groups]), log_conf, budget, self.base_per_task)
+        log_conf = task_log_confidence(
+            scores.log_confidence(self.confidence), dict(zip(tasks, groups))
+        )
+        allocation = weighted_allocation(
+            np.array([len(g) for g in groups]), log_conf, budget, self.base_per_task
+        )
         return _spend(candidates, tasks, groups, allocation, budget)

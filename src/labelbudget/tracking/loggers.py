@@ -20,17 +20,37 @@ def wandb_has_credentials() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def wandb_logger(save_dir: str, group: str, name: str, tags: list[str], project: str = "labelbudget",
-                 entity: str | None = None, mode: str | None = None):
+def wandb_logger(
+    save_dir: str,
+    group: str,
+    name: str,
+    tags: list[str],
+    project: str = "labelbudget",
+    entity: str | None = None,
+    mode: str | None = None,
+):
     """Lightning's WandbLogger; `mode` None picks online when credentials exist, else offline
     (said once in the log). WANDB_MODE in the environment wins, e.g. `disabled` in tests."""
     from lightning.pytorch.loggers import WandbLogger
 
-    mode = os.environ.get("WANDB_MODE") or mode or ("online" if wandb_has_credentials() else "offline")
+    mode = (
+        os.environ.get("WANDB_MODE") or mode or ("online" if wandb_has_credentials() else "offline")
+    )
     if mode == "offline":
-        log.info("W&B: no API key found, logging offline under %s/wandb (upload later with `wandb sync`)", save_dir)
+        log.info(
+            "W&B: no API key found, logging offline under %s/wandb (upload later with `wandb sync`)",
+            save_dir,
+        )
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, entity=entity, group=group, name=name, tags=tags, save_dir=save_dir, mode=mode)
+    return WandbLogger(
+        project=project,
+        entity=entity,
+        group=group,
+        name=name,
+        tags=tags,
+        save_dir=save_dir,
+        mode=mode,
+    )
 
 
 def csv_logger(save_dir: str, group: str, name: str, tags: list[str]):

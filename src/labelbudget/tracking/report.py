@@ -51,7 +51,9 @@ def load_runs(folders: list[Path]) -> list[dict]:
     for folder in folders:
         files = sorted(Path(folder).rglob("metrics.json"))
         if not files:
-            raise DataError(str(folder), "contains no metrics.json (is it a train.py run or multirun folder?)")
+            raise DataError(
+                str(folder), "contains no metrics.json (is it a train.py run or multirun folder?)"
+            )
         for file in files:
             record = json.loads(file.read_text())
             for key in ("run", "metrics"):
@@ -75,14 +77,31 @@ def row_name(identity: dict[str, Any]) -> str:
     options = identity.get("selector_options") or {}
     if not options:
         return identity["selector"]
-    return f"{identity['selector']} (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+    return (
+        f"{identity['selector']} ("
+        + ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+        + ")"
+    )
 
 
 def as_run(record: dict) -> Run:
     identity = record["run"]
-    config = {k: v for k, v in determining_settings(record.get("config", {})).items() if k.split(".")[0] not in WITHIN_TABLE}
-    setting = tuple(sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key))
-    return Run(record["folder"], row_name(identity), int(identity["budget"]), int(identity["seed"]), record["metrics"], setting)
+    config = {
+        k: v
+        for k, v in determining_settings(record.get("config", {})).items()
+        if k.split(".")[0] not in WITHIN_TABLE
+    }
+    setting = tuple(
+        sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key)
+    )
+    return Run(
+        record["folder"],
+        row_name(identity),
+        int(identity["budget"]),
+        int(identity["seed"]),
+        record["metrics"],
+        setting,
+    )
 
 
 def split_by_setting(runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -97,8 +116,10 @@ def split_by_setting(runs: list[Run]) -> list[tuple[str, list[Run]]]:
     differing = [key for key in keys if len({values[s].get(key) for s in groups}) > 1]
     titled = []
     for setting, members in groups.items():
-        title = ", ".join(f"{key}={json.loads(values[setting][key]) if key in values[setting] else '(unset)'}"
-                          for key in differing)
+        title = ", ".join(
+            f"{key}={json.loads(values[setting][key]) if key in values[setting] else '(unset)'}"
+            for key in differing
+        )
         titled.append((title, members))
     return sorted(titled)
 
@@ -108,8 +129,11 @@ def check_one_run_per_cell(runs: list[Run]) -> None:
     for run in runs:
         key = (run.row, run.budget, run.seed)
         if key in seen:
-            raise DataError(str(run.folder), f"repeats row {run.row!r}, budget {run.budget}, seed {run.seed} of {seen[key]} "
-                                             "with the same settings; report one of them")
+            raise DataError(
+                str(run.folder),
+                f"repeats row {run.row!r}, budget {run.budget}, seed {run.seed} of {seen[key]} "
+                "with the same settings; report one of them",
+            )
         seen[key] = run.folder
 
 
@@ -132,8 +156,12 @@ def aggregate(runs: list[Run]) -> dict[str, Cells]:
     for run in runs:
         for metric, value in run.metrics.items():
             grouped[metric][(run.row, run.budget)].append(float(value))
-    return {metric: {key: (*mean_and_standard_error(values), len(values)) for key, values in cells.items()}
-            for metric, cells in sorted(grouped.items())}
+    return {
+        metric: {
+            key: (*mean_and_standard_error(values), len(values)) for key, values in cells.items()
+        }
+        for metric, cells in sorted(grouped.items())
+    }
 
 
 @dataclass(frozen=True)
@@ -149,7 +177,9 @@ class Paired:
         return "better" if self.low > 0 else "worse" if self.high < 0 else "no difference"
 
 
-def crossed_bootstrap(differences: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> Paired:
+def crossed_bootstrap(
+    differences: np.ndarray, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+) -> Paired:
     """Mean of a (task x seed) table of paired differences and its 95% percentile interval, from
     resampling tasks and seeds independently with replacement: each draw's mean is
     sum_ts c_t d_ts e_s / (T S), c and e the times each task and seed was drawn."""
@@ -178,21 +208,32 @@ def paired_with_baseline(runs: list[Run], headline: str) -> dict[tuple[str, int]
         if row == BASELINE or baseline is None:
             continue
         common_seeds = sorted(set(seeds) & set(baseline))
-        tasks = sorted(set.intersection(*[set(seeds[s]) & set(baseline[s]) for s in common_seeds])) if common_seeds else []
+        tasks = (
+            sorted(set.intersection(*[set(seeds[s]) & set(baseline[s]) for s in common_seeds]))
+            if common_seeds
+            else []
+        )
         if tasks:
             table = np.array([[seeds[s][t] - baseline[s][t] for s in common_seeds] for t in tasks])
             results[(row, budget)] = crossed_bootstrap(table)
     return results
 
 
-def task_gains(runs: list[Run], headline: str) -> dict[tuple[str, int], list[tuple[str, float, float, float | None]]]:
+def task_gains(
+    runs: list[Run], headline: str
+) -> dict[tuple[str, int], list[tuple[str, float, float, float | None]]]:
     """(row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence),
     means over seeds; from each run's allocation.csv. Empty without zero-shot runs."""
     zero = [per_task(r.metrics, headline) for r in runs if r.row == ZERO_SHOT]
     if not zero:
         return {}
-    base = {task: float(np.mean([z[task] for z in zero])) for task in set.intersection(*[set(z) for z in zero])}
-    collected: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    base = {
+        task: float(np.mean([z[task] for z in zero]))
+        for task in set.intersection(*[set(z) for z in zero])
+    }
+    collected: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     confidence: dict[str, float] = {}
     for run in runs:
         allocation = run.folder / "allocation.csv"
@@ -204,10 +245,21 @@ def task_gains(runs: list[Run], headline: str) -> dict[tuple[str, int], list[tup
             if line.get("mean_confidence"):
                 confidence[task] = float(line["mean_confidence"])
             if task in values and task in base:
-                collected[(run.row, run.budget)][task].append((float(line["selected"]), values[task] - base[task]))
-    return {key: [(task, float(np.mean([p[0] for p in points])), float(np.mean([p[1] for p in points])), confidence.get(task))
-                  for task, points in sorted(tasks.items())]
-            for key, tasks in sorted(collected.items())}
+                collected[(run.row, run.budget)][task].append(
+                    (float(line["selected"]), values[task] - base[task])
+                )
+    return {
+        key: [
+            (
+                task,
+                float(np.mean([p[0] for p in points])),
+                float(np.mean([p[1] for p in points])),
+                confidence.get(task),
+            )
+            for task, points in sorted(tasks.items())
+        ]
+        for key, tasks in sorted(collected.items())
+    }
 
 
 def _axes(cells: Cells) -> tuple[list[str], list[int]]:
@@ -226,38 +278,63 @@ def headline_markdown(table: dict[str, Cells]) -> str:
     if not columns:
         return ""
     keys = sorted({key for m in columns for key in table[m]}, key=lambda k: (k[1], k[0]))
-    lines = ["### headline metrics\n", "| selector | budget | seeds | " + " | ".join(columns) + " |",
-             "|---|---:|---:|" + "---:|" * len(columns)]
+    lines = [
+        "### headline metrics\n",
+        "| selector | budget | seeds | " + " | ".join(columns) + " |",
+        "|---|---:|---:|" + "---:|" * len(columns),
+    ]
     for key in keys:
         seeds = max(table[m][key][2] for m in columns if key in table[m])
-        lines.append(f"| {key[0]} | {key[1]} | {seeds} | " + " | ".join(_cell(table[m].get(key)) for m in columns) + " |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {seeds} | "
+            + " | ".join(_cell(table[m].get(key)) for m in columns)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str:
     if not paired:
         return ""
-    lines = [f"### {headline}: paired difference with {BASELINE} at the same budget\n",
-             f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval from a crossed "
-             f"bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).\n",
-             "| selector | budget | difference | 95% interval | tasks x seeds | verdict |", "|---|---:|---:|---|---:|---|"]
+    lines = [
+        f"### {headline}: paired difference with {BASELINE} at the same budget\n",
+        f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval from a crossed "
+        f"bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).\n",
+        "| selector | budget | difference | 95% interval | tasks x seeds | verdict |",
+        "|---|---:|---:|---|---:|---|",
+    ]
     for (row, budget), result in sorted(paired.items(), key=lambda item: (item[0][1], item[0][0])):
-        lines.append(f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
-                     f"{result.tasks} x {result.seeds} | {result.verdict} |")
+        lines.append(
+            f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
+            f"{result.tasks} x {result.seeds} | {result.verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def metric_markdown(metric: str, cells: Cells) -> str:
     rows, budgets = _axes(cells)
-    lines = [f"### {metric}\n", "| selector | " + " | ".join(str(b) for b in budgets) + " |", "|---|" + "---:|" * len(budgets)]
-    lines += [f"| {row} | " + " | ".join(_cell(cells.get((row, b)), with_n=True) for b in budgets) + " |" for row in rows]
+    lines = [
+        f"### {metric}\n",
+        "| selector | " + " | ".join(str(b) for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    lines += [
+        f"| {row} | " + " | ".join(_cell(cells.get((row, b)), with_n=True) for b in budgets) + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
 def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
-    return csv_text(["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"],
-                    ([title, metric, row, budget, f"{mean:.6g}", f"{error:.6g}", n] for title, table in tables
-                     for metric, cells in table.items() for (row, budget), (mean, error, n) in sorted(cells.items())))
+    return csv_text(
+        ["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"],
+        (
+            [title, metric, row, budget, f"{mean:.6g}", f"{error:.6g}", n]
+            for title, table in tables
+            for metric, cells in table.items()
+            for (row, budget), (mean, error, n) in sorted(cells.items())
+        ),
+    )
 
 
 def _figure_bytes(fig) -> bytes:
@@ -288,24 +365,44 @@ def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
         if row == ZERO_SHOT:
             ax.axhline(points[0][1], color="grey", linestyle="--", linewidth=1, label=ZERO_SHOT)
             continue
-        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label=row)
+        ax.errorbar(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            yerr=[p[2] for p in points],
+            marker="o",
+            capsize=3,
+            label=row,
+        )
     ax.set_xlabel("budget (labelled prompts)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: mean ± standard error over seeds" + (f"\n{title}" if title else ""), fontsize=9)
+    ax.set_title(
+        f"{metric}: mean ± standard error over seeds" + (f"\n{title}" if title else ""), fontsize=9
+    )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return _figure_bytes(fig)
 
 
-def plot_task_gains(gains: dict[tuple[str, int], list[tuple[str, float, float, float | None]]], budget: int, headline: str) -> bytes:
+def plot_task_gains(
+    gains: dict[tuple[str, int], list[tuple[str, float, float, float | None]]],
+    budget: int,
+    headline: str,
+) -> bytes:
     """One panel per row at `budget`: each task's gain over zero-shot against the labels it got,
     coloured by the task's mean confidence."""
     plt = _pyplot()
     panels = [(row, points) for (row, b), points in gains.items() if b == budget]
     cols = min(4, len(panels))
     n_rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(3.6 * cols + 1.5, 3.0 * n_rows + 1.2), squeeze=False, sharex=True,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        n_rows,
+        cols,
+        figsize=(3.6 * cols + 1.5, 3.0 * n_rows + 1.2),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     from matplotlib.colors import LogNorm, Normalize
 
     confidences = [c for _, points in panels for *_, c in points if c is not None]
@@ -315,14 +412,24 @@ def plot_task_gains(gains: dict[tuple[str, int], list[tuple[str, float, float, f
     scatter = None
     for ax, (row, points) in zip(axes.flat, panels):
         colours = [c if c is not None else np.nan for *_, c in points]
-        scatter = ax.scatter([p[1] for p in points], [p[2] for p in points], c=colours, cmap="viridis", norm=norm, s=18)
+        scatter = ax.scatter(
+            [p[1] for p in points],
+            [p[2] for p in points],
+            c=colours,
+            cmap="viridis",
+            norm=norm,
+            s=18,
+        )
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_title(row, fontsize=8)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     fig.supxlabel("labels the task got (mean over seeds)")
     fig.supylabel(f"gain over zero-shot ({headline}, per task)")
-    fig.suptitle(f"budget {budget}: per-task gain against labels, colour = task's mean confidence", fontsize=10)
+    fig.suptitle(
+        f"budget {budget}: per-task gain against labels, colour = task's mean confidence",
+        fontsize=10,
+    )
     if scatter is not None:
         fig.colorbar(scatter, ax=axes, shrink=0.6, label="mean confidence")
     return _figure_bytes(fig)
@@ -340,12 +447,19 @@ def write_report(folders: list[Path], out: Path) -> str:
         parts.append(headline_markdown(table))
         for headline in (m for m in HEADLINES if m in table):
             parts.append(paired_markdown(headline, paired_with_baseline(members, headline)))
-            atomic_write_bytes(out / "plots" / f"{headline.replace('/', '_')}{suffix}.png", plot_metric(headline, table[headline], title))
+            atomic_write_bytes(
+                out / "plots" / f"{headline.replace('/', '_')}{suffix}.png",
+                plot_metric(headline, table[headline], title),
+            )
             if headline in PER_TASK:
                 gains = task_gains(members, headline)
                 for budget in sorted({b for _, b in gains}):
-                    atomic_write_bytes(out / "plots" / f"task_gain_{headline.replace('/', '_')}_b{budget}{suffix}.png",
-                                       plot_task_gains(gains, budget, headline))
+                    atomic_write_bytes(
+                        out
+                        / "plots"
+                        / f"task_gain_{headline.replace('/', '_')}_b{budget}{suffix}.png",
+                        plot_task_gains(gains, budget, headline),
+                    )
         parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
     text = "\n".join(part for part in parts if part)
     atomic_write_text(out / "report.md", text)
@@ -354,8 +468,12 @@ def write_report(folders: list[Path], out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m labelbudget.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m labelbudget.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first folder)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: the first folder)"
+    )
     args = parser.parse_args(argv)
     print(write_report(args.folders, args.out or args.folders[0]))

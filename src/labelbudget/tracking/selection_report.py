@@ -31,7 +31,11 @@ def task_rows(pool: Pool, selection: Selection, scores: Scores | None) -> list[T
     confidence: dict[str, float | None] = dict.fromkeys(pool.task_sizes())
     if scores is not None:
         task_indices = Candidates(pool.ids, pool.tasks).task_rows()
-        confidence = dict(zip(task_indices, np.exp(task_log_confidence(scores.seq_logprob, task_indices)).tolist()))
+        confidence = dict(
+            zip(
+                task_indices, np.exp(task_log_confidence(scores.seq_logprob, task_indices)).tolist()
+            )
+        )
     rows = []
     for task, size in pool.task_sizes().items():
         allocated = None if selection.allocation is None else selection.allocation[task]
@@ -48,8 +52,17 @@ def selection_jsonl(pool: Pool, selection: Selection) -> str:
     """One line per chosen prompt, rank 1 first: what an annotator needs, no hidden response. The
     fingerprint of what is shown travels with the annotation, so the import can check it."""
     examples = (pool[row] for row in _rows_of(pool, selection.ids))
-    return jsonl_text({"rank": rank, "id": e.id, "task": e.task, "prompt": e.prompt, "context": e.context,
-                       "fingerprint": e.fingerprint} for rank, e in enumerate(examples, start=1))
+    return jsonl_text(
+        {
+            "rank": rank,
+            "id": e.id,
+            "task": e.task,
+            "prompt": e.prompt,
+            "context": e.context,
+            "fingerprint": e.fingerprint,
+        }
+        for rank, e in enumerate(examples, start=1)
+    )
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -57,8 +70,13 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def allocation_csv(rows: list[TaskRow]) -> str:
-    return csv_text(["task", "pool_size", "mean_confidence", "allocated", "selected"],
-                    ([r.task, r.pool_size, _fmt(r.mean_confidence, 6), _fmt(r.allocated, 6), r.selected] for r in rows))
+    return csv_text(
+        ["task", "pool_size", "mean_confidence", "allocated", "selected"],
+        (
+            [r.task, r.pool_size, _fmt(r.mean_confidence, 6), _fmt(r.allocated, 6), r.selected]
+            for r in rows
+        ),
+    )
 
 
 def summary_table(rows: list[TaskRow], selector: str, budget: int) -> str:
@@ -68,10 +86,14 @@ def summary_table(rows: list[TaskRow], selector: str, budget: int) -> str:
     for r in sorted(rows, key=lambda r: (-r.selected, r.task)):
         conf = "" if r.mean_confidence is None else f"{r.mean_confidence:.3g}"
         alloc = "" if r.allocated is None else f"{r.allocated:.4g}"
-        lines.append(f"{r.task:<{width}}  {r.pool_size:>6}  {conf:>10}  {alloc:>9}  {r.selected:>8}")
+        lines.append(
+            f"{r.task:<{width}}  {r.pool_size:>6}  {conf:>10}  {alloc:>9}  {r.selected:>8}"
+        )
     covered = sum(r.selected > 0 for r in rows)
     lines.append("-" * len(header))
-    lines.append(f"{'total':<{width}}  {sum(r.pool_size for r in rows):>6}  {'':>10}  {'':>9}  {sum(r.selected for r in rows):>8}")
+    lines.append(
+        f"{'total':<{width}}  {sum(r.pool_size for r in rows):>6}  {'':>10}  {'':>9}  {sum(r.selected for r in rows):>8}"
+    )
     lines.append(f"tasks covered: {covered} of {len(rows)}")
     return "\n".join(lines)
 
@@ -95,7 +117,13 @@ def allocation_plot(rows: list[TaskRow], title: str) -> bytes:
     handles, labels = ax.get_legend_handles_labels()
     if all(r.mean_confidence is not None for r in ordered):
         twin = ax.twinx()
-        twin.plot(positions, [r.mean_confidence for r in ordered], "o", color="#d1495b", label="mean confidence")
+        twin.plot(
+            positions,
+            [r.mean_confidence for r in ordered],
+            "o",
+            color="#d1495b",
+            label="mean confidence",
+        )
         twin.set_yscale("log")
         twin.set_ylabel("mean confidence (log scale)")
         more_handles, more_labels = twin.get_legend_handles_labels()
@@ -120,8 +148,12 @@ def selection_statistics(rows: list[TaskRow]) -> dict[str, float]:
     }
 
 
-def write_selection_outputs(folder: Path, rows: list[TaskRow], pool: Pool, selection: Selection, selector: str, budget: int) -> None:
+def write_selection_outputs(
+    folder: Path, rows: list[TaskRow], pool: Pool, selection: Selection, selector: str, budget: int
+) -> None:
     """Write selection.jsonl, allocation.csv and allocation.png from the per-task rows."""
     atomic_write_text(folder / "selection.jsonl", selection_jsonl(pool, selection))
     atomic_write_text(folder / "allocation.csv", allocation_csv(rows))
-    atomic_write_bytes(folder / "allocation.png", allocation_plot(rows, f"{selector}, budget {budget}"))
+    atomic_write_bytes(
+        folder / "allocation.png", allocation_plot(rows, f"{selector}, budget {budget}")
+    )

@@ -31,8 +31,12 @@ def resolve_adapter(path: Path) -> Path:
         return path
     found = sorted(config.parent for config in path.rglob("adapter_config.json"))
     if len(found) > 1:
-        shown = ", ".join(str(f) for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-        raise ConfigError(f"{path} holds {len(found)} adapters ({shown}); give adapter= one of them")
+        shown = ", ".join(str(f) for f in found[:5]) + (
+            f" and {len(found) - 5} more" if len(found) > 5 else ""
+        )
+        raise ConfigError(
+            f"{path} holds {len(found)} adapters ({shown}); give adapter= one of them"
+        )
     if found:
         log.info("adapter=%s is a run folder: evaluating its adapter %s", path, found[0])
         return found[0]
@@ -43,16 +47,23 @@ def check_adapter(folder: Path, base: dict[str, Any]) -> None:
     """Everything about an adapter folder that can be checked without the base model."""
     config_file = folder / "adapter_config.json"
     if not config_file.is_file():
-        raise ConfigError(f"{folder.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder")
+        raise ConfigError(
+            f"{folder.resolve()} holds no LoRA adapter (adapter_config.json); give a train.py run's adapter folder"
+        )
     try:
         config = json.loads(config_file.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise DataError(str(config_file), f"is not valid JSON ({error}); the adapter folder is damaged") from None
+        raise DataError(
+            str(config_file), f"is not valid JSON ({error}); the adapter folder is damaged"
+        ) from None
     if not isinstance(config, dict) or "peft_type" not in config:
         raise DataError(str(config_file), "is not a peft adapter config (no 'peft_type')")
     weights = next((folder / name for name in WEIGHTS if (folder / name).is_file()), None)
     if weights is None:
-        raise DataError(str(folder), f"has no adapter weights ({' or '.join(WEIGHTS)}); the adapter folder is incomplete")
+        raise DataError(
+            str(folder),
+            f"has no adapter weights ({' or '.join(WEIGHTS)}); the adapter folder is incomplete",
+        )
     if weights.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.numpy import load
@@ -60,15 +71,22 @@ def check_adapter(folder: Path, base: dict[str, Any]) -> None:
         try:
             load(weights.read_bytes())
         except (SafetensorError, ValueError) as error:
-            raise DataError(str(weights), f"cannot be read ({error}); it is truncated or damaged") from None
+            raise DataError(
+                str(weights), f"cannot be read ({error}); it is truncated or damaged"
+            ) from None
     trained_on = folder / BASE_MODEL
     if not trained_on.is_file():
-        log.warning("%s does not record its base model (saved by an older labelbudget): it is not checked", folder)
+        log.warning(
+            "%s does not record its base model (saved by an older labelbudget): it is not checked",
+            folder,
+        )
         return
     recorded = json.loads(trained_on.read_text())
     if recorded != base:
-        raise ConfigError(f"{folder} was trained on base model {recorded.get('name')!r} ({json.dumps(recorded, sort_keys=True)}), "
-                          f"not on this run's {base.get('name')!r} ({json.dumps(base, sort_keys=True)}); choose that model= setting")
+        raise ConfigError(
+            f"{folder} was trained on base model {recorded.get('name')!r} ({json.dumps(recorded, sort_keys=True)}), "
+            f"not on this run's {base.get('name')!r} ({json.dumps(base, sort_keys=True)}); choose that model= setting"
+        )
 
 
 def load_adapter(model, folder: Path):
@@ -78,6 +96,12 @@ def load_adapter(model, folder: Path):
     try:
         return PeftModel.from_pretrained(model, str(folder)).eval()
     except (RuntimeError, ValueError, KeyError) as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        telling = next((line for line in lines if "size mismatch" in line), lines[0])  # torch's first line says only "Error(s)"
-        raise ConfigError(f"the adapter in {folder} does not fit this base model: {telling}") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [
+            type(error).__name__
+        ]
+        telling = next(
+            (line for line in lines if "size mismatch" in line), lines[0]
+        )  # torch's first line says only "Error(s)"
+        raise ConfigError(
+            f"the adapter in {folder} does not fit this base model: {telling}"
+        ) from None

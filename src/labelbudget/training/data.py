@@ -20,11 +20,15 @@ from labelbudget.models.templates import PromptTemplate
 IGNORE_INDEX = -100  # label of prompt and padding tokens: no loss
 
 
-def encode_sft(template: PromptTemplate, tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
+def encode_sft(
+    template: PromptTemplate, tokenizer, example: Example, max_length: int
+) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for one example; the prompt is cut from the left if the row is too long,
     so the response (what is learned) is kept whole whenever it fits."""
     prompt = template.encode_prompt(tokenizer, example)
-    response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     response = response[:max_length]
     prompt = prompt[max(0, len(prompt) + len(response) - max_length) :]
     return prompt + response, [IGNORE_INDEX] * len(prompt) + response
@@ -71,9 +75,19 @@ class LengthGroupedBatches(Sampler[list[int]]):
     rows as on one device. A last batch with fewer rows than ranks joins the batch before it.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int,
+        group: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if len(lengths) < world_size:
-            raise ConfigError(f"{len(lengths)} training examples cannot be shared by {world_size} ranks")
+            raise ConfigError(
+                f"{len(lengths)} training examples cannot be shared by {world_size} ranks"
+            )
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -102,7 +116,10 @@ class LengthGroupedBatches(Sampler[list[int]]):
         for start in range(0, len(order), mega):
             chunk = order[start : start + mega]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size].tolist()
+                for i in range(0, len(chunk), self.batch_size)
+            ]
         if len(batches) > 1 and len(batches[-1]) < self.world_size:
             last = batches.pop()
             batches[-1] += last
@@ -116,7 +133,9 @@ class LengthGroupedBatches(Sampler[list[int]]):
 class SFTData(L.LightningDataModule):
     """The training rows, batched once the Trainer knows this process's rank and the world size."""
 
-    def __init__(self, rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int, pad_token_id: int):
+    def __init__(
+        self, rows: list[tuple[list[int], list[int]]], batch_size: int, seed: int, pad_token_id: int
+    ):
         super().__init__()
         self.rows = rows
         self.batch_size = batch_size
@@ -124,6 +143,15 @@ class SFTData(L.LightningDataModule):
         self.pad_token_id = pad_token_id
 
     def train_dataloader(self) -> DataLoader:
-        batches = LengthGroupedBatches([len(ids) for ids, _ in self.rows], self.batch_size, self.seed,
-                                       rank=self.trainer.global_rank, world_size=self.trainer.world_size)
-        return DataLoader(SFTDataset(self.rows), batch_sampler=batches, collate_fn=RightPadCollator(self.pad_token_id))
+        batches = LengthGroupedBatches(
+            [len(ids) for ids, _ in self.rows],
+            self.batch_size,
+            self.seed,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        return DataLoader(
+            SFTDataset(self.rows),
+            batch_sampler=batches,
+            collate_fn=RightPadCollator(self.pad_token_id),
+        )

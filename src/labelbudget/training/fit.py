@@ -20,8 +20,14 @@ from labelbudget.training.module import SFTModule
 log = logging.getLogger(__name__)
 
 
-def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, trainer_factory: Callable[..., L.Trainer],
-              logger, seed: int) -> dict[str, float]:
+def fine_tune(
+    loaded: LoadedModel,
+    examples: list[Example],
+    settings: Any,
+    trainer_factory: Callable[..., L.Trainer],
+    logger,
+    seed: int,
+) -> dict[str, float]:
     """LoRA-fine-tune `loaded.model` in place on the annotated examples; returns training stats.
 
     `settings` is the finetune config (lora, epochs, learning_rate, batch_size,
@@ -30,16 +36,29 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
     L.seed_everything(seed, verbose=False)
     tokenizer = loaded.tokenizer
     rows = [encode_sft(loaded.template, tokenizer, e, settings.max_length) for e in examples]
-    clipped = sum(len(loaded.template.encode_prompt(tokenizer, e)) + 1 > settings.max_length for e in examples)
+    clipped = sum(
+        len(loaded.template.encode_prompt(tokenizer, e)) + 1 > settings.max_length for e in examples
+    )
     if clipped:
-        log.warning("%d of %d examples exceed finetune.max_length=%d and lose the start of their prompt",
-                    clipped, len(rows), settings.max_length)
-    checkpointing = {"use_reentrant": False}  # keep each layer's input only; recompute the rest in backward
-    if getattr(loaded.model, "is_loaded_in_4bit", False):  # QLoRA: norms in fp32, checkpointing as asked
+        log.warning(
+            "%d of %d examples exceed finetune.max_length=%d and lose the start of their prompt",
+            clipped,
+            len(rows),
+            settings.max_length,
+        )
+    checkpointing = {
+        "use_reentrant": False
+    }  # keep each layer's input only; recompute the rest in backward
+    if getattr(
+        loaded.model, "is_loaded_in_4bit", False
+    ):  # QLoRA: norms in fp32, checkpointing as asked
         from peft import prepare_model_for_kbit_training
 
-        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=settings.gradient_checkpointing,
-                                                       gradient_checkpointing_kwargs=checkpointing)
+        loaded.model = prepare_model_for_kbit_training(
+            loaded.model,
+            use_gradient_checkpointing=settings.gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing,
+        )
     elif settings.gradient_checkpointing:
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     trainer = trainer_factory(
@@ -50,13 +69,20 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         log_every_n_steps=1,
         use_distributed_sampler=False,
     )
-    plan = memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes) if is_main_process() else None
+    plan = (
+        memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes)
+        if is_main_process()
+        else None
+    )
     if plan is not None:
         print(plan.table())
     loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
     loaded.model.train()
     start = time.perf_counter()
-    trainer.fit(SFTModule(loaded.model, settings.learning_rate), datamodule=SFTData(rows, settings.batch_size, seed, tokenizer.pad_token_id))
+    trainer.fit(
+        SFTModule(loaded.model, settings.learning_rate),
+        datamodule=SFTData(rows, settings.batch_size, seed, tokenizer.pad_token_id),
+    )
     seconds = time.perf_counter() - start
     loaded.model.eval()
     tokens = settings.epochs * sum(len(ids) for ids, _ in rows)
@@ -66,7 +92,11 @@ def fine_tune(loaded: LoadedModel, examples: list[Example], settings: Any, train
         "train/tokens_per_s": tokens / seconds,
         "train/examples": float(len(rows)),
         **({"train/planned_memory_gib": plan.total_bytes / GIB} if plan is not None else {}),
-        **({"train/peak_memory_gib": torch.cuda.max_memory_allocated() / GIB} if torch.cuda.is_available() else {}),
+        **(
+            {"train/peak_memory_gib": torch.cuda.max_memory_allocated() / GIB}
+            if torch.cuda.is_available()
+            else {}
+        ),
     }
 
 
@@ -77,8 +107,15 @@ def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) ->
     per_device = -(-settings.batch_size // devices)
     tokens = sorted((len(ids) for ids, _ in rows), reverse=True)[:per_device]
     try:
-        return plan_memory(loaded.model.config, loaded.model.dtype, dict(settings.lora), len(tokens), max(tokens),
-                           settings.gradient_checkpointing, getattr(loaded.model, "is_loaded_in_4bit", False))
+        return plan_memory(
+            loaded.model.config,
+            loaded.model.dtype,
+            dict(settings.lora),
+            len(tokens),
+            max(tokens),
+            settings.gradient_checkpointing,
+            getattr(loaded.model, "is_loaded_in_4bit", False),
+        )
     except Exception as error:  # noqa: BLE001 - any failure here only costs the plan
         log.warning("no memory plan for %s: %s", type(loaded.model).__name__, error)
         return None

@@ -5,8 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def attach_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05,
-                target_modules: list[str] | None = None, seed: int = 0):
+def attach_lora(
+    model,
+    rank: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+    seed: int = 0,
+):
     """Wrap `model` with fresh LoRA adapters; the seed fixes lora_A's random init."""
     from peft import LoraConfig, get_peft_model
 
@@ -15,7 +21,9 @@ def attach_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05,
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=list(target_modules) if target_modules else ["q_proj", "k_proj", "v_proj", "o_proj"],
+        target_modules=list(target_modules)
+        if target_modules
+        else ["q_proj", "k_proj", "v_proj", "o_proj"],
     )
     torch.manual_seed(seed)
     return get_peft_model(model, config)

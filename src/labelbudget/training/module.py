@@ -24,13 +24,22 @@ class SFTModule(L.LightningModule):
         # NaN or inf: every later step would only spread it. Decided by all ranks together, so
         # that under DDP they stop together instead of waiting for one that stopped.
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
-            raise ConfigError(f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
-                              f"batch {batch_idx}): lower finetune.learning_rate, or raise finetune.max_length so that "
-                              "every example keeps answer tokens")
+            raise ConfigError(
+                f"the training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}): lower finetune.learning_rate, or raise finetune.max_length so that "
+                "every example keeps answer tokens"
+            )
         tokens = (batch["labels"] != -100).sum()
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/response_tokens", tokens.float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=size)
+        self.log(
+            "train/response_tokens",
+            tokens.float(),
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            batch_size=size,
+        )
         return loss
 
     def configure_optimizers(self):
