@@ -10,7 +10,7 @@ from labelbudget.cli import hoist_multirun_flag, run_entry
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="estimate")
 def main(cfg: DictConfig) -> None:
-    run_entry("labelbudget.efficiency.stages.run_estimate", cfg)
+    run_entry("labelbudget.stages.estimate.run_estimate", cfg)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ elif __name__ == "__main__":
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="select")
     def main(cfg: DictConfig) -> None:
-        run_entry("labelbudget.pipeline.run_select", cfg)
+        run_entry("labelbudget.stages.select.run_select", cfg)
 
     sys.argv = hoist_multirun_flag(sys.argv)
     main()

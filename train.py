@@ -10,7 +10,7 @@ from labelbudget.cli import hoist_multirun_flag, run_entry
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    run_entry("labelbudget.pipeline.run_train", cfg)
+    run_entry("labelbudget.stages.train.run_train", cfg)
 
 
 if __name__ == "__main__":

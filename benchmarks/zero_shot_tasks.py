@@ -17,8 +17,8 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from labelbudget.evaluation.rules import score_prediction
-from labelbudget.pipeline import instantiate, pool_scores
 from labelbudget.selection.task_diversity import task_log_confidence
+from labelbudget.stages.common import instantiate, pool_scores
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -205,7 +205,7 @@ def test_a_fine_tune_whose_loss_is_not_finite_stops_naming_the_step(tmp_path):
     from test_train import TINY_RUN, compose_train
 
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.train import run_train
 
     with pytest.raises(
         ConfigError, match=r"the training loss became (nan|inf) at step \d+ \(epoch 0, batch \d+\)"

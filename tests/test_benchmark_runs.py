@@ -24,7 +24,7 @@ QUICK_BENCHMARKS = [
 def test_train_evaluates_tasks_mmlu_and_bbh_and_the_report_puts_them_side_by_side(
     tmp_path, shared_data
 ):
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.train import run_train
 
     cfg = compose_train(
         tmp_path,
@@ -78,7 +78,7 @@ def test_evaluate_with_the_single_evaluation_shortcuts(tmp_path, shared_data):
 
 def test_a_shortcut_with_several_evaluations_is_refused(tmp_path):
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import evaluations
+    from labelbudget.stages.common import evaluations
 
     cfg = compose_config("evaluate", "eval=[mmlu,bbh]", "eval.data_dir=/somewhere")
     with pytest.raises(ConfigError, match="eval.data_dir is a shortcut for a single evaluation"):
@@ -90,7 +90,7 @@ def test_train_refuses_bbh_evaluation_on_its_own_bbh_pool_before_the_model_loads
 ):
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.train import run_train
 
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")

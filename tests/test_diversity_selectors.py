@@ -12,7 +12,6 @@ import torch
 
 from conftest import compose_config
 from labelbudget.errors import ConfigError
-from labelbudget.pipeline import instantiate
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import SELECTORS, Candidates
 from labelbudget.selection.dpp import DPPSelector, greedy_map
@@ -25,6 +24,7 @@ from labelbudget.selection.facility_location import (
 )
 from labelbudget.selection.kcenter import KCenterSelector
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
+from labelbudget.stages.common import instantiate
 
 
 def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Candidates:

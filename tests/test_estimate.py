@@ -35,8 +35,8 @@ def test_nested_random_subsets_are_prefixes_of_one_shuffle():
 
 
 def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
-    from labelbudget.efficiency.stages import run_curves
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.estimate import run_curves
+    from labelbudget.stages.train import run_train
 
     runs = []
     for budget in (0, 20):
@@ -79,7 +79,7 @@ def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
 
 
 def test_coslow_fit_prediction_and_plan(tmp_path):
-    from labelbudget.efficiency.stages import run_coslow, run_fit, run_plan
+    from labelbudget.stages.estimate import run_coslow, run_fit, run_plan
 
     common = [
         f"dataset.tasks={TASKS}",
@@ -170,8 +170,8 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
 
 
 def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_path):
-    from labelbudget.efficiency.stages import run_coslow
     from labelbudget.errors import DataError
+    from labelbudget.stages.estimate import run_coslow
 
     pool = tmp_path / "pool.jsonl"
     pool.write_text(

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from labelbudget.models.memory import OPTIMISER_BYTES, plan_memory
 from labelbudget.training.lora import attach_lora
+from labelbudget.training.memory import OPTIMISER_BYTES, plan_memory
 
 # grouped-query attention (4 heads sharing 2 key/value heads), untied head, SwiGLU MLP
 CONFIG = LlamaConfig(

@@ -16,7 +16,6 @@ from conftest import compose_config
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.pipeline import run_select
 from labelbudget.scoring.prompt_sensitivity import (
     SensitivitySettings,
     compute_prompt_sensitivity,
@@ -25,6 +24,7 @@ from labelbudget.scoring.prompt_sensitivity import (
     sensitivity_path,
     text_mask,
 )
+from labelbudget.stages.select import run_select
 
 SETTINGS = SensitivitySettings(
     instances_per_task=3, n_perturbations=4, dropout=0.2, max_new_tokens=3, seed=0, batch_size=2

@@ -17,7 +17,7 @@ import pytest
 import labelbudget.models.tiny
 from conftest import compose_config
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.pipeline import run_select
+from labelbudget.stages.select import run_select
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -148,7 +148,8 @@ def compose_train(tmp_path: Path, *overrides: str):
 def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_path, monkeypatch):
     import wandb
 
-    from labelbudget.pipeline import run_evaluate, run_train
+    from labelbudget.stages.evaluate import run_evaluate
+    from labelbudget.stages.train import run_train
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     finished = []
@@ -218,7 +219,7 @@ def test_two_seed_multirun_gives_two_runs_each_tracked_then_the_report(tmp_path)
 def test_bad_annotations_file_fails_before_the_model_loads(tmp_path, monkeypatch):
     import labelbudget.models.tiny
     from labelbudget.errors import DataError
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.train import run_train
 
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
@@ -230,7 +231,8 @@ def test_bad_annotations_file_fails_before_the_model_loads(tmp_path, monkeypatch
 
 
 def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
-    from labelbudget.pipeline import run_select, run_train
+    from labelbudget.stages.select import run_select
+    from labelbudget.stages.train import run_train
 
     run_select(
         compose_train(tmp_path, *TINY_RUN, "logger=none")
@@ -265,7 +267,7 @@ def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
 def test_evaluate_refuses_a_folder_without_an_adapter_before_the_model_loads(tmp_path, monkeypatch):
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_evaluate
+    from labelbudget.stages.evaluate import run_evaluate
 
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
@@ -283,7 +285,7 @@ def test_evaluate_refuses_a_folder_without_an_adapter_before_the_model_loads(tmp
 def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_path, monkeypatch):
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_train
+    from labelbudget.stages.train import run_train
 
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
@@ -312,7 +314,7 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
 ):
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError
-    from labelbudget.pipeline import run_evaluate
+    from labelbudget.stages.evaluate import run_evaluate
 
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
@@ -349,7 +351,7 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
 def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     """One fine-tune of the tiny model on 16 examples: its stats and the adapter weights."""
     from labelbudget.data.synthetic import build_synthetic_suite
-    from labelbudget.pipeline import instantiate
+    from labelbudget.stages.common import instantiate
     from labelbudget.training.fit import fine_tune
 
     cfg = compose_train(tmp_path, *TINY_RUN, "finetune.lora.dropout=0.0", *overrides)
@@ -395,7 +397,8 @@ def test_annotations_never_join_a_prompt_that_changed_after_selection(
     edit one selected prompt; train.py refuses before any model loads and names that id."""
     import labelbudget.models.tiny
     from labelbudget.errors import DataError
-    from labelbudget.pipeline import run_select, run_train
+    from labelbudget.stages.select import run_select
+    from labelbudget.stages.train import run_train
 
     rows = [
         {
@@ -445,7 +448,8 @@ def test_a_broken_or_foreign_adapter_is_one_clear_line(tmp_path, monkeypatch):
 
     import labelbudget.models.tiny
     from labelbudget.errors import ConfigError, DataError
-    from labelbudget.pipeline import run_evaluate, run_train
+    from labelbudget.stages.evaluate import run_evaluate
+    from labelbudget.stages.train import run_train
 
     run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", "finetune.epochs=1"))
     trained = tmp_path / "run" / "adapter"

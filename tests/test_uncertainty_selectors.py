@@ -10,7 +10,6 @@ import pytest
 
 from conftest import compose_config
 from labelbudget.errors import ConfigError
-from labelbudget.pipeline import instantiate
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.activeit import ActiveITPromptSelector, ActiveITSelector
 from labelbudget.selection.base import SELECTORS, Candidates, make_selector
@@ -20,6 +19,7 @@ from labelbudget.selection.uncertainty import (
     MeanMarginSelector,
     MinMarginSelector,
 )
+from labelbudget.stages.common import instantiate
 
 REPO = Path(__file__).resolve().parents[1]
 UNCERTAINTY = ["least_confidence", "mean_entropy", "mean_margin", "min_margin"]

@@ -145,3 +145,13 @@ def join_annotations(annotations: Annotations, pool: Pool, ids: list[str]) -> li
     if problems:
         raise DataError(annotations.source, "; ".join(problems), field="id")
     return [replace(e, response=annotations.responses[e.id]) for e in _selected(pool, ids)]
+
+
+def annotated(pool: Pool, ids: list[str], annotations: Annotations | None) -> list[Example]:
+    """The selected examples with responses: the annotator's when a file was given, else the
+    pool's own (simulation)."""
+    return (
+        join_annotations(annotations, pool, ids)
+        if annotations is not None
+        else reveal_responses(pool, ids)
+    )

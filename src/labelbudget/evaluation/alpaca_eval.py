@@ -25,8 +25,9 @@ from labelbudget.data.records import FieldMap, example_from_record, existing_pat
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import is_main_process
 from labelbudget.errors import ConfigError, LabelbudgetError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation
 from labelbudget.evaluation.tasks import generate_answers
+from labelbudget.rendering import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,8 @@ class AlpacaEvalExport(Evaluation):
     def _judge(self, outputs_file: Path, judge_dir: Path) -> dict[str, float]:
         """Run the judge on the outputs file and read this generator's win rates from its leaderboard."""
         judge_dir.mkdir(parents=True, exist_ok=True)
-        for stale in judge_dir.rglob(
-            "leaderboard.csv"
-        ):  # an earlier run's leaderboard must not pass for this one's
+        # an earlier run's leaderboard must not pass for this one's
+        for stale in judge_dir.rglob("leaderboard.csv"):
             stale.unlink()
         command = [
             sys.executable,

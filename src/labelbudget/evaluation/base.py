@@ -120,14 +120,6 @@ def trained_loader(trained_on: dict[str, Any] | None) -> str | None:
     return trained_on["_target_"].rsplit(".", 1)[-1]
 
 
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A small markdown table; floats with 4 decimals."""
-    cells = [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
 def encode(loaded: LoadedModel, text: str, use_chat_template: bool) -> list[int]:
     """Raw text with the tokenizer's own special tokens, or the model's template around it."""
     if use_chat_template:

@@ -29,11 +29,11 @@ from labelbudget.evaluation.base import (
     EvalResult,
     Evaluation,
     encode,
-    markdown_table,
     trained_loader,
 )
 from labelbudget.evaluation.tasks import generate, limit_per_task
 from labelbudget.io import jsonl_text
+from labelbudget.rendering import markdown_table
 
 COT_CUE = "Let's think step by step."
 COT_STOPS = ("\n\n", "\nQ:")

@@ -26,12 +26,12 @@ from labelbudget.evaluation.base import (
     EvalResult,
     Evaluation,
     encode,
-    markdown_table,
     trained_loader,
 )
 from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.tasks import limit_per_task
 from labelbudget.io import jsonl_text
+from labelbudget.rendering import markdown_table
 
 CATEGORIES = ("STEM", "humanities", "social sciences", "other")
 

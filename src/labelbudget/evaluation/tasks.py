@@ -17,10 +17,11 @@ from torchmetrics.aggregation import MeanMetric
 
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
-from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation, markdown_table
+from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation
 from labelbudget.evaluation.rules import score_prediction
 from labelbudget.io import jsonl_text
 from labelbudget.models.loading import LoadedModel
+from labelbudget.rendering import markdown_table
 from labelbudget.scoring.generation import StopStrings, truncate_at_stop
 from labelbudget.scoring.module import ScoringModule, predict_prompts
 

@@ -152,9 +152,8 @@ def convert_smollm2(cache_dir: str | Path) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        staging.rename(
-            target
-        )  # atomic: a concurrent or interrupted conversion leaves no half folder
+        # atomic: a concurrent or interrupted conversion leaves no half folder
+        staging.rename(target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not (target / "config.json").is_file():

@@ -73,9 +73,10 @@ class ActiveITPromptSelector(WholeTaskSelector):
 
     def __init__(self, sensitivity: SensitivitySettings | None = None):
         if sensitivity is None:
+            # torch: only when needed
             from labelbudget.scoring.prompt_sensitivity import (
                 SensitivitySettings,
-            )  # torch: only when needed
+            )
 
             sensitivity = SensitivitySettings()
         self.prompt_sensitivity = sensitivity

@@ -76,18 +76,16 @@ def greedy_map(
     diag = quality.square() * pairwise.diag()
     eps = jitter * float(diag.mean())
     residual = diag + eps
-    factor = torch.empty(
-        (budget, n), dtype=torch.float64, device=device
-    )  # row t: e_t over all candidates
+    # row t: e_t over all candidates
+    factor = torch.empty((budget, n), dtype=torch.float64, device=device)
     chunks = pairwise.col_chunks(1, memory_limit_mb)
     picks, gains, raised = [], [], 0
     picked = torch.zeros(n, dtype=torch.bool, device=device)
     with progress(budget, "dpp") as bar:
         for t in range(budget):
             pick = random_among_max(residual, rng) if t == 0 else next_pick(residual, picked)
-            if (
-                not residual[pick] >= eps / 2
-            ):  # rounding ate the jitter: raise it for the remaining candidates
+            # rounding ate the jitter: raise it for the remaining candidates
+            if not residual[pick] >= eps / 2:
                 if torch.isfinite(residual[pick]):
                     residual += eps - residual[pick]
                 residual[pick] = eps  # exactly, whatever the addition rounded away

@@ -120,9 +120,8 @@ class DenseKernel(RowUpdates):
 
     def improved(self, pick: int, uncovered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows i that the pick covers better than before (D_i,pick < uncovered_i), and D_i,pick there."""
-        row = self.blocks.block(torch.tensor([pick], device=self.device))[0].to(
-            torch.float64
-        )  # N values: needed whole
+        # N values: needed whole
+        row = self.blocks.block(torch.tensor([pick], device=self.device))[0].to(torch.float64)
         rows = torch.nonzero(row < uncovered).flatten()
         return rows, row[rows]
 
@@ -134,9 +133,8 @@ class DenseKernel(RowUpdates):
         for part, cols, block in self._blocks(rows):
             block.neg_().add_(old[part, None]).clamp_(min=0)
             torch.minimum(block, width[part, None], out=block)
-            total[cols] += block.sum(
-                dim=0
-            )  # a column sum: faster than a matrix-vector product here
+            # a column sum: faster than a matrix-vector product here
+            total[cols] += block.sum(dim=0)
         return total
 
     def exact_gains(self, cands: torch.Tensor, uncovered: torch.Tensor) -> torch.Tensor:
@@ -276,9 +274,8 @@ def fused_decrease(
 def column_pass(matrix, rows, old, new, total, threads):  # pragma: no cover - compiled
     """`fused_decrease` over whole rows, split by columns; returns each row's count of D < new."""
     n = matrix.shape[1]
-    parts = min(
-        threads if rows.shape[0] > 64 * threads else 4 * threads, n
-    )  # long columns for long passes
+    # long columns for long passes
+    parts = min(threads if rows.shape[0] > 64 * threads else 4 * threads, n)
     width = (n + parts - 1) // parts
     near = np.zeros((parts, rows.shape[0]), dtype=np.int64)
     for part in numba.prange(parts):
@@ -337,13 +334,11 @@ class KnnKernel(RowUpdates):
         pairs, values = [], []
         for part in pairwise.row_chunks(n, block_mb):
             rows = torch.arange(part.start, part.stop, device=self.device)
-            top = torch.topk(
-                pairwise.block(rows), knn, dim=1, largest=False
-            )  # the smallest D: the most similar
+            # the smallest D: the most similar
+            top = torch.topk(pairwise.block(rows), knn, dim=1, largest=False)
             i, j = rows.repeat_interleave(knn), top.indices.flatten()
-            pairs.append(
-                torch.minimum(i, j) * n + torch.maximum(i, j)
-            )  # one key per unordered pair
+            # one key per unordered pair
+            pairs.append(torch.minimum(i, j) * n + torch.maximum(i, j))
             values.append(top.values.flatten())
         key, order = torch.sort(torch.cat(pairs), stable=True)
         first = torch.ones_like(key, dtype=torch.bool)
@@ -445,9 +440,8 @@ def greedy(kernel: RowUpdates, budget: int) -> tuple[list[int], torch.Tensor]:
     n, device = kernel.n, kernel.device
     uncovered = torch.ones(n, dtype=torch.float64, device=device)
     gains = kernel.initial_gains()
-    error = (
-        kernel.rounding * n * torch.ones_like(gains)
-    )  # the sum of D (<= n) behind each initial gain
+    # the sum of D (<= n) behind each initial gain
+    error = kernel.rounding * n * torch.ones_like(gains)
     picks, contenders = [], possible_best(gains, error)
     with progress(budget, "facility location") as bar:
         for _ in range(budget):
@@ -524,7 +518,6 @@ class FacilityLocationSelector(Selector):
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)
 
 
-register_variant(
-    "facility_location_rbf0002", "facility_location", gamma=0.002
-)  # the paper's wider kernel
+# the paper's wider kernel
+register_variant("facility_location_rbf0002", "facility_location", gamma=0.002)
 register_variant("facility_location_cosine", "facility_location", kernel="cosine")

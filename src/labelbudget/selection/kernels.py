@@ -193,9 +193,8 @@ class Pairwise:
             return b
         b = torch.addmm(col_norms.unsqueeze(0), zr, zc, alpha=-2.0, out=out)
         b.add_(row_norms.unsqueeze(1)).clamp_(min=0.0)
-        if (
-            self.kind == "rbf"
-        ):  # exp(-gamma d2), or its complement 1 - exp(-gamma d2) = -expm1(-gamma d2), exact near 0
+        # exp(-gamma d2), or its complement 1 - exp(-gamma d2) = -expm1(-gamma d2), exact near 0
+        if self.kind == "rbf":
             b.mul_(-self.gamma)
             if self.complement:
                 b.expm1_().neg_()
@@ -234,9 +233,8 @@ class CachedPairwise:
         n = pairwise.n
         self.n, self.device, self.dtype = n, pairwise.device, pairwise.dtype
         self.matrix = torch.empty((n, n), dtype=pairwise.dtype, device=pairwise.device)
-        for rows in pairwise.row_chunks(
-            n, memory_limit_mb / 8
-        ):  # written in place: large blocks are fine
+        # written in place: large blocks are fine
+        for rows in pairwise.row_chunks(n, memory_limit_mb / 8):
             pairwise.block(
                 torch.arange(rows.start, rows.stop, device=self.device), out=self.matrix[rows]
             )

@@ -99,9 +99,8 @@ def load_adapter(model, folder: Path):
         lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [
             type(error).__name__
         ]
-        telling = next(
-            (line for line in lines if "size mismatch" in line), lines[0]
-        )  # torch's first line says only "Error(s)"
+        # torch's first line says only "Error(s)"
+        telling = next((line for line in lines if "size mismatch" in line), lines[0])
         raise ConfigError(
             f"the adapter in {folder} does not fit this base model: {telling}"
         ) from None

@@ -12,9 +12,9 @@ import torch
 from labelbudget.data.schema import Example
 from labelbudget.distributed import is_main_process
 from labelbudget.models.loading import LoadedModel
-from labelbudget.models.memory import GIB, MemoryPlan, plan_memory
 from labelbudget.training.data import SFTData, encode_sft
 from labelbudget.training.lora import attach_lora
+from labelbudget.training.memory import GIB, MemoryPlan, plan_memory
 from labelbudget.training.module import SFTModule
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,10 @@ def fine_tune(
             len(rows),
             settings.max_length,
         )
-    checkpointing = {
-        "use_reentrant": False
-    }  # keep each layer's input only; recompute the rest in backward
-    if getattr(
-        loaded.model, "is_loaded_in_4bit", False
-    ):  # QLoRA: norms in fp32, checkpointing as asked
+    # keep each layer's input only; recompute the rest in backward
+    checkpointing = {"use_reentrant": False}
+    # QLoRA: norms in fp32, checkpointing as asked
+    if getattr(loaded.model, "is_loaded_in_4bit", False):
         from peft import prepare_model_for_kbit_training
 
         loaded.model = prepare_model_for_kbit_training(

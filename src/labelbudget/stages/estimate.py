@@ -22,8 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from labelbudget import efficiency
 from labelbudget.configs import check_settings
-from labelbudget.data.annotation import join_annotations, read_annotations, reveal_responses
+from labelbudget.data.annotation import annotated, read_annotations, reveal_responses
 from labelbudget.data.records import existing_path
 from labelbudget.efficiency.coslow import (
     gradient_signals,
@@ -40,19 +41,19 @@ from labelbudget.efficiency.curves import (
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.evaluation.base import markdown_table, per_task
+from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.pipeline import LazyModel, instantiate, pool_scores
+from labelbudget.rendering import markdown_table
 from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
+from labelbudget.stages.common import LazyModel, instantiate, pool_scores
 from labelbudget.tracking.report import load_runs
 from labelbudget.training.data import RightPadCollator, encode_sft
 from labelbudget.training.lora import attach_lora
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
-PACKAGED_FITS = (
-    Path(__file__).parent / "fits"
-)  # <model name>.json: fits measured by this project (BENCHMARKS.md)
+# <model name>.json: fits measured by this project (BENCHMARKS.md), shipped with the efficiency package
+PACKAGED_FITS = Path(efficiency.__file__).parent / "fits"
 
 
 def run_estimate(cfg: DictConfig) -> dict[str, Any]:
@@ -135,11 +136,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     results, predicted = [], {}
     for task, (low, random_rows) in tqdm(samples.items(), desc="CoS-Low", unit="task"):
         ids = [pool[r].id for r in low]
-        labelled = (
-            join_annotations(annotations, pool, ids)
-            if annotations is not None
-            else reveal_responses(pool, ids)
-        )
+        labelled = annotated(pool, ids, annotations)
         loaded = model()
         low_signals = gradient_signals(
             task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate
@@ -154,9 +151,8 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
             "n_pool": len(rows),
             "n_pairs": low_signals.n_pairs,
         }
-        if (
-            annotations is None
-        ):  # the paper's comparison signal needs 32 more labels: simulation only
+        # the paper's comparison signal needs 32 more labels: simulation only
+        if annotations is None:
             revealed = reveal_responses(pool, [pool[r].id for r in random_rows])
             result["cosine_random"] = gradient_signals(
                 task_gradients(loaded, revealed, settings, cfg.seed), settings.aggregate

@@ -1,4 +1,5 @@
-"""The stages in order, driven by a composed config. Entry points only call `run_*`.
+"""What the stages share: building objects from config, the model that loads on first use, the
+trainer for inference passes, the run's identity, logger and metrics.json, and the evaluations.
 
 Every check that can fail on the user's input runs in `prepare`, before any model is loaded.
 """
@@ -12,18 +13,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.configs import check_settings, flat_settings, recorded_config
-from labelbudget.data.annotation import (
-    check_responses,
-    join_annotations,
-    read_annotations,
-    reveal_responses,
-)
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
@@ -38,19 +32,7 @@ from labelbudget.scoring.cache import (
 )
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.scoring.scores import Scores
-from labelbudget.selection.base import Candidates, Selection, Selector
-from labelbudget.tracking.selection_report import (
-    selection_statistics,
-    summary_table,
-    task_rows,
-    write_selection_outputs,
-)
-from labelbudget.training.adapters import (
-    check_adapter,
-    load_adapter,
-    resolve_adapter,
-    save_adapter,
-)
+from labelbudget.selection.base import Selector
 
 log = logging.getLogger(__name__)
 
@@ -218,78 +200,6 @@ def task_scores(
     )
 
 
-@dataclass
-class Chosen:
-    selection: Selection
-    metrics: dict[str, float]  # task coverage and the selector's own objective
-
-
-def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen:
-    """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
-    the tracker the allocation table and plot; the coverage statistics and the selector's
-    objective are returned for the run's metrics."""
-    pool = prepared.data.pool
-    scores = pool_scores(cfg, pool, prepared.selector.needs_scores, model)
-    candidates = Candidates(
-        pool.ids, pool.tasks, scores, task_scores(cfg, pool, prepared.selector, model)
-    )
-    selection = prepared.selector.select(
-        candidates, prepared.budget, np.random.default_rng(cfg.seed)
-    )
-    _check_selection(selection, pool, prepared.budget, prepared.selector.name)
-    folder = Path(cfg.paths.output_dir)
-    rows = task_rows(pool, selection, scores)
-    if is_main_process():  # every rank of a DDP job selects the same prompts; one writes them
-        write_selection_outputs(
-            folder, rows, pool, selection, prepared.selector.name, prepared.budget
-        )
-    print_once(summary_table(rows, prepared.selector.name, prepared.budget))
-    print_once(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
-    metrics = {
-        **selection_statistics(rows),
-        **{f"selection/{k}": float(v) for k, v in selection.objective.items()},
-    }
-    if logger is not None:
-        log_allocation(logger, rows, folder / "allocation.png")
-    return Chosen(selection, metrics)
-
-
-def log_allocation(logger, rows, plot: Path) -> None:
-    """The allocation table and plot, for trackers that take them (W&B)."""
-    if hasattr(logger, "log_table"):
-        columns = ["task", "pool_size", "mean_confidence", "allocated", "selected"]
-        logger.log_table(
-            key="selection/allocation",
-            columns=columns,
-            data=[[getattr(r, c) for c in columns] for r in rows],
-        )
-    if hasattr(logger, "log_image"):
-        logger.log_image(key="selection/allocation_plot", images=[str(plot)])
-
-
-def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -> None:
-    """A selector bug must never reach annotators: exactly `budget` distinct, known ids."""
-    known = set(pool.ids)
-    if (
-        len(selection.ids) != budget
-        or len(set(selection.ids)) != budget
-        or not known.issuperset(selection.ids)
-    ):
-        raise AssertionError(
-            f"selector {name} returned {len(selection.ids)} ids, not {budget} distinct pool ids"
-        )
-
-
-def run_select(cfg: DictConfig) -> Selection:
-    """Choose the prompts to annotate; metrics.json holds coverage and objective for the report."""
-    prepared = prepare(cfg)
-    chosen = choose(cfg, prepared, LazyModel(cfg.model))
-    write_metrics(
-        Path(cfg.paths.output_dir), run_identity(cfg, prepared), chosen.metrics, {}, None, cfg
-    )
-    return chosen.selection
-
-
 def run_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, Any]:
     """What a run compares, for W&B grouping, metrics.json and the report. Budget 0 is the
     zero-shot row and the whole pool the Full row, whatever the selector (all pick the same)."""
@@ -422,106 +332,6 @@ def headline(metrics: dict[str, float]) -> str:
         ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINES if k in metrics)
         or "no headline metric"
     )
-
-
-def run_train(cfg: DictConfig) -> dict[str, float]:
-    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker.
-    Budget 0 evaluates the base model under the run's identity: a learning curve's first point."""
-    from labelbudget.tracking.loggers import finish_wandb
-
-    prepared = prepare(cfg, zero_allowed=True)
-    evals = evaluations(cfg)
-    check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
-    annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
-    if prepared.budget and annotations is None:
-        check_responses(prepared.data.pool)
-    model = LazyModel(cfg.model)
-    identity = run_identity(cfg, prepared)
-    folder = Path(cfg.paths.output_dir)
-    logger = make_logger(cfg, identity)
-    try:
-        trained = (
-            select_and_fine_tune(cfg, prepared, model, annotations, logger)
-            if prepared.budget
-            else {"train/examples": 0.0}
-        )
-        metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
-        metrics.update(trained)
-        settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder, identity, metrics, settings, logger, cfg)
-        print_once(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
-        return metrics
-    finally:
-        finish_wandb()
-
-
-def select_and_fine_tune(
-    cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
-) -> dict[str, float]:
-    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the fit and
-    selection metrics."""
-    from labelbudget.training.fit import fine_tune
-
-    chosen = choose(cfg, prepared, model, logger)
-    pool, ids = prepared.data.pool, chosen.selection.ids
-    examples = (
-        join_annotations(annotations, pool, ids)
-        if annotations is not None
-        else reveal_responses(pool, ids)
-    )
-    loaded = model()
-    fit_stats = fine_tune(
-        loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed)
-    )
-    save_adapter(
-        loaded.model,
-        Path(cfg.paths.output_dir) / "adapter",
-        model_identity(cfg.model),
-        is_main_process(),
-    )
-    return {**fit_stats, **chosen.metrics}
-
-
-def run_evaluate(cfg: DictConfig) -> dict[str, float]:
-    """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
-    check_settings(cfg)
-    check_strategy(cfg.trainer)
-    evals = evaluations(cfg)
-    data: TaskData | None = (
-        instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
-    )
-    adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
-    if adapter is not None:
-        check_adapter(adapter, model_identity(cfg.model))
-    check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
-    dataset = data.name if data is not None else cfg.dataset.get("name", "-")
-    identity = {
-        "dataset": dataset,
-        "selector": "zero-shot",
-        "selector_options": {},
-        "budget": 0,
-        "seed": int(cfg.seed),
-        "model": cfg.model.name,
-    }
-    if adapter is not None:  # the training run's identity, so the report puts it on its row
-        trained = adapter.parent / "metrics.json"
-        if trained.is_file():
-            identity = json.loads(trained.read_text())["run"]
-        else:
-            log.warning(
-                "no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
-                "it as its own row 'adapter:%s'",
-                adapter,
-                adapter,
-            )
-            identity = {**identity, "selector": f"adapter:{adapter}"}
-    loaded = LazyModel(cfg.model)()
-    if adapter is not None:
-        loaded.model = load_adapter(loaded.model, adapter)
-    metrics, settings = run_evaluations(cfg, evals, loaded, data)
-    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
-    print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
-    return metrics
 
 
 def trained_dataset(adapter: Path) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ formula. Attention is the one thing the meta device cannot run as GPUs do: it ru
 stand-in that keeps what the fused kernels (flash, memory-efficient, PyTorch's CPU flash) keep
 for their backward pass: queries, keys, values, output and the log-sum-exp, never the T x T weights.
 
-    python -m labelbudget.models.memory meta-llama/Llama-2-7b-hf --dtype bfloat16 --batch-size 8 --max-length 512
+    python -m labelbudget.training.memory meta-llama/Llama-2-7b-hf --dtype bfloat16 --batch-size 8 --max-length 512
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AttentionInterface
 
-from labelbudget.evaluation.base import markdown_table
+from labelbudget.rendering import markdown_table
 
 GIB = 2**30
 OPTIMISER_BYTES = 16  # per trainable parameter: fp32 weight, gradient and Adam's two moments
@@ -82,9 +82,8 @@ def plan_memory(
 
     from labelbudget.training.lora import attach_lora
 
-    config = copy.deepcopy(
-        config
-    )  # from_config records the attention choice in the config it is given
+    # from_config records the attention choice in the config it is given
+    config = copy.deepcopy(config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
             config, dtype=dtype, attn_implementation="labelbudget_memory_plan"

@@ -1,0 +1,73 @@
+"""evaluate.py: the base model, or base + a trained adapter, on the chosen evaluations."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from labelbudget.configs import check_settings
+from labelbudget.data.schema import TaskData
+from labelbudget.distributed import check_strategy, print_once
+from labelbudget.stages.common import (
+    LazyModel,
+    check_evaluations,
+    evaluations,
+    headline,
+    instantiate,
+    model_identity,
+    run_evaluations,
+    trained_dataset,
+    write_metrics,
+)
+from labelbudget.training.adapters import (
+    check_adapter,
+    load_adapter,
+    resolve_adapter,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_evaluate(cfg: DictConfig) -> dict[str, float]:
+    """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
+    check_settings(cfg)
+    check_strategy(cfg.trainer)
+    evals = evaluations(cfg)
+    data: TaskData | None = (
+        instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
+    )
+    adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
+    if adapter is not None:
+        check_adapter(adapter, model_identity(cfg.model))
+    check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
+    dataset = data.name if data is not None else cfg.dataset.get("name", "-")
+    identity = {
+        "dataset": dataset,
+        "selector": "zero-shot",
+        "selector_options": {},
+        "budget": 0,
+        "seed": int(cfg.seed),
+        "model": cfg.model.name,
+    }
+    if adapter is not None:  # the training run's identity, so the report puts it on its row
+        trained = adapter.parent / "metrics.json"
+        if trained.is_file():
+            identity = json.loads(trained.read_text())["run"]
+        else:
+            log.warning(
+                "no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
+                "it as its own row 'adapter:%s'",
+                adapter,
+                adapter,
+            )
+            identity = {**identity, "selector": f"adapter:{adapter}"}
+    loaded = LazyModel(cfg.model)()
+    if adapter is not None:
+        loaded.model = load_adapter(loaded.model, adapter)
+    metrics, settings = run_evaluations(cfg, evals, loaded, data)
+    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
+    print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
+    return metrics

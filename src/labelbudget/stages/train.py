@@ -1,0 +1,82 @@
+"""train.py: select, annotate (simulated or imported), fine-tune with LoRA, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from labelbudget.data.annotation import annotated, check_responses, read_annotations
+from labelbudget.distributed import is_main_process, print_once
+from labelbudget.stages.common import (
+    LazyModel,
+    Prepared,
+    check_evaluations,
+    evaluations,
+    headline,
+    instantiate,
+    make_logger,
+    model_identity,
+    prepare,
+    run_evaluations,
+    run_identity,
+    write_metrics,
+)
+from labelbudget.stages.select import choose
+from labelbudget.training.adapters import (
+    save_adapter,
+)
+
+
+def run_train(cfg: DictConfig) -> dict[str, float]:
+    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker.
+    Budget 0 evaluates the base model under the run's identity: a learning curve's first point."""
+    from labelbudget.tracking.loggers import finish_wandb
+
+    prepared = prepare(cfg, zero_allowed=True)
+    evals = evaluations(cfg)
+    check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
+    annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
+    if prepared.budget and annotations is None:
+        check_responses(prepared.data.pool)
+    model = LazyModel(cfg.model)
+    identity = run_identity(cfg, prepared)
+    folder = Path(cfg.paths.output_dir)
+    logger = make_logger(cfg, identity)
+    try:
+        trained = (
+            select_and_fine_tune(cfg, prepared, model, annotations, logger)
+            if prepared.budget
+            else {"train/examples": 0.0}
+        )
+        metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
+        metrics.update(trained)
+        settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
+        write_metrics(folder, identity, metrics, settings, logger, cfg)
+        print_once(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
+        return metrics
+    finally:
+        finish_wandb()
+
+
+def select_and_fine_tune(
+    cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
+) -> dict[str, float]:
+    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the fit and
+    selection metrics."""
+    from labelbudget.training.fit import fine_tune
+
+    chosen = choose(cfg, prepared, model, logger)
+    pool, ids = prepared.data.pool, chosen.selection.ids
+    examples = annotated(pool, ids, annotations)
+    loaded = model()
+    fit_stats = fine_tune(
+        loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed)
+    )
+    save_adapter(
+        loaded.model,
+        Path(cfg.paths.output_dir) / "adapter",
+        model_identity(cfg.model),
+        is_main_process(),
+    )
+    return {**fit_stats, **chosen.metrics}
