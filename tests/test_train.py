@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -359,12 +360,20 @@ def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
     stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
     weights = {n: p.detach().clone() for n, p in loaded.model.named_parameters() if "lora_" in n}
+    stats["checkpointing"] = loaded.model.get_base_model().is_activation_checkpointing
     return stats, weights
 
 
 def test_gradient_checkpointing_gives_the_same_fit(tmp_path):
     plain_stats, plain = fit_once(tmp_path)
-    checkpointed_stats, checkpointed = fit_once(tmp_path, "finetune.gradient_checkpointing=true")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checkpointed_stats, checkpointed = fit_once(
+            tmp_path, "finetune.gradient_checkpointing=true"
+        )
+    assert checkpointed_stats["checkpointing"] and not plain_stats["checkpointing"]
+    # our call uses the current API (peft still reads the old `is_gradient_checkpointing`)
+    assert not [str(w.message) for w in caught if "gradient_checkpointing_enable" in str(w.message)]
     assert checkpointed_stats["train/last_epoch_loss"] == pytest.approx(
         plain_stats["train/last_epoch_loss"], rel=1e-5
     )

@@ -58,7 +58,7 @@ def fine_tune(
             gradient_checkpointing_kwargs=checkpointing,
         )
     elif settings.gradient_checkpointing:
-        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        enable_checkpointing(loaded.model, checkpointing)
     trainer = trainer_factory(
         max_epochs=settings.epochs,
         accumulate_grad_batches=settings.accumulate_grad_batches,
@@ -96,6 +96,15 @@ def fine_tune(
             else {}
         ),
     }
+
+
+def enable_checkpointing(model, kwargs: dict) -> None:
+    """Activation checkpointing under its current name (transformers 5.x renamed
+    `gradient_checkpointing_enable`, which warns there), or the old one before."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) -> MemoryPlan | None:
