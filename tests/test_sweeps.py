@@ -218,6 +218,15 @@ def test_a_logger_or_paths_change_does_not_make_a_finished_job_other_settings(tm
         == []
     )
     assert differing_keys(saved, {"seed": 1}) == ["seed: 0 there, 1 now"]
+    # a run finished before model.tokenizer existed is the same run as one with it
+    tokenizer = {"_target_": "labelbudget.models.tiny.byte_level_tokenizer", "_partial_": True}
+    assert (
+        differing_keys(saved, {**saved, "model": {"linear_layers": [], "tokenizer": tokenizer}})
+        == []
+    )
+    assert differing_keys(saved, {**saved, "model": {"tokenizer_like": 1}}) == [
+        "model.tokenizer_like: '<absent>' there, 1 now"
+    ]
 
 
 def test_a_job_that_calls_sys_exit_fails_like_one_that_raised():

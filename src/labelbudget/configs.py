@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from labelbudget.errors import ConfigError
 
 RUN_LOCAL_KEYS = ("paths", "logger", "hydra")  # where a run writes, not what it computes
-CHECK_ONLY_KEYS = ("model.linear_layers",)  # read to check other settings; they change no number
+# read to check other settings, or a second way to load what the loader loads: no number changes
+CHECK_ONLY_KEYS = ("model.linear_layers", "model.tokenizer")
 
 
 def flat_settings(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -40,13 +41,17 @@ def recorded_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def _check_only(key: str) -> bool:
+    return any(key == name or key.startswith(f"{name}.") for name in CHECK_ONLY_KEYS)
+
+
 def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Flat settings of a config as plain data, without what changes no number (where the run
     writes, the keys only read for checks): what two runs must share to be the same run."""
     return {
         key: value
         for key, value in flat_settings(config).items()
-        if key.split(".")[0] not in RUN_LOCAL_KEYS and key not in CHECK_ONLY_KEYS and value != {}
+        if key.split(".")[0] not in RUN_LOCAL_KEYS and not _check_only(key) and value != {}
     }
 
 
