@@ -206,7 +206,7 @@ def floors(r: dict, n: int, d: int, k: int) -> dict:
     fl_rows = (
         n + r["fl_greedy"]["rows_read"]
     )  # the first pass reads every row, then the rows each pick covers better
-    # (rows kept as short lists of their near columns are not counted: a few % of the bytes)
+    # (rows kept as short lists of their near columns are not counted)
     return {
         "kcenter": {
             "bytes_per_step": n * d * 4,

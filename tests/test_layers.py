@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "src" / "labelbudget"
@@ -30,12 +32,19 @@ def part(path: Path) -> str:
 
 
 def imported_parts(path: Path) -> set[str]:
-    """The parts of labelbudget a file imports, at module level or inside functions."""
+    """The parts of labelbudget a file imports, at module level or inside functions: absolute
+    (`labelbudget.x...`, `from labelbudget import x`) and relative (`from ..x import y`)."""
+    package = ["labelbudget", *path.relative_to(PACKAGE).parent.parts]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
+        if isinstance(node, ast.ImportFrom):
+            base = node.module.split(".") if node.module else []
+            if node.level:
+                base = package[: len(package) - node.level + 1] + base
+            names = (
+                [".".join(base)] if len(base) > 1 else [f"{base[0]}.{a.name}" for a in node.names]
+            )
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         found |= {name.split(".")[1] for name in names if name.startswith("labelbudget.")}
@@ -55,8 +64,22 @@ def test_every_import_points_to_a_lower_layer():
     assert not upward, "\n".join(upward)
 
 
-def test_the_check_sees_an_upward_import(tmp_path):
-    # the parser finds imports inside functions too, where an upward one likes to hide
-    module = tmp_path / "m.py"
-    module.write_text("def f():\n    from labelbudget.stages.common import instantiate\n")
+@pytest.mark.parametrize(
+    "where,line",
+    [
+        (
+            "m.py",
+            "def f():\n    from labelbudget.stages.common import instantiate\n",
+        ),  # inside a function
+        ("m.py", "from labelbudget import stages\n"),
+        ("m.py", "import labelbudget.stages.common\n"),
+        ("scoring/m.py", "from ..stages import common\n"),  # relative, from labelbudget.scoring
+        ("scoring/m.py", "from ..stages.common import instantiate\n"),
+    ],
+)
+def test_the_check_sees_every_form_of_import(where, line, monkeypatch, tmp_path):
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path)
+    module = tmp_path / where
+    module.parent.mkdir(parents=True, exist_ok=True)
+    module.write_text(line)
     assert imported_parts(module) == {"stages"}

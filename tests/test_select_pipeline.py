@@ -450,3 +450,25 @@ def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path):
     ]
     folders = sorted((tmp_path / "select" / "runs").iterdir())
     assert len(folders) == 2 and all((f / "selection.jsonl").is_file() for f in folders)
+
+
+def another_tokenizer():
+    """The tiny model's tokenizer with one more token: not the tokenizer the loader loads."""
+    from labelbudget.models.tiny import byte_level_tokenizer
+
+    tokenizer = byte_level_tokenizer()
+    tokenizer.add_tokens(["<another>"])
+    return tokenizer
+
+
+def test_a_tokenizer_loader_that_disagrees_with_the_model_is_refused(tmp_path):
+    from labelbudget.errors import ConfigError
+    from labelbudget.stages.common import LazyModel
+
+    agreeing = LazyModel(config(tmp_path).model)
+    assert agreeing.tokenizer is not None and agreeing().model is not None
+    cfg = config(tmp_path, "model.tokenizer._target_=test_select_pipeline.another_tokenizer")
+    disagreeing = LazyModel(cfg.model)
+    assert disagreeing.tokenizer.get_vocab()["<another>"]  # read before the weights load
+    with pytest.raises(ConfigError, match="model.tokenizer loads another tokenizer"):
+        disagreeing()

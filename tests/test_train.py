@@ -360,7 +360,10 @@ def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
     stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
     weights = {n: p.detach().clone() for n, p in loaded.model.named_parameters() if "lora_" in n}
-    stats["checkpointing"] = loaded.model.get_base_model().is_activation_checkpointing
+    base = loaded.model.get_base_model()
+    stats["checkpointing"] = getattr(base, "is_activation_checkpointing", None)
+    if stats["checkpointing"] is None:  # transformers before the rename
+        stats["checkpointing"] = base.is_gradient_checkpointing
     return stats, weights
 
 

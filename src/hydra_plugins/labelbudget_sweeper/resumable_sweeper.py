@@ -67,10 +67,10 @@ class JobExited(Exception):
 def exit_as_failure(task_function: TaskFunction, config: DictConfig) -> Any:
     try:
         return task_function(config)
-    except SystemExit as exit:
-        if exit.code in (0, None):
+    except SystemExit as stop:
+        if stop.code in (0, None):
             return None
-        raise JobExited(f"exited with code {exit.code}") from exit
+        raise JobExited(f"exited with code {stop.code}") from stop
 
 
 class SweepRefused(Exception):

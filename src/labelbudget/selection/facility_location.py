@@ -5,7 +5,8 @@ cover of the rows it serves better, so only those rows of the kernel are read (s
 All of it works on D = 1 - K, the distance from full cover, and each row's `uncovered` = 1 - its
 cover: gain_j = sum_i max(uncovered_i - D_ij, 0). D is computed as such (`Pairwise` with
 `complement`), so a late gain, a sum of differences of 1e-4 where K lies in [0.992, 1], keeps
-its digits in float32. The running gains carry a tracked bound on their float32 rounding; before
+its digits in float32. The running gains carry a tracked bound on their rounding (float32 block
+sums, or float64 on the compiled CPU path); before
 each pick, every candidate that could be the best within it (or tie with it) is recomputed from
 scratch with float64 sums, so the picks are the exact greedy's for the float32 values of D, ties
 (equal to 1e-12 relative) to the lowest pool index. Those values are computed in float64 and

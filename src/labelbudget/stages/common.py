@@ -72,51 +72,60 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
 
 def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
     """The model config as it determines scores: local cache locations, the list of linear
-    layers (a check on LoRA settings) and the tokenizer-only loader (the loader's own tokenizer
-    counts) do not count."""
+    layers (a check on LoRA settings) and the tokenizer-only loader (`LazyModel` checks that it
+    loads the loader's own tokenizer) do not count."""
 
     def strip(node):
         if isinstance(node, dict):
-            return {
-                k: strip(v)
-                for k, v in node.items()
-                if k not in ("cache_dir", "linear_layers", "tokenizer")
-            }
+            return {k: strip(v) for k, v in node.items() if k != "cache_dir"}
         return node
 
-    return strip(OmegaConf.to_container(model_cfg, resolve=True))
+    model = OmegaConf.to_container(model_cfg, resolve=True)
+    return strip({k: v for k, v in model.items() if k not in ("linear_layers", "tokenizer")})
 
 
 class LazyModel:
     """Loads the model on first use and keeps it: scoring (on a cache miss), fine-tuning and
     evaluation share one copy, and a run that needs none never loads it. Its tokenizer and
-    template come without the weights (`LazyLoaded`)."""
+    template come without the weights (`LazyLoaded`), from `model.tokenizer` where the model
+    config has one."""
 
     def __init__(self, model_cfg: DictConfig):
         self.model_cfg = model_cfg
         self.loaded: LoadedModel | None = None
         self._tokenizer = None
+        self._template = None
 
     @property
     def tokenizer(self) -> Any:
         if self.loaded is not None:
             return self.loaded.tokenizer
         if self._tokenizer is None:
+            if self.model_cfg.get("tokenizer") is None:
+                return self().tokenizer
             self._tokenizer = instantiate(self.model_cfg.tokenizer)()
         return self._tokenizer
 
     @property
     def template(self) -> Any:
-        return (
-            self.loaded.template
-            if self.loaded is not None
-            else instantiate(self.model_cfg.loader.template)
-        )
+        if self.loaded is not None:
+            return self.loaded.template
+        if self._template is None:
+            self._template = instantiate(self.model_cfg.loader.template)
+        return self._template
 
     def __call__(self) -> LoadedModel:
         if self.loaded is None:
             log.info("loading model %s", self.model_cfg.name)
             self.loaded = instantiate(self.model_cfg.loader)()
+            if (
+                self._tokenizer is not None
+                and self._tokenizer.get_vocab() != self.loaded.tokenizer.get_vocab()
+            ):
+                raise ConfigError(
+                    "model.tokenizer loads another tokenizer than model.loader's model: "
+                    "point it at the same model (it only serves to check prompt lengths early)"
+                )
         return self.loaded
 
 
@@ -230,7 +239,11 @@ def selector_choice(cfg: DictConfig, selector: Selector) -> tuple[str, dict[str,
     chosen = flat_settings(OmegaConf.to_container(cfg.selector, resolve=True))
     # the app's config with that option alone, on the run's search path (a selector of the
     # user's own may live outside conf/)
-    searchpath = f"hydra.searchpath=[{','.join(HydraConfig.get().searchpath)}]"
+    quoted = [
+        "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        for path in HydraConfig.get().searchpath
+    ]
+    searchpath = f"hydra.searchpath=[{','.join(quoted)}]"
     app = HydraConfig.get().job.config_name
     default = compose(config_name=app, overrides=[searchpath, f"selector={choice}"]).selector
     default = flat_settings(OmegaConf.to_container(default, resolve=True))
