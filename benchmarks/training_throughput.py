@@ -58,7 +58,7 @@ def ours(loaded, examples, args) -> float:
     )  # noqa: E731
     if args.gpu:
         torch.cuda.reset_peak_memory_stats()
-    stats = fine_tune(loaded, examples, settings, factory, None, seed=0)
+    _, stats = fine_tune(loaded, examples, settings, factory, None, seed=0)
     if args.gpu:
         print(
             f"memory: planned {stats['train/planned_memory_gib']:.3f} GiB, measured peak {stats['train/peak_memory_gib']:.3f} GiB"

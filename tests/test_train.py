@@ -358,9 +358,9 @@ def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     cfg = compose_train(tmp_path, *TINY_RUN, "finetune.lora.dropout=0.0", *overrides)
     loaded = build_tiny_llama()
     examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
-    stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
-    weights = {n: p.detach().clone() for n, p in loaded.model.named_parameters() if "lora_" in n}
-    base = loaded.model.get_base_model()
+    tuned, stats = fine_tune(loaded, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
+    weights = {n: p.detach().clone() for n, p in tuned.model.named_parameters() if "lora_" in n}
+    base = tuned.model.get_base_model()
     stats["checkpointing"] = getattr(base, "is_activation_checkpointing", None)
     if stats["checkpointing"] is None:  # transformers before the rename
         stats["checkpointing"] = base.is_gradient_checkpointing
@@ -550,3 +550,36 @@ def test_adapter_may_name_a_run_folder_and_a_sweep_folder_is_refused_as_ambiguou
         match=r"sweep holds 2 adapters .*sweep/0/adapter, .*sweep/1/adapter\); give adapter= one",
     ):
         resolve_adapter(tmp_path / "sweep")
+
+
+def test_zero_shot_and_fine_tuned_models_are_both_scored_right_in_one_process(tmp_path):
+    # fine_tune returns the tuned model as a value; the base is scored before it, or inside
+    # disable_adapter() after it, and CoS-Low's fresh adapters leave the base as it was
+    from labelbudget.data.synthetic import build_synthetic_suite
+    from labelbudget.stages.common import instantiate
+    from labelbudget.training.fit import fine_tune
+    from labelbudget.training.lora import fresh_adapters
+
+    cfg = compose_train(
+        tmp_path, *TINY_RUN, "finetune.lora.dropout=0.0", "finetune.learning_rate=0.01"
+    )
+    base = build_tiny_llama()
+    probe = torch.tensor([base.tokenizer("What is 2+2?")["input_ids"]])
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=probe).logits
+
+    zero_shot = logits(base.model)
+    with fresh_adapters(base.model, rank=4, alpha=8, dropout=0.0, seed=1) as adapted:
+        adapted.eval()
+        torch.testing.assert_close(logits(adapted), zero_shot)  # fresh LoRA: B = 0
+    torch.testing.assert_close(logits(base.model), zero_shot, rtol=0, atol=0)  # unloaded: as before
+    examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
+    tuned, _ = fine_tune(base, examples, cfg.finetune, instantiate(cfg.trainer), None, seed=0)
+    assert tuned is not base and tuned.tokenizer is base.tokenizer
+    fine_tuned = logits(tuned.model)
+    assert not torch.allclose(fine_tuned, zero_shot)
+    with tuned.model.disable_adapter():
+        torch.testing.assert_close(logits(tuned.model), zero_shot, rtol=0, atol=0)
+    torch.testing.assert_close(logits(tuned.model), fine_tuned, rtol=0, atol=0)

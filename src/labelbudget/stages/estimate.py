@@ -49,7 +49,7 @@ from labelbudget.selection.predicted_efficiency import read_predicted_auc, write
 from labelbudget.stages.common import LazyModel, instantiate, pool_scores
 from labelbudget.tracking.report import load_runs
 from labelbudget.training.data import RightPadCollator, encode_sft
-from labelbudget.training.lora import attach_lora
+from labelbudget.training.lora import fresh_adapters
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
 # <model name>.json: fits measured by this project (BENCHMARKS.md), shipped with the efficiency package
@@ -70,16 +70,11 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
 def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: int) -> torch.Tensor:
     """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`."""
     rows = [encode_sft(loaded.template, loaded.tokenizer, e, settings.max_length) for e in examples]
-    base = loaded.model
-    model = attach_lora(
-        base,
-        rank=settings.rank,
-        alpha=settings.alpha,
-        dropout=0.0,
-        target_modules=list(settings.target_modules),
-        seed=seed,
-    ).eval()
-    try:
+    lora = {"rank": settings.rank, "alpha": settings.alpha, "dropout": 0.0}
+    with fresh_adapters(
+        loaded.model, **lora, target_modules=list(settings.target_modules), seed=seed
+    ) as model:
+        model.eval()
         collate = RightPadCollator(loaded.tokenizer.pad_token_id)
         parts = []
         for start in range(0, len(rows), settings.batch_size):
@@ -90,8 +85,6 @@ def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: in
                 )
             )
         return torch.cat(parts)
-    finally:
-        loaded.model = model.unload()  # the base model again, for the next task's fresh adapters
 
 
 def choose_fit(path: str | None, model_name: str) -> LinearFit | None:

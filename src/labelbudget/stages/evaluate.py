@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -66,7 +67,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
             identity = {**identity, "selector": f"adapter:{adapter}"}
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
-        loaded.model = load_adapter(loaded.model, adapter)
+        loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
     metrics, settings = run_evaluations(cfg, evals, loaded, data)
     write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
     print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.data.annotation import annotated, check_responses, read_annotations
 from labelbudget.distributed import is_main_process, print_once
+from labelbudget.models.loading import LoadedModel
 from labelbudget.stages.common import (
     LazyModel,
     Prepared,
@@ -44,12 +45,11 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     folder = Path(cfg.paths.output_dir)
     logger = make_logger(cfg, identity)
     try:
-        trained = (
-            select_and_fine_tune(cfg, prepared, model, annotations, logger)
-            if prepared.budget
-            else {"train/examples": 0.0}
-        )
-        metrics, settings = run_evaluations(cfg, evals, model(), prepared.data)
+        if prepared.budget:
+            tuned, trained = select_and_fine_tune(cfg, prepared, model, annotations, logger)
+        else:  # budget 0: the base model under this run's identity
+            tuned, trained = model(), {"train/examples": 0.0}
+        metrics, settings = run_evaluations(cfg, evals, tuned, prepared.data)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder, identity, metrics, settings, logger, cfg)
@@ -61,22 +61,15 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
 def select_and_fine_tune(
     cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
-) -> dict[str, float]:
-    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the fit and
-    selection metrics."""
+) -> tuple[LoadedModel, dict[str, float]]:
+    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the tuned model,
+    and the fit and selection metrics."""
     from labelbudget.training.fit import fine_tune
 
     chosen = choose(cfg, prepared, model, logger)
-    pool, ids = prepared.data.pool, chosen.selection.ids
-    examples = annotated(pool, ids, annotations)
-    loaded = model()
-    fit_stats = fine_tune(
-        loaded, examples, cfg.finetune, instantiate(cfg.trainer), logger, int(cfg.seed)
-    )
-    save_adapter(
-        loaded.model,
-        Path(cfg.paths.output_dir) / "adapter",
-        model_identity(cfg.model),
-        is_main_process(),
-    )
-    return {**fit_stats, **chosen.metrics}
+    examples = annotated(prepared.data.pool, chosen.selection.ids, annotations)
+    trainer = instantiate(cfg.trainer)
+    tuned, fit_stats = fine_tune(model(), examples, cfg.finetune, trainer, logger, int(cfg.seed))
+    adapter = Path(cfg.paths.output_dir) / "adapter"
+    save_adapter(tuned.model, adapter, model_identity(cfg.model), is_main_process())
+    return tuned, {**fit_stats, **chosen.metrics}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import lightning as L
@@ -21,23 +22,28 @@ log = logging.getLogger(__name__)
 
 
 def fine_tune(
-    loaded: LoadedModel,
+    base: LoadedModel,
     examples: list[Example],
     settings: Any,
     trainer_factory: Callable[..., L.Trainer],
     logger,
     seed: int,
-) -> dict[str, float]:
-    """LoRA-fine-tune `loaded.model` in place on the annotated examples; returns training stats.
+) -> tuple[LoadedModel, dict[str, float]]:
+    """LoRA-fine-tune the base model on the annotated examples.
 
     `settings` is the finetune config (lora, epochs, learning_rate, batch_size,
     accumulate_grad_batches, max_length, gradient_checkpointing).
+
+    Returns:
+        The tuned model, and training stats. The weights are shared: peft puts the adapters
+        into the base's own modules, so score the base before, or inside
+        `tuned.model.disable_adapter()`, never through `base` afterwards.
     """
     L.seed_everything(seed, verbose=False)
-    tokenizer = loaded.tokenizer
-    rows = [encode_sft(loaded.template, tokenizer, e, settings.max_length) for e in examples]
+    tokenizer, model = base.tokenizer, base.model
+    rows = [encode_sft(base.template, tokenizer, e, settings.max_length) for e in examples]
     clipped = sum(
-        len(loaded.template.encode_prompt(tokenizer, e)) + 1 > settings.max_length for e in examples
+        len(base.template.encode_prompt(tokenizer, e)) + 1 > settings.max_length for e in examples
     )
     if clipped:
         log.warning(
@@ -49,16 +55,16 @@ def fine_tune(
     # keep each layer's input only; recompute the rest in backward
     checkpointing = {"use_reentrant": False}
     # QLoRA: norms in fp32, checkpointing as asked
-    if getattr(loaded.model, "is_loaded_in_4bit", False):
+    if getattr(model, "is_loaded_in_4bit", False):
         from peft import prepare_model_for_kbit_training
 
-        loaded.model = prepare_model_for_kbit_training(
-            loaded.model,
+        model = prepare_model_for_kbit_training(
+            model,
             use_gradient_checkpointing=settings.gradient_checkpointing,
             gradient_checkpointing_kwargs=checkpointing,
         )
     elif settings.gradient_checkpointing:
-        enable_checkpointing(loaded.model, checkpointing)
+        enable_checkpointing(model, checkpointing)
     trainer = trainer_factory(
         max_epochs=settings.epochs,
         accumulate_grad_batches=settings.accumulate_grad_batches,
@@ -68,23 +74,23 @@ def fine_tune(
         use_distributed_sampler=False,
     )
     plan = (
-        memory_plan(loaded, settings, rows, trainer.num_devices * trainer.num_nodes)
+        memory_plan(model, settings, rows, trainer.num_devices * trainer.num_nodes)
         if is_main_process()
         else None
     )
     if plan is not None:
         print(plan.table())
-    loaded.model = attach_lora(loaded.model, seed=seed, **settings.lora)
-    loaded.model.train()
+    tuned = attach_lora(model, seed=seed, **settings.lora)
+    tuned.train()
     start = time.perf_counter()
     trainer.fit(
-        SFTModule(loaded.model, settings.learning_rate),
+        SFTModule(tuned, settings.learning_rate),
         datamodule=SFTData(rows, settings.batch_size, seed, tokenizer.pad_token_id),
     )
     seconds = time.perf_counter() - start
-    loaded.model.eval()
+    tuned.eval()
     tokens = settings.epochs * sum(len(ids) for ids, _ in rows)
-    return {
+    stats = {
         "train/last_epoch_loss": float(trainer.callback_metrics["train/loss_epoch"]),
         "train/seconds": seconds,
         "train/tokens_per_s": tokens / seconds,
@@ -96,6 +102,7 @@ def fine_tune(
             else {}
         ),
     }
+    return replace(base, model=tuned), stats
 
 
 def enable_checkpointing(model, kwargs: dict) -> None:
@@ -107,7 +114,7 @@ def enable_checkpointing(model, kwargs: dict) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) -> MemoryPlan | None:
+def memory_plan(model, settings: Any, rows: list, devices: int) -> MemoryPlan | None:
     """The plan for this fine-tune: the longest batch a device can get (its share of the
     longest rows), the model's own architecture, dtype and quantisation. None, with a warning,
     for an architecture that cannot be built on the meta device: a plan never stops a fine-tune."""
@@ -115,14 +122,14 @@ def memory_plan(loaded: LoadedModel, settings: Any, rows: list, devices: int) ->
     tokens = sorted((len(ids) for ids, _ in rows), reverse=True)[:per_device]
     try:
         return plan_memory(
-            loaded.model.config,
-            loaded.model.dtype,
+            model.config,
+            model.dtype,
             dict(settings.lora),
             len(tokens),
             max(tokens),
             settings.gradient_checkpointing,
-            getattr(loaded.model, "is_loaded_in_4bit", False),
+            getattr(model, "is_loaded_in_4bit", False),
         )
     except Exception as error:  # noqa: BLE001 - any failure here only costs the plan
-        log.warning("no memory plan for %s: %s", type(loaded.model).__name__, error)
+        log.warning("no memory plan for %s: %s", type(model).__name__, error)
         return None

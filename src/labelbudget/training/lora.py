@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -27,3 +30,15 @@ def attach_lora(
     )
     torch.manual_seed(seed)
     return get_peft_model(model, config)
+
+
+@contextmanager
+def fresh_adapters(model, **settings) -> Iterator:
+    """`model` with fresh LoRA adapters (`attach_lora`'s settings) for the `with` block, then
+    the base model as it was: peft puts the adapters into the base's own modules, and unloading
+    takes them out again, so the same object serves the next block."""
+    tuned = attach_lora(model, **settings)
+    try:
+        yield tuned
+    finally:
+        tuned.unload()
