@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from labelbudget.scoring.scores import Scores
-from labelbudget.selection.base import Candidates
+from labelbudget.selection.base import SCORES, Candidates
 from labelbudget.selection.dpp import DPPSelector
 from labelbudget.selection.facility_location import (
     FacilityLocationSelector,
@@ -58,7 +58,7 @@ def embeddings(n: int, d: int, seed: int) -> np.ndarray:
 
 def candidates(x: np.ndarray) -> Candidates:
     ids = [str(i) for i in range(len(x))]
-    return Candidates(ids, ["t"] * len(x), Scores.with_columns(ids, x))
+    return Candidates(ids, ["t"] * len(x), {SCORES: Scores.with_columns(ids, x)})
 
 
 def peak_rss_gb() -> float:

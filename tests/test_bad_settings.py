@@ -46,6 +46,8 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
     empty.write_text("")
     folder.mkdir()
     a_file.write_text("not a folder")
+    one_task = tmp / "predicted_auc.json"
+    one_task.write_text(json.dumps({"n_max": 100, "tasks": {"t": 0.5}}))
     unlabelled = tmp / "unlabelled.jsonl"
     unlabelled.write_text(
         "".join(json.dumps({"prompt": f"q{i}", "task": "t"}) + "\n" for i in range(20))
@@ -114,6 +116,10 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
         (
             [*TRAIN, "selector=predicted_efficiency"],
             "selector.predictions must be set (it has no default)",
+        ),
+        (  # the selector's signal checked against the pool by its provider
+            [*TRAIN, "selector=predicted_efficiency", f"selector.predictions={one_task}"],
+            f"{one_task}: has no predicted AUC for the pool's task(s) [",
         ),
         (
             [*TRAIN, "eval.tasks.max_new_tokens=0"],

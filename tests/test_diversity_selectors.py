@@ -13,7 +13,7 @@ import torch
 from conftest import compose_config
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
-from labelbudget.selection.base import SELECTORS, Candidates
+from labelbudget.selection.base import SCORES, SELECTORS, Candidates
 from labelbudget.selection.dpp import DPPSelector, greedy_map
 from labelbudget.selection.facility_location import (
     CachedCpuKernel,
@@ -34,7 +34,7 @@ def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Cand
         embeddings,
         mean_logprob=np.linspace(-3.0, -0.05, n) if mean_logprob is None else mean_logprob,
     )
-    return Candidates(scores.ids, ["t"] * n, scores)
+    return Candidates(scores.ids, ["t"] * n, {SCORES: scores})
 
 
 def random_pool(n: int, d: int, seed: int = 0) -> tuple[Candidates, np.ndarray]:
@@ -219,7 +219,7 @@ def test_median_is_estimated_on_a_sample_for_large_pools():
 @pytest.mark.parametrize("kernel,normalize", [("rbf", True), ("linear", False), ("cosine", True)])
 def test_dpp_matches_from_scratch_greedy_with_uncertainty_quality(kernel, normalize):
     candidates, x = random_pool(45, 6, seed=7)
-    q = np.clip(-np.expm1(candidates.scores.mean_logprob), 0.01, 1)
+    q = np.clip(-np.expm1(candidates.signals[SCORES].mean_logprob), 0.01, 1)
     base = {"rbf": rbf(x, 1.0), "linear": x @ x.T, "cosine": cosine01(x)}[kernel]
     ensemble = q[:, None] * base * q[None, :]
     ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(45)
@@ -357,7 +357,9 @@ def test_same_seed_same_picks(cls, settings):
 )
 def test_configs_build_the_selectors(name, cls, settings):
     selector = instantiate(compose_config("select", f"selector={name}").selector)
-    assert type(selector) is cls and SELECTORS[cls.name] is cls and cls.needs_scores
+    assert (
+        type(selector) is cls and SELECTORS[cls.name] is cls and set(selector.signals()) == {SCORES}
+    )
     assert all(getattr(selector, key) == value for key, value in settings.items())
 
 
@@ -388,7 +390,7 @@ def clustered_pool(n: int, d: int, seed: int) -> tuple[Candidates, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(20, d))
     candidates = pool(centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, d)))
-    return candidates, np.asarray(candidates.scores.embeddings, dtype=np.float64)
+    return candidates, np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
 
 
 def facility_location_float64(kernel: np.ndarray, budget: int) -> list[int]:
@@ -427,7 +429,7 @@ def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
         + rng.normal(size=(20, d))[rng.integers(0, 20, 1500)] * 3
         + 50
     )
-    x = np.asarray(candidates.scores.embeddings, dtype=np.float64)
+    x = np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
     selection = KCenterSelector().select(candidates, 120, np.random.default_rng(1))
     picks, radius = kcenter_reference(x, 120, first=rows(selection)[0])
     assert rows(selection) == picks
@@ -438,7 +440,7 @@ def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
 @pytest.mark.parametrize("kernel,gamma", [("rbf", 0.1), ("rbf", 0.002), ("cosine", 1.0)])
 def test_dpp_is_the_float64_greedy_for_any_memory_setting(kernel, gamma, memory_limit_mb):
     candidates, x = clustered_pool(200, 16, seed=3)
-    q = np.clip(-np.expm1(candidates.scores.mean_logprob.astype(np.float64)), 0.01, 1)
+    q = np.clip(-np.expm1(candidates.signals[SCORES].mean_logprob.astype(np.float64)), 0.01, 1)
     base = rbf(x, gamma) if kernel == "rbf" else cosine01(x)
     ensemble = q[:, None] * base * q[None, :]
     ensemble += 1e-6 * np.diag(ensemble).mean() * np.eye(200)
@@ -453,7 +455,7 @@ def test_compiled_greedy_reads_short_lists_and_stays_the_float64_greedy():
     # it; late picks read those lists instead of whole rows, and change no pick
     candidates, x = clustered_pool(600, 32, seed=1)
     pairwise = Pairwise(
-        np.asarray(candidates.scores.embeddings),
+        np.asarray(candidates.signals[SCORES].embeddings),
         "rbf",
         0.1,
         normalize=True,

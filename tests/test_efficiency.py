@@ -14,6 +14,7 @@ import pytest
 from labelbudget.efficiency import data_efficiency_auc
 from labelbudget.efficiency.curves import cleaned_curve, labels_needed, predicted_performance
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
+from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.efficiency.predictor import (
     LinearFit,
     correlations,
@@ -22,7 +23,7 @@ from labelbudget.efficiency.predictor import (
     rank,
 )
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.selection.base import Candidates
+from labelbudget.selection.base import PREDICTED_AUC, Candidates
 from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
 
 LOG = math.log2(5000)
@@ -220,17 +221,40 @@ def test_predicted_efficiency_selector_follows_the_plan(tmp_path):
     path = tmp_path / "predicted_auc.json"
     path.write_text(json.dumps({"n_max": 5000, "tasks": {"fast": 0.7, "slow": 0.2}}))
     selector = PredictedEfficiencySelector(str(path))
+    assert selector.signals() == {PREDICTED_AUC: str(path)}  # the file is read by its provider
     tasks = ["fast"] * 40 + ["slow"] * 40
-    candidates = Candidates([f"p{i}" for i in range(80)], tasks)
+    predicted = PredictedAUC.read(path)
+    candidates = Candidates([f"p{i}" for i in range(80)], tasks, {PREDICTED_AUC: predicted})
     selection = selector.select(candidates, 40, np.random.default_rng(0))
     expected = plan_budget({"fast": 0.7, "slow": 0.2}, {"fast": 40, "slow": 40}, 40)
     picked = [tasks[int(i[1:])] for i in selection.ids]
     assert {t: picked.count(t) for t in expected} == expected and len(set(selection.ids)) == 40
     with pytest.raises(DataError, match="no predicted AUC for the pool's task"):
-        selector.check_budget({"fast": 40, "other": 5}, 10)
-    path.write_text(json.dumps({"n_max": 5000, "tasks": {"fast": 1.5}}))
-    with pytest.raises(DataError, match="field 'fast'"):
-        PredictedEfficiencySelector(str(path))
-    path.write_text(json.dumps({"fast": 0.5}))  # the tasks without their budget axis
-    with pytest.raises(DataError, match="field 'tasks'"):
-        PredictedEfficiencySelector(str(path))
+        predicted.check_covers(["fast", "other"])
+    other = Candidates(["a", "b"], ["fast", "other"], {PREDICTED_AUC: predicted})
+    with pytest.raises(DataError, match=r"predicted_auc.json: has no predicted AUC .*'other'"):
+        selector.select(other, 1, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ({"n_max": 5000, "tasks": {"fast": 1.5}}, "fast"),
+        ({"fast": 0.5}, "tasks"),  # the tasks without their budget axis
+        ({"n_max": 1, "tasks": {"fast": 0.5}}, "n_max"),
+    ],
+)
+def test_a_bad_predicted_auc_file_is_refused_by_field(tmp_path, content, field):
+    path = tmp_path / "predicted_auc.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(DataError, match=f"field '{field}'"):
+        PredictedAUC.read(path)
+
+
+def test_predicted_auc_written_reads_back(tmp_path):
+    PredictedAUC({"b": 0.25, "a": 0.5}, 300).write(tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text()) == {
+        "n_max": 300,
+        "tasks": {"a": 0.5, "b": 0.25},
+    }
+    assert PredictedAUC.read(tmp_path / "p.json").tasks == {"a": 0.5, "b": 0.25}

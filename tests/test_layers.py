@@ -13,6 +13,7 @@ PACKAGE = REPO_ROOT / "src" / "labelbudget"
 LAYERS = [  # bottom first
     {"errors"},
     {"io", "configs", "distributed", "rendering"},
+    {"runs"},
     {"data"},
     {"models"},
     {"scoring"},

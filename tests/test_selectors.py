@@ -12,6 +12,7 @@ from conftest import compose_config
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection import SELECTORS, Candidates, make_selector
+from labelbudget.selection.base import SCORES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def candidates_with_confidence(task_conf: dict[str, tuple[int, float]]) -> Candi
             tasks.append(task)
             logprob.append(np.log(conf))
     scores = Scores.with_columns(ids, seq_logprob=np.array(logprob), mean_logprob=np.array(logprob))
-    return Candidates(ids, tasks, scores)
+    return Candidates(ids, tasks, {SCORES: scores})
 
 
 def task_counts(candidates: Candidates, ids: list[str]) -> dict[str, int]:
@@ -55,13 +56,13 @@ def test_weighted_task_token_geomean_option_uses_per_token_confidence():
     # make task a's answers long: its sequence confidence drops, per-token confidence does not
     long = Scores(
         **{
-            **candidates.scores.__dict__,
+            **candidates.signals[SCORES].__dict__,
             "seq_logprob": np.where(
                 np.array(candidates.tasks) == "a", np.log(0.5) * 10, np.log(0.25)
             ),
         }
     )
-    candidates = Candidates(candidates.ids, candidates.tasks, long)
+    candidates = Candidates(candidates.ids, candidates.tasks, {SCORES: long})
     by_sequence = make_selector("weighted_task").select(candidates, 30, np.random.default_rng(0))
     by_token = make_selector("weighted_task", confidence="token_geomean").select(
         candidates, 30, np.random.default_rng(0)
@@ -108,7 +109,7 @@ def test_weighted_task_refuses_a_budget_below_its_base():
 
 
 def test_weighted_task_needs_scores():
-    with pytest.raises(ConfigError, match="needs model scores"):
+    with pytest.raises(ConfigError, match="needs the signal 'scores'"):
         make_selector("weighted_task").select(Candidates(["x"], ["t"]), 1, np.random.default_rng(0))
 
 

@@ -12,7 +12,13 @@ from conftest import compose_config
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.activeit import ActiveITPromptSelector, ActiveITSelector
-from labelbudget.selection.base import SELECTORS, Candidates, make_selector
+from labelbudget.selection.base import (
+    PROMPT_SENSITIVITY,
+    SCORES,
+    SELECTORS,
+    Candidates,
+    make_selector,
+)
 from labelbudget.selection.uncertainty import (
     LeastConfidenceSelector,
     MeanEntropySelector,
@@ -26,11 +32,14 @@ UNCERTAINTY = ["least_confidence", "mean_entropy", "mean_margin", "min_margin"]
 
 
 def candidates_with(
-    tasks: list[str], task_scores: dict[str, float] | None = None, **columns
+    tasks: list[str], sensitivity: dict[str, float] | None = None, **columns
 ) -> Candidates:
     """Prompts 'p0', 'p1', ... of the given tasks; the given score columns, every other one zero."""
     scores = Scores.with_columns([f"p{i}" for i in range(len(tasks))], **columns)
-    return Candidates(scores.ids, tasks, scores, task_scores)
+    signals = {SCORES: scores}
+    if sensitivity is not None:
+        signals[PROMPT_SENSITIVITY] = sensitivity
+    return Candidates(scores.ids, tasks, signals)
 
 
 def task_confidences(sizes_and_confidences: dict[str, list[float]]) -> Candidates:
@@ -131,9 +140,9 @@ def test_activeit_takes_whole_tasks_lowest_mean_confidence_first():
 def test_activeit_token_geomean_ranks_by_per_token_confidence():
     candidates = task_confidences({"long": [0.01] * 3, "short": [0.2] * 3})
     per_token = Scores(
-        **{**candidates.scores.__dict__, "mean_logprob": np.log([0.9] * 3 + [0.2] * 3)}
+        **{**candidates.signals[SCORES].__dict__, "mean_logprob": np.log([0.9] * 3 + [0.2] * 3)}
     )
-    candidates = Candidates(candidates.ids, candidates.tasks, per_token)
+    candidates = Candidates(candidates.ids, candidates.tasks, {SCORES: per_token})
     assert set(
         make_selector("activeit").select(candidates, 3, np.random.default_rng(0)).ids
     ) == ids_of(candidates, "long")
@@ -156,7 +165,7 @@ def test_activeit_samples_the_last_task_uniformly():
 
 def test_activeit_prompt_ranks_tasks_by_sensitivity_highest_first():
     candidates = candidates_with(
-        ["a"] * 2 + ["b"] * 3 + ["c"] * 4, task_scores={"a": 0.01, "b": 0.3, "c": 0.2}
+        ["a"] * 2 + ["b"] * 3 + ["c"] * 4, sensitivity={"a": 0.01, "b": 0.3, "c": 0.2}
     )
     selection = ActiveITPromptSelector().select(candidates, 6, np.random.default_rng(0))
     assert set(selection.ids[:3]) == ids_of(candidates, "b")
@@ -185,7 +194,7 @@ def test_every_selector_returns_exactly_budget_distinct_pool_ids(name, budget):
     columns = {c: rng.random(60) for c in ("mean_entropy", "mean_margin", "min_margin")}
     candidates = candidates_with(
         tasks,
-        task_scores={"a": 0.2, "b": 0.1, "c": 0.3},
+        sensitivity={"a": 0.2, "b": 0.1, "c": 0.3},
         seq_logprob=np.log(rng.random(60)),
         **columns,
     )
@@ -196,13 +205,13 @@ def test_every_selector_returns_exactly_budget_distinct_pool_ids(name, budget):
 
 @pytest.mark.parametrize("name", [*UNCERTAINTY, "activeit"])
 def test_score_based_selectors_need_scores(name):
-    with pytest.raises(ConfigError, match="needs model scores"):
+    with pytest.raises(ConfigError, match="needs the signal 'scores'"):
         make_selector(name).select(Candidates(["x"], ["t"]), 1, np.random.default_rng(0))
 
 
-def test_activeit_prompt_needs_task_scores():
-    assert not ActiveITPromptSelector.needs_scores
-    with pytest.raises(ConfigError, match="needs per-task scores"):
+def test_activeit_prompt_needs_prompt_sensitivity_alone():
+    assert set(ActiveITPromptSelector().signals()) == {PROMPT_SENSITIVITY}
+    with pytest.raises(ConfigError, match="needs the signal 'prompt_sensitivity'"):
         ActiveITPromptSelector().select(Candidates(["x"], ["t"]), 1, np.random.default_rng(0))
 
 
@@ -230,7 +239,5 @@ def test_configs_build_the_registered_selectors(name, cls):
     if (
         name == "activeit_prompt"
     ):  # the pass's settings arrive built, y_hat capped like the scoring pass
-        assert (
-            selector.prompt_sensitivity.max_new_tokens == 7
-            and selector.prompt_sensitivity.dropout == 0.2
-        )
+        settings = selector.signals()[PROMPT_SENSITIVITY]
+        assert settings.max_new_tokens == 7 and settings.dropout == 0.2

@@ -38,10 +38,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelbudget.configs import determining_settings
 from labelbudget.errors import LabelbudgetError
+from labelbudget.runs import METRICS, SAVED_CONFIG, RunFolder
 
 log = logging.getLogger(__name__)
-
-FINISHED = "metrics.json"  # written last by every stage: its presence means the job completed
 
 
 @dataclass
@@ -96,15 +95,16 @@ def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
     """'new', 'finished' or 'interrupted'; SweepRefused where the folder holds the results of
     other settings. A folder without results (no metrics.json: killed, maybe while Hydra was
     still writing its config) protects nothing and is simply run again."""
-    if not (folder / FINISHED).is_file():
+    run = RunFolder(folder)
+    if not run.finished:
         return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
-    saved = folder / ".hydra" / "config.yaml"
-    if not saved.is_file():
+    saved = run.saved_config()
+    if saved is None:
         raise SweepRefused(
-            f"{folder} holds a {FINISHED} without its .hydra/config.yaml, so its settings are unknown; "
+            f"{folder} holds a {METRICS} without its {SAVED_CONFIG}, so its settings are unknown; "
             "move it away or choose another hydra.sweep.dir"
         )
-    differences = differing_keys(OmegaConf.to_container(OmegaConf.load(saved)) or {}, task_config)
+    differences = differing_keys(saved, task_config)
     if differences:
         shown = "; ".join(differences[:5]) + (
             f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
@@ -209,9 +209,7 @@ class ResumableSweeper(Sweeper):
                 refused.append(str(error))
                 continue
             if state == "finished":
-                log.info(
-                    "skip #%d %s: finished (%s with the same config)", number, folder, FINISHED
-                )
+                log.info("skip #%d %s: finished (%s with the same config)", number, folder, METRICS)
                 continue
             if state == "interrupted":
                 interrupted.append((number, folder))
@@ -219,7 +217,7 @@ class ResumableSweeper(Sweeper):
         if refused:
             raise SweepRefused("\n".join(refused))
         for number, folder in interrupted:
-            log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, FINISHED)
+            log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, METRICS)
             shutil.rmtree(folder)
         return to_run
 

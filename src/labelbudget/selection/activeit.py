@@ -8,11 +8,19 @@ sensitivity, highest first, computed beforehand by labelbudget.scoring.prompt_se
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelbudget.selection.base import Candidates, Selection, Selector, register, shuffled_task_rows
+from labelbudget.selection.base import (
+    PROMPT_SENSITIVITY,
+    SCORES,
+    Candidates,
+    Selection,
+    Selector,
+    register,
+    shuffled_task_rows,
+)
 from labelbudget.selection.task_diversity import task_log_confidence
 from labelbudget.selection.uncertainty import checked_confidence, most_uncertain_first
 
@@ -56,7 +64,7 @@ class ActiveITSelector(WholeTaskSelector):
     def task_uncertainty(
         self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
     ) -> np.ndarray:
-        log_confidence = candidates.require_scores(self.name).log_confidence(self.confidence)
+        log_confidence = candidates.signal(SCORES, self.name).log_confidence(self.confidence)
         return -task_log_confidence(log_confidence, dict(zip(tasks, groups)))
 
 
@@ -64,12 +72,11 @@ class ActiveITSelector(WholeTaskSelector):
 class ActiveITPromptSelector(WholeTaskSelector):
     """The original ActiveIT (Kung et al. 2023): tasks by prompt sensitivity, highest first.
 
-    Holds the settings of the sensitivity pass that the pipeline runs before `select` (the
-    selector itself reads the result from `candidates.task_scores` and never calls the model).
+    Holds the settings of the sensitivity pass the run makes before `select` (the selector
+    itself reads the result from its `PROMPT_SENSITIVITY` signal and never calls the model).
     """
 
     name = "activeit_prompt"
-    needs_scores = False
 
     def __init__(self, sensitivity: SensitivitySettings | None = None):
         if sensitivity is None:
@@ -79,10 +86,13 @@ class ActiveITPromptSelector(WholeTaskSelector):
             )
 
             sensitivity = SensitivitySettings()
-        self.prompt_sensitivity = sensitivity
+        self.sensitivity = sensitivity
+
+    def signals(self) -> dict[str, Any]:
+        return {PROMPT_SENSITIVITY: self.sensitivity}
 
     def task_uncertainty(
         self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
     ) -> np.ndarray:
-        sensitivity = candidates.require_task_scores(self.name)
+        sensitivity = candidates.signal(PROMPT_SENSITIVITY, self.name)
         return np.array([sensitivity[t] for t in tasks])

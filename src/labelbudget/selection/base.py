@@ -2,7 +2,9 @@
 
 A selector is built from config, holds only its settings, and maps (candidates, budget, rng) to
 an ordered list of pool ids. It is pure: no model calls, no I/O, the same inputs and seed give
-the same output. Whatever needs a model is computed beforehand by the scoring stage.
+the same output. What it needs from a model or a file it declares by name in `signals()`; the
+run computes each signal beforehand (one provider per signal, `labelbudget.stages.signals`,
+cached) and hands it over in `Candidates.signals`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from labelbudget.errors import ConfigError
-from labelbudget.scoring.scores import Scores
+
+# The signals a selector can ask for, and what `Candidates.signals` then holds under the name:
+SCORES = "scores"  # labelbudget.scoring.scores.Scores: embeddings and confidences, in pool order
+PROMPT_SENSITIVITY = "prompt_sensitivity"  # task -> sensitivity (Kung et al. 2023)
+PREDICTED_AUC = "predicted_auc"  # labelbudget.efficiency.predicted_auc.PredictedAUC: from CoS-Low
+TASK_KEYED = (PROMPT_SENSITIVITY,)  # one value for each of the pool's tasks, no other
 
 
 @dataclass(frozen=True)
@@ -25,40 +32,34 @@ class Candidates:
     Attributes:
         ids: pool ids, in pool order.
         tasks: each id's task label.
-        scores: per-prompt model scores (embeddings, confidences), when a selector needs them.
-        task_scores: one number per task (e.g. prompt sensitivity), when a selector needs them.
+        signals: what the selector declared in `signals()`, by name (`SCORES`, ...).
     """
 
     ids: list[str]
     tasks: list[str]
-    scores: Scores | None = None
-    task_scores: Mapping[str, float] | None = None
+    signals: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Refuse parts that do not line up with the ids."""
+        """Refuse signals that do not line up with the ids or the tasks."""
         if len(self.ids) != len(self.tasks):
             raise ValueError("ids and tasks differ in length")
-        if self.scores is not None and self.scores.ids != self.ids:
+        scores = self.signals.get(SCORES)
+        if scores is not None and scores.ids != self.ids:
             raise ValueError("scores are not in the pool's order")
-        if self.task_scores is not None and set(self.task_scores) != set(self.tasks):
-            raise ValueError("task_scores do not cover exactly the pool's tasks")
+        for name in TASK_KEYED:
+            if name in self.signals and set(self.signals[name]) != set(self.tasks):
+                raise ValueError(f"{name} does not cover exactly the pool's tasks")
 
     def task_rows(self) -> dict[str, np.ndarray]:
         """Row indices of each task, tasks sorted by name, rows in pool order."""
         tasks = np.asarray(self.tasks)
         return {t: np.flatnonzero(tasks == t) for t in sorted(set(self.tasks))}
 
-    def require_scores(self, who: str) -> Scores:
-        """The per-prompt scores, or a ConfigError naming the selector `who` that needs them."""
-        if self.scores is None:
-            raise ConfigError(f"selector '{who}' needs model scores, but none were given")
-        return self.scores
-
-    def require_task_scores(self, who: str) -> Mapping[str, float]:
-        """The per-task scores, or a ConfigError naming the selector `who` that needs them."""
-        if self.task_scores is None:
-            raise ConfigError(f"selector '{who}' needs per-task scores, but none were given")
-        return self.task_scores
+    def signal(self, name: str, who: str) -> Any:
+        """The signal `name`, or a ConfigError naming the selector `who` that needs it."""
+        if self.signals.get(name) is None:
+            raise ConfigError(f"selector '{who}' needs the signal '{name}', but it was not given")
+        return self.signals[name]
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,22 @@ class Selection:
 class Selector(ABC):
     """Base of all selectors: settings in, pool ids out, no model calls and no I/O.
 
-    Subclasses set `name` (the registry key and the config name) and `needs_scores`, implement
-    `select`, and may refine `check_budget`. Register them with `@register`.
+    Subclasses set `name` (the registry key and the config name), implement `select`, and may
+    refine `signals` and `check_budget`. Register them with `@register`.
     """
 
     name: ClassVar[str]
-    needs_scores: ClassVar[bool] = True
-    # Settings of a prompt-sensitivity pass (labelbudget.scoring.prompt_sensitivity) the pipeline
-    # runs before `select` to fill `Candidates.task_scores`; None: no such pass.
-    prompt_sensitivity: Any = None
+
+    def signals(self) -> dict[str, Any]:
+        """The signals `select` reads from `Candidates`, each with its provider's settings.
+
+        Returns:
+            Signal name (`SCORES`, `PROMPT_SENSITIVITY`, `PREDICTED_AUC`) -> the settings the
+            provider needs, or None where the run's own apply (the `scoring` node for
+            `SCORES`). The default: the scoring pass's scores. A selector that reads none
+            returns {}.
+        """
+        return {SCORES: None}
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         """Reject a budget this selector cannot spend; runs before any model is loaded.

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from labelbudget.errors import ConfigError
-from labelbudget.selection.base import Candidates, Selection, Selector, register
+from labelbudget.selection.base import SCORES, Candidates, Selection, Selector, register
 from labelbudget.selection.kernels import (
     MB,
     Pairwise,
@@ -120,7 +120,6 @@ class DPPSelector(Selector):
     """
 
     name = "dpp"
-    needs_scores = True
 
     def __init__(
         self,
@@ -154,7 +153,7 @@ class DPPSelector(Selector):
         )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        scores = candidates.require_scores(self.name)
+        scores = candidates.signal(SCORES, self.name)
         factor_mb = 8 * budget * len(scores) / MB
         if factor_mb > self.max_factor_mb:
             raise ConfigError(

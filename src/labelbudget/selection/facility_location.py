@@ -31,6 +31,7 @@ import torch
 
 from labelbudget.errors import ConfigError
 from labelbudget.selection.base import (
+    SCORES,
     Candidates,
     Selection,
     Selector,
@@ -469,7 +470,6 @@ class FacilityLocationSelector(Selector):
     """
 
     name = "facility_location"
-    needs_scores = True
 
     def __init__(
         self,
@@ -488,7 +488,7 @@ class FacilityLocationSelector(Selector):
         self.memory_limit_mb, self.device = memory_limit_mb, device
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        embeddings = candidates.require_scores(self.name).embeddings
+        embeddings = candidates.signal(SCORES, self.name).embeddings
         pairwise = Pairwise(
             embeddings,
             self.kernel,

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import torch
 
-from labelbudget.selection.base import Candidates, Selection, Selector, register
+from labelbudget.selection.base import SCORES, Candidates, Selection, Selector, register
 from labelbudget.selection.kernels import Pairwise, check_memory_limit, progress, resolve_device
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ class KCenterSelector(Selector):
     """
 
     name = "kcenter"
-    needs_scores = True
 
     def __init__(
         self, normalize: bool = False, memory_limit_mb: float = 2048, device: str = "auto"
@@ -76,7 +75,7 @@ class KCenterSelector(Selector):
         self.device = device
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        embeddings = candidates.require_scores(self.name).embeddings
+        embeddings = candidates.signal(SCORES, self.name).embeddings
         pairwise = Pairwise(
             embeddings,
             "sqeuclidean",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from labelbudget.selection.base import Candidates, Selection, Selector, register
@@ -10,7 +12,9 @@ from labelbudget.selection.base import Candidates, Selection, Selector, register
 @register
 class RandomSelector(Selector):
     name = "random"
-    needs_scores = False
+
+    def signals(self) -> dict[str, Any]:
+        return {}
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         rows = rng.permutation(len(candidates.ids))[:budget]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,14 @@ from labelbudget.selection.allocation import (
     water_filling,
     weighted_allocation,
 )
-from labelbudget.selection.base import Candidates, Selection, Selector, register, shuffled_task_rows
+from labelbudget.selection.base import (
+    SCORES,
+    Candidates,
+    Selection,
+    Selector,
+    register,
+    shuffled_task_rows,
+)
 
 
 def _spend(
@@ -35,7 +43,9 @@ class TaskDiversitySelector(Selector):
     """Equal shares across tasks (min-max water-filling); small tasks are taken whole."""
 
     name = "task_diversity"
-    needs_scores = False
+
+    def signals(self) -> dict[str, Any]:
+        return {}
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         tasks, groups = shuffled_task_rows(candidates, rng)
@@ -83,7 +93,7 @@ class WeightedTaskDiversitySelector(Selector):
             )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        scores = candidates.require_scores(self.name)
+        scores = candidates.signal(SCORES, self.name)
         tasks, groups = shuffled_task_rows(candidates, rng)
         log_conf = task_log_confidence(
             scores.log_confidence(self.confidence), dict(zip(tasks, groups))

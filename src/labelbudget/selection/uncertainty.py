@@ -13,7 +13,7 @@ import numpy as np
 
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
-from labelbudget.selection.base import Candidates, Selection, Selector, register
+from labelbudget.selection.base import SCORES, Candidates, Selection, Selector, register
 
 CONFIDENCE_KINDS = ("sequence", "token_geomean")
 
@@ -43,7 +43,7 @@ class TopUncertainSelector(Selector):
         return getattr(scores, self.field)
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        values = self.values(candidates.require_scores(self.name))
+        values = self.values(candidates.signal(SCORES, self.name))
         rows = most_uncertain_first(values if self.higher_is_uncertain else -values, rng)[:budget]
         return Selection(
             ids=[candidates.ids[i] for i in rows],

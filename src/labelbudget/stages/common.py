@@ -6,9 +6,7 @@ Every check that can fail on the user's input runs in `prepare`, before any mode
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -17,20 +15,19 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.configs import check_settings, flat_settings, recorded_config
+from labelbudget.configs import flat_settings, recorded_config
 from labelbudget.data.schema import Pool, TaskData
-from labelbudget.distributed import check_strategy, is_main_process, print_once
+from labelbudget.distributed import is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
-from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
+from labelbudget.runs import RunFolder, RunRecord
 from labelbudget.scoring.cache import (
     ScoringSettings,
     cache_folder,
     load_cached,
     score_pool,
 )
-from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Selector
 
@@ -45,29 +42,6 @@ def instantiate(node: Any, *args, **kwargs) -> Any:
         if isinstance(error.__cause__, LabelbudgetError):
             raise error.__cause__ from None
         raise
-
-
-def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> int:
-    """An integer count, a fraction of the pool when 0 < budget < 1 (rounded, at least 1), or
-    "all" (the paper's Full row). 0 only where it means something (`train.py`: zero-shot)."""
-    if budget == "all":
-        return pool_size
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise ConfigError(f"budget must be a number or 'all', got {budget!r}")
-    if isinstance(budget, float) and 0 < budget < 1:
-        return max(1, round(budget * pool_size))
-    if isinstance(budget, float) and not budget.is_integer():
-        raise ConfigError(
-            f"budget must be an integer count, a fraction below 1 or 'all', got {budget}"
-        )
-    budget = int(budget)
-    if budget == 0 and zero_allowed:
-        return 0
-    if budget <= 0:
-        raise ConfigError(f"budget must be positive, got {budget}")
-    if budget > pool_size:
-        raise ConfigError(f"budget {budget} is larger than the pool ({pool_size} prompts)")
-    return budget
 
 
 def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
@@ -141,38 +115,6 @@ def predict_trainer(cfg: DictConfig) -> Callable:
     )
 
 
-@dataclass
-class Prepared:
-    data: TaskData
-    budget: int
-    selector: Selector
-
-
-def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
-    """Check every setting, load and validate the pool, resolve and check the budget: no model yet."""
-    check_settings(cfg)
-    check_strategy(cfg.trainer)
-    data: TaskData = instantiate(cfg.dataset)
-    budget = resolve_budget(cfg.budget, len(data.pool), zero_allowed)
-    selector: Selector = instantiate(cfg.selector)
-    if budget:
-        selector.check_budget(data.pool.task_sizes(), budget)
-    asked = (
-        f" ({cfg.budget} of the pool)"
-        if isinstance(cfg.budget, float) and 0 < cfg.budget < 1
-        else ""
-    )
-    log.info(
-        "pool: %d prompts in %d tasks (%s); budget %d%s",
-        len(data.pool),
-        len(data.pool.task_sizes()),
-        data.pool.source,
-        budget,
-        asked,
-    )
-    return Prepared(data, budget, selector)
-
-
 def pool_scores(
     cfg: DictConfig, pool: Pool, required: bool, model: LazyModel | None = None
 ) -> Scores | None:
@@ -197,29 +139,19 @@ def pool_scores(
     return scores
 
 
-def task_scores(
-    cfg: DictConfig, pool: Pool, selector: Selector, model: Callable[[], LoadedModel]
-) -> dict[str, float] | None:
-    """Per-task scores for a selector that ranks tasks by a model pass of its own (cached)."""
-    if selector.prompt_sensitivity is None:
-        return None
-    identity = model_identity(cfg.model)
-    return prompt_sensitivity(
-        pool, model, identity, selector.prompt_sensitivity, cfg.paths.score_cache_dir
-    )
-
-
-def run_identity(cfg: DictConfig, prepared: Prepared) -> dict[str, Any]:
+def run_identity(
+    cfg: DictConfig, data: TaskData, budget: int, selector: Selector
+) -> dict[str, Any]:
     """What a run compares, for W&B grouping, metrics.json and the report. Budget 0 is the
     zero-shot row and the whole pool the Full row, whatever the selector (all pick the same)."""
-    name, options = selector_choice(cfg, prepared.selector)
-    if prepared.budget in (0, len(prepared.data.pool)):
-        name, options = ("zero-shot" if prepared.budget == 0 else "full"), {}
+    name, options = selector_choice(cfg, selector)
+    if budget in (0, len(data.pool)):
+        name, options = ("zero-shot" if budget == 0 else "full"), {}
     return {
-        "dataset": prepared.data.name,
+        "dataset": data.name,
         "selector": name,
         "selector_options": options,
-        "budget": prepared.budget,
+        "budget": budget,
         "seed": int(cfg.seed),
         "model": cfg.model.name,
     }
@@ -279,13 +211,11 @@ def write_metrics(
     """metrics.json in the run folder (what the report reads) and the same numbers to the tracker.
     `config` is the run's whole config but for where it writes (paths, logger): the report puts
     runs that differ in any of it into separate tables."""
-    record = {"run": identity, "metrics": metrics, "settings": settings}
-    if cfg is not None:
-        record["config"] = recorded_config(cfg)
+    record = RunRecord(
+        identity, metrics, settings, recorded_config(cfg) if cfg is not None else None
+    )
     if is_main_process():
-        atomic_write_text(
-            folder / "metrics.json", json.dumps(record, indent=2, sort_keys=True) + "\n"
-        )
+        RunFolder(folder).write(record)
     if logger is not None:
         logger.log_metrics(metrics)
 
@@ -349,9 +279,5 @@ def headline(metrics: dict[str, float]) -> str:
 
 def trained_dataset(adapter: Path) -> dict[str, Any] | None:
     """The dataset config of the train.py run that wrote `adapter` (its saved Hydra config)."""
-    saved = adapter.parent / ".hydra" / "config.yaml"
-    return (
-        OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=False)
-        if saved.is_file()
-        else None
-    )
+    saved = RunFolder.of_adapter(adapter).saved_config()
+    return saved.get("dataset") if saved is not None else None

@@ -39,15 +39,15 @@ from labelbudget.efficiency.curves import (
     predicted_performance,
 )
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
+from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
-from labelbudget.errors import ConfigError, DataError
+from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.rendering import markdown_table
-from labelbudget.selection.predicted_efficiency import read_predicted_auc, write_predicted_auc
+from labelbudget.runs import finished_runs
 from labelbudget.stages.common import LazyModel, instantiate, pool_scores
-from labelbudget.tracking.report import load_runs
 from labelbudget.training.data import RightPadCollator, encode_sft
 from labelbudget.training.lora import fresh_adapters
 
@@ -169,7 +169,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
         + "\n",
     )
     if predicted:
-        write_predicted_auc(folder / "predicted_auc.json", predicted, fit.n_max)
+        PredictedAUC(predicted, fit.n_max).write(folder / "predicted_auc.json")
     header = list(results[0])
     print(markdown_table(header, [[r[k] for k in header] for r in results]))
     if fit is None:
@@ -211,9 +211,9 @@ def sample_rows(
 def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
     """task -> budget -> accuracies (one per seed), from train.py runs' metrics.json."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for record in load_runs([Path(f) for f in folders]):
-        for task, value in per_task(record["metrics"], "tasks/macro").items():
-            curves[task][int(record["run"]["budget"])].append(float(value))
+    for _, record in finished_runs([Path(f) for f in folders]):
+        for task, value in per_task(record.metrics, "tasks/macro").items():
+            curves[task][int(record.identity["budget"])].append(float(value))
     return curves
 
 
@@ -368,13 +368,10 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>"
         )
-    predicted, n_max = read_predicted_auc(cfg.predictions)
+    predictions = PredictedAUC.read(cfg.predictions)
+    predicted, n_max = predictions.tasks, predictions.n_max
     sizes = instantiate(cfg.dataset).pool.task_sizes()
-    missing = sorted(set(sizes) - set(predicted))
-    if missing:
-        raise DataError(
-            str(cfg.predictions), f"has no predicted AUC for the pool's task(s) {missing}"
-        )
+    predictions.check_covers(sizes)
     counts = plan_budget({t: predicted[t] for t in sizes}, sizes, int(cfg.budget), n_max)
     targets = [float(t) for t in cfg.targets]
     rows = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ from omegaconf import DictConfig
 from labelbudget.configs import check_settings
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
+from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
     check_evaluations,
@@ -54,9 +54,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         "model": cfg.model.name,
     }
     if adapter is not None:  # the training run's identity, so the report puts it on its row
-        trained = adapter.parent / "metrics.json"
-        if trained.is_file():
-            identity = json.loads(trained.read_text())["run"]
+        trained = RunFolder.of_adapter(adapter)
+        if trained.finished:
+            identity = trained.read().identity
         else:
             log.warning(
                 "no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
@@ -69,6 +69,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     if adapter is not None:
         loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
     metrics, settings = run_evaluations(cfg, evals, loaded, data)
-    write_metrics(Path(cfg.paths.output_dir), identity, metrics, settings, None, cfg)
-    print_once(f"{headline(metrics)}; wrote {Path(cfg.paths.output_dir) / 'metrics.json'}")
+    folder = RunFolder(Path(cfg.paths.output_dir))
+    write_metrics(folder.path, identity, metrics, settings, None, cfg)
+    print_once(f"{headline(metrics)}; wrote {folder.metrics_file}")
     return metrics

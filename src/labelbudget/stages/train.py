@@ -9,21 +9,20 @@ from omegaconf import DictConfig, OmegaConf
 from labelbudget.data.annotation import annotated, check_responses, read_annotations
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.models.loading import LoadedModel
+from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
-    Prepared,
     check_evaluations,
     evaluations,
     headline,
     instantiate,
     make_logger,
     model_identity,
-    prepare,
     run_evaluations,
     run_identity,
     write_metrics,
 )
-from labelbudget.stages.select import choose
+from labelbudget.stages.select import Prepared, choose, prepare
 from labelbudget.training.adapters import (
     save_adapter,
 )
@@ -41,8 +40,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     if prepared.budget and annotations is None:
         check_responses(prepared.data.pool)
     model = LazyModel(cfg.model)
-    identity = run_identity(cfg, prepared)
-    folder = Path(cfg.paths.output_dir)
+    identity = run_identity(cfg, prepared.data, prepared.budget, prepared.selector)
+    folder = RunFolder(Path(cfg.paths.output_dir))
     logger = make_logger(cfg, identity)
     try:
         if prepared.budget:
@@ -52,8 +51,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         metrics, settings = run_evaluations(cfg, evals, tuned, prepared.data)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder, identity, metrics, settings, logger, cfg)
-        print_once(f"{headline(metrics)}; wrote {folder / 'metrics.json'}")
+        write_metrics(folder.path, identity, metrics, settings, logger, cfg)
+        print_once(f"{headline(metrics)}; wrote {folder.metrics_file}")
         return metrics
     finally:
         finish_wandb()
@@ -70,6 +69,6 @@ def select_and_fine_tune(
     examples = annotated(prepared.data.pool, chosen.selection.ids, annotations)
     trainer = instantiate(cfg.trainer)
     tuned, fit_stats = fine_tune(model(), examples, cfg.finetune, trainer, logger, int(cfg.seed))
-    adapter = Path(cfg.paths.output_dir) / "adapter"
+    adapter = RunFolder(Path(cfg.paths.output_dir)).adapter
     save_adapter(tuned.model, adapter, model_identity(cfg.model), is_main_process())
     return tuned, {**fit_stats, **chosen.metrics}

@@ -37,30 +37,13 @@ from labelbudget.configs import determining_settings
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
+from labelbudget.runs import RunFolder, RunRecord, finished_runs
 
 BASELINE = "random"
 ZERO_SHOT = "zero-shot"
 BOOTSTRAP_DRAWS = 10_000
 # what distinguishes runs within one table; everything else in `config` separates tables
 WITHIN_TABLE = ("seed", "budget", "selector")
-
-
-def load_runs(folders: list[Path]) -> list[dict]:
-    """Every metrics.json below the folders, with `folder` (its run folder) added."""
-    runs = []
-    for folder in folders:
-        files = sorted(Path(folder).rglob("metrics.json"))
-        if not files:
-            raise DataError(
-                str(folder), "contains no metrics.json (is it a train.py run or multirun folder?)"
-            )
-        for file in files:
-            record = json.loads(file.read_text())
-            for key in ("run", "metrics"):
-                if key not in record:
-                    raise DataError(str(file), "is not a labelbudget metrics file", field=key)
-            runs.append({**record, "folder": file.parent})
-    return runs
 
 
 @dataclass(frozen=True)
@@ -84,22 +67,22 @@ def row_name(identity: dict[str, Any]) -> str:
     )
 
 
-def as_run(record: dict) -> Run:
-    identity = record["run"]
+def as_run(folder: RunFolder, record: RunRecord) -> Run:
+    identity = record.identity
     config = {
         k: v
-        for k, v in determining_settings(record.get("config", {})).items()
+        for k, v in determining_settings(record.config or {}).items()
         if k.split(".")[0] not in WITHIN_TABLE
     }
     setting = tuple(
         sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key)
     )
     return Run(
-        record["folder"],
+        folder.path,
         row_name(identity),
         int(identity["budget"]),
         int(identity["seed"]),
-        record["metrics"],
+        record.metrics,
         setting,
     )
 
@@ -436,7 +419,7 @@ def plot_task_gains(
 
 
 def write_report(folders: list[Path], out: Path) -> str:
-    runs = [as_run(record) for record in load_runs(folders)]
+    runs = [as_run(folder, record) for folder, record in finished_runs(folders)]
     tables, parts = [], []
     for index, (title, members) in enumerate(split_by_setting(runs)):
         check_one_run_per_cell(members)

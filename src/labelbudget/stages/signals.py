@@ -1,0 +1,89 @@
+"""One provider per signal a selector can declare (`Selector.signals()`): each checks what it
+can before any model loads, then computes (or reads from its cache) the value `select` gets in
+`Candidates.signals`. A selector that reads existing signals needs nothing here; a new kind of
+model pass is one provider more."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+from labelbudget.data.schema import Pool
+from labelbudget.efficiency.predicted_auc import PredictedAUC
+from labelbudget.errors import ConfigError
+from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
+from labelbudget.selection.base import PREDICTED_AUC, PROMPT_SENSITIVITY, SCORES, Selector
+from labelbudget.stages.common import LazyModel, model_identity, pool_scores
+
+
+class SignalProvider(Protocol):
+    def check(self, settings: Any, pool: Pool) -> None:
+        """Refuse what can be refused before a model loads (a missing file, a task it lacks)."""
+
+    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        """The signal for `pool`, from the cache where it is there; `model` loads on first use."""
+
+
+class ScoresProvider:
+    """Embeddings and confidences of the scoring pass (`scoring` node), sharded and cached."""
+
+    def check(self, settings: Any, pool: Pool) -> None:
+        pass
+
+    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        return pool_scores(cfg, pool, True, model)
+
+
+class PromptSensitivityProvider:
+    """Per-task prompt sensitivity, with the selector's `SensitivitySettings`, cached."""
+
+    def check(self, settings: Any, pool: Pool) -> None:
+        pass
+
+    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        identity = model_identity(cfg.model)
+        return prompt_sensitivity(pool, model, identity, settings, cfg.paths.score_cache_dir)
+
+
+class PredictedAUCProvider:
+    """The predicted AUCs file the selector names (`estimate.py mode=coslow` writes it)."""
+
+    def check(self, settings: Any, pool: Pool) -> None:
+        PredictedAUC.read(settings).check_covers(pool.tasks)
+
+    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        return PredictedAUC.read(settings)
+
+
+PROVIDERS: dict[str, SignalProvider] = {
+    SCORES: ScoresProvider(),
+    PROMPT_SENSITIVITY: PromptSensitivityProvider(),
+    PREDICTED_AUC: PredictedAUCProvider(),
+}
+
+
+def _providers(selector: Selector) -> dict[str, tuple[SignalProvider, Any]]:
+    unknown = sorted(set(selector.signals()) - set(PROVIDERS))
+    if unknown:
+        raise ConfigError(
+            f"selector '{selector.name}' asks for signal(s) {unknown} that no provider computes; "
+            f"known: {sorted(PROVIDERS)} (labelbudget.stages.signals.PROVIDERS)"
+        )
+    return {name: (PROVIDERS[name], settings) for name, settings in selector.signals().items()}
+
+
+def check_signals(selector: Selector, pool: Pool) -> None:
+    """Every provider's checks of what the selector asks for; no model is loaded."""
+    for provider, settings in _providers(selector).values():
+        provider.check(settings, pool)
+
+
+def provide_signals(
+    selector: Selector, pool: Pool, cfg: DictConfig, model: LazyModel
+) -> dict[str, Any]:
+    """Every signal the selector asks for, by name, in the order it declares them."""
+    return {
+        name: provider.provide(settings, pool, cfg, model)
+        for name, (provider, settings) in _providers(selector).items()
+    }
