@@ -23,7 +23,8 @@ demo: setup
 	$(PY) select.py
 
 # Google-style docstrings where contributors plug in
-EXTENSION_POINTS := src/labelbudget/selection/base.py src/labelbudget/evaluation/base.py src/labelbudget/scoring/scores.py
+EXTENSION_POINTS := src/labelbudget/selection/base.py src/labelbudget/evaluation/base.py src/labelbudget/scoring/scores.py \
+	src/labelbudget/runs.py src/labelbudget/stages/signals.py
 
 lint: setup
 	$(PY) -m ruff format --check .

@@ -332,8 +332,9 @@ def test_every_experiment_is_checked():
     assert set(EXPERIMENT_CLAIMS) == {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
 
 
-# an experiment that chooses its evaluation is for train.py alone (select.py has no `eval` group)
-TRAIN_ONLY = {"study_bbh"}
+# experiments that choose a group an app does not have: select.py has no `eval`, evaluate.py
+# no `selector` (nor a scoring pass or fine-tuning: it composes only what evaluation reads)
+NOT_FOR = {"select": {"study_bbh"}, "evaluate": {"learning_curve"}, "train": set()}
 
 
 @pytest.mark.parametrize(
@@ -342,7 +343,7 @@ TRAIN_ONLY = {"study_bbh"}
         (name, experiment)
         for experiment in sorted(EXPERIMENT_CLAIMS)
         for name in ("select", "train", "evaluate")
-        if name == "train" or experiment not in TRAIN_ONLY
+        if experiment not in NOT_FOR[name]
     ],
 )
 def test_every_experiment_composes_resolves_and_sets_what_it_claims(config_name, experiment):

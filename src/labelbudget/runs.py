@@ -1,7 +1,7 @@
-"""A run's folder, the one contract between the stages that write it and everything that reads it
-(the report, `evaluate.py adapter=`, CoS-Low's learning curves, the resumable sweeper).
+"""A run's folder: the one contract between the stages that write it and its readers.
 
-A train.py, select.py or evaluate.py run writes, in its folder:
+The readers are the report, `evaluate.py adapter=`, CoS-Low's learning curves and the resumable
+sweeper. A train.py, select.py or evaluate.py run writes, in its folder:
 - `metrics.json`: the run's identity, its metrics, the settings its evaluations used, and its
   config. Written last and atomically, so its presence means the run finished;
 - `adapter/`: the LoRA adapter (train.py at a budget above 0);
@@ -45,6 +45,7 @@ class RunRecord:
     config: dict[str, Any] | None = None
 
     def to_json(self) -> str:
+        """The metrics.json text: keys sorted, two-space indent, so equal records are equal bytes."""
         record: dict[str, Any] = {
             "run": self.identity,
             "metrics": self.metrics,
@@ -79,26 +80,37 @@ class RunFolder:
 
     @property
     def metrics_file(self) -> Path:
+        """The run's record; written last, so it exists only for a finished run."""
         return self.path / METRICS
 
     @property
     def adapter(self) -> Path:
+        """Where train.py saves the LoRA adapter (budget above 0)."""
         return self.path / ADAPTER
 
     @property
     def saved_config_file(self) -> Path:
+        """The composed config, as Hydra saved it before the run started."""
         return self.path / SAVED_CONFIG
 
     @property
     def finished(self) -> bool:
+        """Whether the run wrote its record (an interrupted run did not)."""
         return self.metrics_file.is_file()
 
     def read(self) -> RunRecord:
+        """The run's record.
+
+        Raises:
+            DataError: the file is not a labelbudget record, naming it and what it lacks.
+        """
         return RunRecord.from_json(self.metrics_file.read_text(), str(self.metrics_file))
 
     def write(self, record: RunRecord) -> None:
-        """Atomically: a reader (the report, the sweeper deciding what is finished) never sees
-        half a record."""
+        """Write the record atomically.
+
+        A reader (the report, the sweeper deciding what is finished) never sees half a record.
+        """
         atomic_write_text(self.metrics_file, record.to_json())
 
     def saved_config(self) -> dict[str, Any] | None:
@@ -114,8 +126,11 @@ class RunFolder:
 
 
 def finished_runs(folders: list[Path]) -> list[tuple[RunFolder, RunRecord]]:
-    """Every finished run below the folders, in path order, with its record; a folder without
-    any is refused by name (it is not a run or sweep folder)."""
+    """Every finished run below the folders, in path order, with its record.
+
+    Raises:
+        DataError: a folder holds no finished run (it is not a run or sweep folder).
+    """
     runs = []
     for folder in folders:
         files = sorted(Path(folder).rglob(METRICS))

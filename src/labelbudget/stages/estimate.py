@@ -57,11 +57,20 @@ PACKAGED_FITS = Path(efficiency.__file__).parent / "fits"
 
 
 def run_estimate(cfg: DictConfig) -> dict[str, Any]:
-    modes = {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}
-    if cfg.mode not in modes:
-        raise ConfigError(f"mode must be one of {', '.join(modes)}, got {cfg.mode!r}")
+    """Run the chosen mode of estimate.py.
+
+    Args:
+        cfg: the composed `conf/estimate.yaml`; `conf/mode/<mode>.yaml` brings the mode's
+            settings and sets `mode` (coslow, curves, fit or plan).
+
+    Returns:
+        The mode's summary (per-task signals, curves, the fit, or the plan); its files are in
+        `paths.output_dir`.
+    """
     check_settings(cfg)
-    return modes[cfg.mode](cfg)
+    return {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}[cfg.mode](
+        cfg
+    )
 
 
 # --- coslow -------------------------------------------------------------------------------------

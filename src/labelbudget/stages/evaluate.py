@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
-    """The base model (zero-shot row) or base + adapter on the chosen evaluations."""
+    """Evaluate the base model (the zero-shot row) or base + adapter.
+
+    Args:
+        cfg: the composed `conf/evaluate.yaml`: `eval` chooses the evaluations, `adapter` a
+            train.py run's adapter (its run's identity is recorded, so the report puts the
+            numbers on that run's row).
+
+    Returns:
+        Every evaluation's metrics, also written to metrics.json in `paths.output_dir`.
+    """
     check_settings(cfg)
     check_strategy(cfg.trainer)
     evals = evaluations(cfg)

@@ -152,7 +152,16 @@ def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -
 
 
 def run_select(cfg: DictConfig) -> Selection:
-    """Choose the prompts to annotate; metrics.json holds coverage and objective for the report."""
+    """Choose the prompts to annotate.
+
+    Args:
+        cfg: the composed `conf/select.yaml`.
+
+    Returns:
+        The selection; `selection.jsonl` (what to annotate), `allocation.csv` and
+        `allocation.png` are in `paths.output_dir`, with metrics.json holding the task coverage
+        and the selector's objective for the report.
+    """
     prepared = prepare(cfg)
     chosen = choose(cfg, prepared, LazyModel(cfg.model))
     write_metrics(

@@ -1,7 +1,9 @@
-"""One provider per signal a selector can declare (`Selector.signals()`): each checks what it
-can before any model loads, then computes (or reads from its cache) the value `select` gets in
-`Candidates.signals`. A selector that reads existing signals needs nothing here; a new kind of
-model pass is one provider more."""
+"""One provider per signal a selector can declare (`Selector.signals()`).
+
+Each provider checks what it can before any model loads, then computes (or reads from its cache)
+the value `select` gets in `Candidates.signals`. A selector that reads existing signals needs
+nothing here; a new kind of model pass is one provider more.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from labelbudget.stages.common import LazyModel, model_identity, pool_scores
 
 
 class SignalProvider(Protocol):
+    """Checks and computes one signal, given the settings the selector declared for it."""
+
     def check(self, settings: Any, pool: Pool) -> None:
         """Refuse what can be refused before a model loads (a missing file, a task it lacks)."""
 
@@ -29,9 +33,10 @@ class ScoresProvider:
     """Embeddings and confidences of the scoring pass (`scoring` node), sharded and cached."""
 
     def check(self, settings: Any, pool: Pool) -> None:
-        pass
+        """Nothing to check before the pass: its settings were checked when built."""
 
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        """The pool's `Scores`, from the cache or a scoring pass."""
         return pool_scores(cfg, pool, True, model)
 
 
@@ -39,9 +44,10 @@ class PromptSensitivityProvider:
     """Per-task prompt sensitivity, with the selector's `SensitivitySettings`, cached."""
 
     def check(self, settings: Any, pool: Pool) -> None:
-        pass
+        """Nothing to check before the pass: its settings were checked when built."""
 
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        """Task -> sensitivity, from the cache or a pass with `settings`."""
         identity = model_identity(cfg.model)
         return prompt_sensitivity(pool, model, identity, settings, cfg.paths.score_cache_dir)
 
@@ -50,9 +56,11 @@ class PredictedAUCProvider:
     """The predicted AUCs file the selector names (`estimate.py mode=coslow` writes it)."""
 
     def check(self, settings: Any, pool: Pool) -> None:
+        """The file `settings` names exists, is valid and covers every task of the pool."""
         PredictedAUC.read(settings).check_covers(pool.tasks)
 
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+        """The file's `PredictedAUC`."""
         return PredictedAUC.read(settings)
 
 

@@ -29,8 +29,17 @@ from labelbudget.training.adapters import (
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
-    """Select, annotate, fine-tune with LoRA, evaluate; metrics to metrics.json and the tracker.
-    Budget 0 evaluates the base model under the run's identity: a learning curve's first point."""
+    """Select, annotate, fine-tune with LoRA, evaluate.
+
+    Args:
+        cfg: the composed `conf/train.yaml`. Budget 0 evaluates the base model under the run's
+            identity (the zero-shot row, a learning curve's first point); `annotations` joins
+            real answers to the selection by id, else the pool's own are revealed.
+
+    Returns:
+        The evaluations' metrics with the fine-tune's and the selection's, also written to
+        metrics.json in `paths.output_dir` and to the tracker; the adapter is in `adapter/`.
+    """
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg, zero_allowed=True)
