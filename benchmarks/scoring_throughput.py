@@ -18,11 +18,11 @@ from datetime import date
 import torch
 
 from labelbudget.data.synthetic import build_synthetic_suite
+from labelbudget.inference.generation import greedy_score, pool_hidden
+from labelbudget.inference.predict import LeftPadCollator, length_sorted_batches
 from labelbudget.models.loading import load_smollm2
 from labelbudget.models.templates import ChatTemplate
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.scoring.generation import greedy_score, pool_hidden
-from labelbudget.scoring.module import LeftPadCollator, length_sorted_batches
 
 
 def naive(loaded, prompts: list[list[int]], max_new_tokens: int) -> tuple[float, int]:

@@ -68,10 +68,10 @@ def export(tmp_path: Path, **settings) -> AlpacaEvalExport:
 
 
 def run(evaluation: AlpacaEvalExport, tiny, tmp_path: Path):
-    evaluation.check(None, None)
+    inputs = evaluation.prepare(None, None)
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
-    return evaluation.run(EvalContext(tiny, trainer_factory, out, None)), out
+    return evaluation.run(EvalContext(tiny, trainer_factory, out), inputs), out
 
 
 def alpaca_eval_importable(monkeypatch, importable: bool) -> None:
@@ -166,7 +166,7 @@ def test_outputs_file_holds_the_instructions_in_order_and_the_models_greedy_answ
 def test_bad_row_names_file_row_and_field_before_any_model(tmp_path, name, content, row, field):
     path = write_json(tmp_path / name, content)
     with pytest.raises(DataError) as error:
-        AlpacaEvalExport(instructions=str(path)).check(None, None)
+        AlpacaEvalExport(instructions=str(path)).prepare(None, None)
     assert (error.value.source, error.value.row, error.value.field) == (str(path), row, field)
     assert (
         str(path) in str(error.value)
@@ -192,7 +192,7 @@ def test_unreadable_or_empty_file_is_refused_naming_it(tmp_path, name, text, mes
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError, match=message) as error:
-        AlpacaEvalExport(instructions=str(path)).check(None, None)
+        AlpacaEvalExport(instructions=str(path)).prepare(None, None)
     assert str(error.value).startswith(str(path))
 
 

@@ -19,8 +19,8 @@ from labelbudget.evaluation.bbh import (
     grade_outputs,
     is_correct,
 )
+from labelbudget.inference.generation import StopStrings, greedy_score, truncate_at_stop
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.scoring.generation import StopStrings, greedy_score, truncate_at_stop
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,7 @@ def test_extract_answer_takes_the_first_phrase_and_drops_the_final_period():
 
 def test_gold_outputs_score_one_and_a_constant_scores_each_tasks_prior(shared_data):
     evaluation = BBHEvaluation(data_dir=str(shared_data / "bbh"))
-    evaluation.check(None, None)
-    examples = evaluation.examples
+    examples = evaluation.prepare(None, None).examples
     assert len(examples) == 6_511 and len(examples.task_sizes()) == 27
     perfect, _ = grade_outputs(examples, [f"So the answer is {e.response}." for e in examples])
     assert set(perfect.values()) == {1.0}
@@ -109,19 +108,17 @@ def test_exemplar_file_without_header_names_the_file(tmp_path):
 def test_heldout_split_is_the_dataset_test_half_and_leaks_are_refused(shared_data):
     trained_on = {"_target_": "labelbudget.data.bbh.load_bbh", "test_fraction": 0.5, "seed": 0}
     with pytest.raises(ConfigError, match="split=heldout"):
-        BBHEvaluation(data_dir=str(shared_data / "bbh")).check(None, trained_on)
+        BBHEvaluation(data_dir=str(shared_data / "bbh")).prepare(None, trained_on)
     with pytest.raises(ConfigError, match="must equal the dataset's"):
-        BBHEvaluation(data_dir=str(shared_data / "bbh"), split="heldout", seed=1).check(
+        BBHEvaluation(data_dir=str(shared_data / "bbh"), split="heldout", seed=1).prepare(
             None, trained_on
         )
     from labelbudget.data.bbh import load_bbh
 
     heldout = BBHEvaluation(data_dir=str(shared_data / "bbh"), split="heldout", tasks=["navigate"])
-    heldout.check(None, trained_on)
+    examples = heldout.prepare(None, trained_on).examples
     split = load_bbh(shared_data / "bbh" / "bbh", ["navigate"], 0.5, 0)
-    assert heldout.examples.ids == split.test.ids and not set(heldout.examples.ids) & set(
-        split.pool.ids
-    )
+    assert examples.ids == split.test.ids and not set(examples.ids) & set(split.pool.ids)
 
 
 def test_truncate_at_the_earliest_stop_string():

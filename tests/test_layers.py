@@ -16,6 +16,7 @@ LAYERS = [  # bottom first
     {"runs"},
     {"data"},
     {"models"},
+    {"inference"},
     {"scoring"},
     {"training"},
     {"evaluation"},

@@ -15,8 +15,8 @@ import torch
 from labelbudget.data.mmlu import SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.mmlu import MMLUEvaluation, grade_letters, mmlu_prompt
+from labelbudget.inference.letters import letter_token_ids, score_letters
 from labelbudget.models.tiny import build_tiny_llama
 
 
@@ -131,29 +131,37 @@ def test_gold_answers_score_one_and_a_constant_scores_the_class_prior(shared_dat
         )
 
 
-def test_check_loads_limited_questions_and_dev_shots(shared_data):
+def test_prepare_returns_limited_questions_and_dev_shots_and_keeps_nothing(shared_data):
     evaluation = MMLUEvaluation(
         data_dir=str(shared_data / "mmlu"),
         shots=5,
         limit_per_subject=2,
         subjects=["anatomy", "virology"],
     )
-    evaluation.check(None, None)
-    assert evaluation.questions.ids == [
+    settings = dict(vars(evaluation))
+    inputs = evaluation.prepare(None, None)
+    assert (
+        vars(evaluation) == settings
+    )  # the same object can evaluate any model, any number of times
+    assert inputs.questions.ids == [
         "anatomy-test-0",
         "anatomy-test-1",
         "virology-test-0",
         "virology-test-1",
     ]
-    assert evaluation.dev.task_sizes() == {"anatomy": 5, "virology": 5}
+    assert {s: [e.id for e in shots] for s, shots in inputs.shots.items()} == {
+        s: [f"{s}-dev-{i}" for i in range(5)] for s in ("anatomy", "virology")
+    }
 
 
 def test_refuses_to_test_on_the_split_it_was_fine_tuned_on(shared_data):
     evaluation = MMLUEvaluation(data_dir=str(shared_data / "mmlu"), split="val")
     with pytest.raises(ConfigError, match="fine-tuned on MMLU's 'val' split"):
-        evaluation.check(None, {"_target_": "labelbudget.data.mmlu.load_mmlu", "pool_split": "val"})
+        evaluation.prepare(
+            None, {"_target_": "labelbudget.data.mmlu.load_mmlu", "pool_split": "val"}
+        )
     with pytest.raises(ConfigError, match="shots must be 0-5"):
-        MMLUEvaluation(data_dir=str(shared_data / "mmlu"), shots=6).check(None, None)
+        MMLUEvaluation(data_dir=str(shared_data / "mmlu"), shots=6).prepare(None, None)
 
 
 def test_hub_copy_maps_to_the_same_examples(tmp_path, offline_hub):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import transformers.utils.logging  # noqa: F401  (adds Logger.warning_once)
 
+from labelbudget.inference.generation import greedy_score
 from labelbudget.models.tiny import build_tiny_llama
-from labelbudget.scoring.generation import greedy_score
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +151,28 @@ def test_generation_passes_the_kv_cache_under_its_current_name(tiny, caplog):
         out = greedy_score(tiny.model, input_ids, attention_mask, 6, [2], 0)
     assert out["tokens"].shape == (2, 6)
     assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
+
+def test_without_measures_the_same_tokens_come_back_and_nothing_else(tiny, monkeypatch):
+    """Evaluation asks for tokens alone: the same greedy path, the same counts, no hidden states
+    requested from the model and no per-token measures computed."""
+    batch = encode(tiny, ["The quick brown fox", "hi", "What is 2 + 2?"])
+    args = (tiny.model, batch["input_ids"], batch["attention_mask"], 7, [5], 0)
+    full = greedy_score(*args)
+    asked = []
+    forward = tiny.model.forward
+    monkeypatch.setattr(
+        tiny.model,
+        "forward",
+        lambda *a, **k: asked.append(k.get("output_hidden_states")) or forward(*a, **k),
+    )
+    measured = []
+    import labelbudget.inference.generation as generation
+
+    monkeypatch.setattr(generation, "token_measures", lambda logits: measured.append(1) or None)
+    lean = greedy_score(*args, measures=False)
+    assert set(lean) == {"tokens", "n_tokens", "hit_max_tokens"}
+    assert torch.equal(lean["tokens"], full["tokens"])
+    assert torch.equal(lean["n_tokens"], full["n_tokens"])
+    assert torch.equal(lean["hit_max_tokens"], full["hit_max_tokens"])
+    assert asked and not any(asked) and not measured

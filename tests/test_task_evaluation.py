@@ -42,3 +42,26 @@ def test_predictions_file_has_one_line_per_prompt():
 def test_limit_per_task_keeps_the_first_prompts_of_each_task():
     assert limit_per_task(POOL, 1).ids == ["a1", "b1"]
     assert limit_per_task(POOL, None) is POOL
+
+
+def test_each_evaluation_names_its_headline_and_the_report_knows_every_one():
+    """The report reads headlines without importing the evaluations (torch): its list must be
+    theirs, in the order the summary line shows them."""
+    import importlib
+
+    import yaml
+
+    from conftest import REPO_ROOT
+    from labelbudget.evaluation.base import HEADLINES, Evaluation
+
+    classes = []
+    for name in ("tasks", "mmlu", "bbh", "alpaca_eval"):
+        target = yaml.safe_load((REPO_ROOT / "conf" / "eval" / f"{name}.yaml").read_text())
+        module, _, cls = target[name]["_target_"].rpartition(".")
+        classes.append(getattr(importlib.import_module(module), cls))
+    assert all(issubclass(c, Evaluation) for c in classes)
+    assert sorted(p.stem for p in (REPO_ROOT / "conf" / "eval").glob("*.yaml")) == sorted(
+        c.name for c in classes
+    )
+    assert tuple(c.headline for c in classes) == HEADLINES
+    assert all(c.headline.startswith(f"{c.name}/") for c in classes)

@@ -59,8 +59,10 @@ class AlpacaEvalExport(Evaluation):
     )
 
     name: ClassVar[str] = "alpaca_eval"
+    headline: ClassVar[str] = "alpaca_eval/length_controlled_winrate"
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+    def prepare(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> Pool:
+        """The instructions to answer (the first `limit`)."""
         if self.limit is not None and self.limit < 1:
             raise ConfigError(
                 f"eval.alpaca_eval.limit must be a positive count or null, got {self.limit}"
@@ -71,10 +73,10 @@ class AlpacaEvalExport(Evaluation):
                 "AlpacaEval reference outputs",
                 "set eval.alpaca_eval.reference_outputs, or null for the judge's default",
             )
-        self._instruction_pool()
+        return self._instruction_pool()
 
-    def run(self, context: EvalContext) -> EvalResult:
-        pool = self._instruction_pool()
+    def run(self, context: EvalContext, inputs: Pool) -> EvalResult:
+        pool = inputs
         answers = generate_answers(context.loaded, pool, self, context.trainer_factory)
         outputs_file = context.write_text(
             OUTPUTS_FILE, model_outputs_json(pool, answers, self.generator)

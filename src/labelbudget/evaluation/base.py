@@ -1,8 +1,9 @@
 """What every evaluation shares.
 
-Settings from config (`eval.<name>`), a check of its inputs before any model loads, and a run
-that returns metrics, the settings that produced them (so numbers can be compared across
-papers) and a table for the terminal.
+Settings from config (`eval.<name>`), `prepare` (its inputs checked and loaded before any model
+loads), and a run on what `prepare` returned, which gives metrics, the settings that produced
+them (so numbers can be compared across papers) and a table for the terminal. An evaluation
+keeps nothing on itself: the same object runs on any model, any number of times.
 
 `evaluate.py` and the end of `train.py` run every evaluation in the `eval` node in order:
 `eval=mmlu`, or several at once with `eval=[tasks,mmlu,bbh]`.
@@ -24,8 +25,8 @@ if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lig
     from labelbudget.models.loading import LoadedModel
 
 
-# Each evaluation's headline number, as the field reports it: the summary line and the report's
-# first table show these side by side.
+# Every evaluation's `headline`, for the report, which reads old runs' records and imports no
+# evaluation (they need torch); a test checks it against the evaluations' own.
 HEADLINES = ("tasks/macro", "mmlu/micro", "bbh/macro", "alpaca_eval/length_controlled_winrate")
 # A macro headline is the mean of per-task metrics named "<prefix><task>": the report pairs runs
 # task by task through these.
@@ -54,13 +55,11 @@ class EvalContext:
         loaded: the model (base, or base + adapter).
         trainer_factory: a Trainer for its inference passes (devices and DDP from the config).
         output_dir: the run folder, for its files.
-        data: the pool's dataset, when the evaluation needs one (`Evaluation.needs_dataset`).
     """
 
     loaded: LoadedModel
     trainer_factory: Callable[..., L.Trainer]
     output_dir: Path
-    data: TaskData | None = None
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a file into the run folder (atomically), once.
@@ -88,25 +87,39 @@ class EvalResult:
 class Evaluation(ABC):
     """Base of all evaluations (held-out tasks, MMLU, BBH, AlpacaEval).
 
-    Subclasses set `name` (the config name and the metrics' prefix) and `needs_dataset`,
-    implement `run`, and may implement `check`.
+    Subclasses set `name` (the config name and the metrics' prefix), `headline` and
+    `needs_dataset`, implement `run`, and may implement `prepare`.
     """
 
     name: ClassVar[str]
+    headline: ClassVar[
+        str
+    ]  # the metric the field reports; the summary line and report lead with it
     needs_dataset: ClassVar[bool] = False
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:  # noqa: B027 (optional)
-        """Fail on bad input before the model loads.
+    def prepare(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> Any:
+        """Check the inputs and load them, before the model loads.
 
         Args:
             data: the pool's dataset, when `needs_dataset`.
             trained_on: the dataset config the model was fine-tuned on (None for a base model),
                 so that a benchmark can refuse to test on the prompts it trained on.
+
+        Returns:
+            What `run` needs (questions, examples, prompts), handed to it as `inputs`.
+
+        Raises:
+            ConfigError: a setting or input that cannot work, saying why.
         """
+        return None
 
     @abstractmethod
-    def run(self, context: EvalContext) -> EvalResult:
+    def run(self, context: EvalContext, inputs: Any) -> EvalResult:
         """Evaluate, writing any per-example files into `context.output_dir`.
+
+        Args:
+            context: the model to score and where to write.
+            inputs: what `prepare` returned.
 
         Returns:
             Metrics keyed "<name>/<metric>", the settings behind them, and a table.

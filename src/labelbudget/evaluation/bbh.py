@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +31,8 @@ from labelbudget.evaluation.base import (
     encode,
     trained_loader,
 )
-from labelbudget.evaluation.tasks import generate, limit_per_task
+from labelbudget.evaluation.tasks import limit_per_task
+from labelbudget.inference.predict import generate
 from labelbudget.io import jsonl_text
 from labelbudget.rendering import markdown_table
 
@@ -81,6 +82,14 @@ def grade_outputs(examples: Pool, outputs: list[str]) -> tuple[dict[str, float],
     return metrics, correct
 
 
+@dataclass(frozen=True)
+class BBHInputs:
+    """The questions to ask, and each task's description and exemplars."""
+
+    examples: Pool
+    prompts: dict[str, tuple[str, list[Exemplar]]]
+
+
 @dataclass
 class BBHEvaluation(Evaluation):
     data_dir: str  # holds bbh/<task>.json and cot-prompts/<task>.txt
@@ -98,12 +107,9 @@ class BBHEvaluation(Evaluation):
     use_chat_template: bool = False
 
     name: ClassVar[str] = "bbh"
-    examples: Pool | None = field(default=None, init=False, repr=False)
-    prompts: dict[str, tuple[str, list[Exemplar]]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    headline: ClassVar[str] = "bbh/macro"
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+    def prepare(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> BBHInputs:
         """Read every task and its exemplars now; refuse to test on the fine-tuning pool."""
         if self.split not in ("all", "heldout"):
             raise ConfigError(f"eval.bbh.split must be 'all' or 'heldout', got {self.split!r}")
@@ -128,21 +134,19 @@ class BBHEvaluation(Evaluation):
             examples = load_bbh_tasks(folder / "bbh", self.tasks)
         else:
             examples = load_bbh(folder / "bbh", self.tasks, self.test_fraction, self.seed).test
-        self.examples = limit_per_task(examples, self.max_examples_per_task)
-        self.prompts = {
+        examples = limit_per_task(examples, self.max_examples_per_task)
+        prompts = {
             task: read_exemplars(folder / "cot-prompts" / f"{task}.txt")
-            for task in self.examples.task_sizes()
+            for task in examples.task_sizes()
         }
+        return BBHInputs(examples, prompts)
 
-    def run(self, context: EvalContext) -> EvalResult:
-        if self.examples is None:
-            self.check(context.data, None)
+    def run(self, context: EvalContext, inputs: BBHInputs) -> EvalResult:
+        examples, prompts = inputs.examples, inputs.prompts
         loaded = context.loaded
         texts = [
-            bbh_prompt(
-                self.prompts[e.task][0], self.prompts[e.task][1][: self.shots], e.prompt, self.cot
-            )
-            for e in self.examples
+            bbh_prompt(prompts[e.task][0], prompts[e.task][1][: self.shots], e.prompt, self.cot)
+            for e in examples
         ]
         token_ids = [encode(loaded, text, self.use_chat_template) for text in texts]
         stops = COT_STOPS if self.cot else DIRECT_STOPS
@@ -155,13 +159,11 @@ class BBHEvaluation(Evaluation):
             stops,
             desc="bbh",
         )
-        metrics, correct = grade_outputs(self.examples, outputs)
-        context.write_text(
-            "bbh_predictions.jsonl", predictions_jsonl(self.examples, outputs, correct)
-        )
+        metrics, correct = grade_outputs(examples, outputs)
+        context.write_text("bbh_predictions.jsonl", predictions_jsonl(examples, outputs, correct))
         settings = {
-            **{k: v for k, v in asdict(self).items() if k not in ("examples", "prompts")},
-            "n_examples": len(self.examples),
+            **asdict(self),
+            "n_examples": len(examples),
             "stop_strings": list(stops),
             "template": type(loaded.template).__name__ if self.use_chat_template else "raw",
         }

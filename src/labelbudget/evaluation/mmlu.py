@@ -15,7 +15,7 @@ other: micro average over the category's questions).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from labelbudget.data.mmlu import CHOICE_LETTERS, SUBJECT_CATEGORIES, load_mmlu_hub, load_mmlu_split
@@ -28,8 +28,8 @@ from labelbudget.evaluation.base import (
     encode,
     trained_loader,
 )
-from labelbudget.evaluation.letters import letter_token_ids, score_letters
 from labelbudget.evaluation.tasks import limit_per_task
+from labelbudget.inference.letters import letter_token_ids, score_letters
 from labelbudget.io import jsonl_text
 from labelbudget.rendering import markdown_table
 
@@ -62,6 +62,14 @@ def grade_letters(questions: Pool, predicted: list[str]) -> dict[str, float]:
     return metrics
 
 
+@dataclass(frozen=True)
+class MMLUInputs:
+    """The questions to ask, and each subject's solved dev questions shown before them."""
+
+    questions: Pool
+    shots: dict[str, list[Example]]
+
+
 @dataclass
 class MMLUEvaluation(Evaluation):
     data_dir: str | None = None  # folder of dev/, val/, test/ CSVs; null: the hub copy `hub_id`
@@ -76,15 +84,14 @@ class MMLUEvaluation(Evaluation):
     hub_id: str = "cais/mmlu"
 
     name: ClassVar[str] = "mmlu"
-    questions: Pool | None = field(default=None, init=False, repr=False)
-    dev: Pool | None = field(default=None, init=False, repr=False)
+    headline: ClassVar[str] = "mmlu/micro"
 
     def _load(self, split: str) -> Pool:
         if self.data_dir is None:
             return load_mmlu_hub(self.hub_id, split, self.subjects, name="all")
         return load_mmlu_split(self.data_dir, split, self.subjects)
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+    def prepare(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> MMLUInputs:
         """Parse every question (and the dev shots) now; refuse to test on the fine-tuning pool."""
         if self.shots < 0 or self.shots > 5:
             raise ConfigError(
@@ -95,42 +102,39 @@ class MMLUEvaluation(Evaluation):
                 f"the model was fine-tuned on MMLU's {self.split!r} split; evaluate on another (eval.mmlu.split)"
             )
         questions = limit_per_task(self._load(self.split), self.limit_per_subject)
-        self.questions = questions
+        shots_of: dict[str, list[Example]] = defaultdict(list)
         if self.shots:
-            self.dev = self._load("dev")
-            counts = self.dev.task_sizes()
-            short = sorted(s for s in questions.task_sizes() if counts.get(s, 0) < self.shots)
+            for example in self._load("dev"):
+                if len(shots_of[example.task]) < self.shots:
+                    shots_of[example.task].append(example)
+            short = sorted(s for s in questions.task_sizes() if len(shots_of[s]) < self.shots)
             if short:
                 raise ConfigError(
                     f"eval.mmlu.shots={self.shots} but the dev split has fewer for: {', '.join(short)}"
                 )
+        return MMLUInputs(questions, dict(shots_of))
 
-    def run(self, context: EvalContext) -> EvalResult:
-        if self.questions is None:
-            self.check(context.data, None)
-        shots_of: dict[str, list[Example]] = defaultdict(list)
-        for example in self.dev or []:
-            if len(shots_of[example.task]) < self.shots:
-                shots_of[example.task].append(example)
+    def run(self, context: EvalContext, inputs: MMLUInputs) -> EvalResult:
+        questions = inputs.questions
         loaded = context.loaded
         token_ids = [
-            encode(loaded, mmlu_prompt(q, shots_of[q.task]), self.use_chat_template)
-            for q in self.questions
+            encode(loaded, mmlu_prompt(q, inputs.shots.get(q.task, [])), self.use_chat_template)
+            for q in questions
         ]
         letter_ids = letter_token_ids(loaded.tokenizer, CHOICE_LETTERS)
         scores = score_letters(
             loaded, token_ids, letter_ids, self.batch_size, context.trainer_factory, desc="mmlu"
         )
         predicted = [CHOICE_LETTERS[i] for i in scores.argmax(dim=1).tolist()]
-        metrics = grade_letters(self.questions, predicted)
+        metrics = grade_letters(questions, predicted)
         context.write_text(
-            "mmlu_predictions.jsonl", predictions_jsonl(self.questions, predicted, scores.tolist())
+            "mmlu_predictions.jsonl", predictions_jsonl(questions, predicted, scores.tolist())
         )
         settings = {
-            **{k: v for k, v in asdict(self).items() if k not in ("questions", "dev")},
-            "n_questions": len(self.questions),
+            **asdict(self),
+            "n_questions": len(questions),
             "letter_token_ids": letter_ids,
-            "source": self.questions.source,
+            "source": questions.source,
             "template": type(loaded.template).__name__ if self.use_chat_template else "raw",
         }
         rows = [

@@ -1,7 +1,8 @@
 """Held-out evaluation on the pool's own tasks: greedy answers graded by each task's rule.
 
-Generation reuses the scoring pass (same template, same batched greedy decoder, through
-`Trainer.predict`), so zero-shot and fine-tuned numbers are produced by identical code.
+Generation is the scoring pass's (same template, same batched greedy decoder, through
+`Trainer.predict`: labelbudget.inference), without its measures; zero-shot and fine-tuned
+numbers are produced by identical code.
 Reported per task, macro-averaged (tasks weigh alike) and micro-averaged (prompts weigh alike).
 """
 
@@ -19,11 +20,10 @@ from labelbudget.data.schema import Pool, TaskData
 from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation
 from labelbudget.evaluation.rules import score_prediction
+from labelbudget.inference.predict import generate
 from labelbudget.io import jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.rendering import markdown_table
-from labelbudget.scoring.generation import StopStrings, truncate_at_stop
-from labelbudget.scoring.module import ScoringModule, predict_prompts
 
 DEFAULT_RULE = "exact"  # for examples whose loader names no rule
 
@@ -37,17 +37,20 @@ class TaskEvaluation(Evaluation):
     limit_per_task: int | None = None  # the first N test prompts of each task, for quick runs
 
     name: ClassVar[str] = "tasks"
+    headline: ClassVar[str] = "tasks/macro"
     needs_dataset: ClassVar[bool] = True
 
-    def check(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> None:
+    def prepare(self, data: TaskData | None, trained_on: dict[str, Any] | None) -> Pool:
+        """The test prompts (the first `limit_per_task` of each task)."""
         if data is None or data.test is None:
             name = data.name if data is not None else "(none)"
             raise ConfigError(
                 f"dataset {name!r} has no held-out test split to evaluate on (set dataset.test_path)"
             )
+        return limit_per_task(data.test, self.limit_per_task)
 
-    def run(self, context: EvalContext) -> EvalResult:
-        test = limit_per_task(context.data.test, self.limit_per_task)
+    def run(self, context: EvalContext, inputs: Pool) -> EvalResult:
+        test = inputs
         answers = generate_answers(context.loaded, test, self, context.trainer_factory)
         metrics, scores = grade(test, answers)
         context.write_text("predictions.jsonl", predictions_jsonl(test, answers, scores))
@@ -82,38 +85,6 @@ def generate_answers(
     return generate(
         loaded, token_ids, settings.max_new_tokens, settings.batch_size, trainer_factory
     )
-
-
-def generate(
-    loaded: LoadedModel,
-    token_ids: list[list[int]],
-    max_new_tokens: int,
-    batch_size: int,
-    trainer_factory: Callable[..., L.Trainer],
-    stop_strings: tuple[str, ...] = (),
-    desc: str = "generating",
-) -> list[str]:
-    """Greedy continuations of tokenised prompts, in order, cut before the first stop string;
-    length-sorted batches, KV cache, a batch ends when every row hit EOS or a stop string."""
-    stop = StopStrings(loaded.tokenizer, stop_strings) if stop_strings else None
-    module = ScoringModule(
-        loaded.model,
-        max_new_tokens,
-        loaded.eos_token_ids,
-        loaded.tokenizer.pad_token_id,
-        "last",
-        stop,
-    )
-    outputs = predict_prompts(
-        module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc
-    )
-    answers: list[str] = [""] * len(token_ids)
-    for out in outputs:
-        for row, tokens in zip(out["rows"].tolist(), out["tokens"]):
-            answers[row] = truncate_at_stop(
-                loaded.tokenizer.decode(tokens, skip_special_tokens=True), stop_strings
-            )
-    return answers
 
 
 def grade(pool: Pool, answers: list[str]) -> tuple[dict[str, float], list[float]]:

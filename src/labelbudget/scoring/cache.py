@@ -29,14 +29,14 @@ from filelock import FileLock, Timeout
 
 from labelbudget.data.schema import Pool
 from labelbudget.distributed import barrier, is_main_process, job_identity
-from labelbudget.io import atomic_write_text
-from labelbudget.models.loading import LazyLoaded, LoadedModel
-from labelbudget.scoring.module import (
+from labelbudget.inference.predict import (
+    GreedyModule,
     PromptProgress,
     RankBatches,
-    ScoringModule,
     length_sorted_batches,
 )
+from labelbudget.io import atomic_write_text
+from labelbudget.models.loading import LazyLoaded, LoadedModel
 from labelbudget.scoring.scores import FORMAT as SCORES_FORMAT
 from labelbudget.scoring.scores import NUMERIC_FIELDS, CorruptScores, Scores
 
@@ -257,7 +257,7 @@ def _score_into(
                 PromptProgress("scoring"),
             ]
         )
-        module = ScoringModule(
+        module = GreedyModule(
             loaded.model,
             settings.max_new_tokens,
             loaded.eos_token_ids,

@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError, DataError
+from labelbudget.inference.generation import greedy_score
+from labelbudget.inference.predict import LeftPadCollator
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.cache import cache_key
-from labelbudget.scoring.generation import greedy_score
-from labelbudget.scoring.module import LeftPadCollator
 
 # Placeholder texts: what an encoding shares with both is template, not the example's text.
 PLACEHOLDERS = ("a", "b")

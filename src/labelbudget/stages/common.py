@@ -19,7 +19,7 @@ from labelbudget.configs import flat_settings, recorded_config
 from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
-from labelbudget.evaluation.base import HEADLINES, EvalContext, Evaluation
+from labelbudget.evaluation.base import EvalContext, Evaluation
 from labelbudget.models.loading import LoadedModel
 from labelbudget.runs import RunFolder, RunRecord
 from labelbudget.scoring.cache import (
@@ -242,39 +242,36 @@ def evaluations(cfg: DictConfig) -> list[Evaluation]:
     return [instantiate(node[name], _convert_="all", **shortcuts) for name in names]
 
 
-def check_evaluations(
+def prepare_evaluations(
     evals: list[Evaluation], data: TaskData | None, trained_on: dict[str, Any] | None
-) -> None:
-    """Every evaluation's input checks, before any model loads."""
+) -> list[tuple[Evaluation, Any]]:
+    """Each evaluation with its inputs, checked and loaded before any model loads."""
     if not evals:
         raise ConfigError(
             "no evaluation chosen: add eval=tasks, eval=mmlu, eval=bbh or eval=[tasks,mmlu,bbh]"
         )
-    for evaluation in evals:
-        evaluation.check(data, trained_on)
+    return [(evaluation, evaluation.prepare(data, trained_on)) for evaluation in evals]
 
 
 def run_evaluations(
-    cfg: DictConfig, evals: list[Evaluation], loaded: LoadedModel, data: TaskData | None
+    cfg: DictConfig, prepared: list[tuple[Evaluation, Any]], loaded: LoadedModel
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Run each evaluation, print its table; all metrics and each one's settings."""
-    context = EvalContext(loaded, predict_trainer(cfg), Path(cfg.paths.output_dir), data)
+    """Run each evaluation on `loaded`, print its table; all metrics and each one's settings."""
+    context = EvalContext(loaded, predict_trainer(cfg), Path(cfg.paths.output_dir))
     metrics: dict[str, float] = {}
     settings: dict[str, Any] = {}
-    for evaluation in evals:
-        result = evaluation.run(context)
+    for evaluation, inputs in prepared:
+        result = evaluation.run(context, inputs)
         print_once(f"\n{evaluation.name}\n{result.table}")
         metrics.update(result.metrics)
         settings[evaluation.name] = result.settings
     return metrics, settings
 
 
-def headline(metrics: dict[str, float]) -> str:
+def headline(prepared: list[tuple[Evaluation, Any]], metrics: dict[str, float]) -> str:
     """The one-line summary: each evaluation's headline number."""
-    return (
-        ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINES if k in metrics)
-        or "no headline metric"
-    )
+    shown = [e.headline for e, _ in prepared if e.headline in metrics]
+    return ", ".join(f"{k} {metrics[k]:.4f}" for k in shown) or "no headline metric"
 
 
 def trained_dataset(adapter: Path) -> dict[str, Any] | None:

@@ -14,11 +14,11 @@ from labelbudget.distributed import check_strategy, print_once
 from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
-    check_evaluations,
     evaluations,
     headline,
     instantiate,
     model_identity,
+    prepare_evaluations,
     run_evaluations,
     trained_dataset,
     write_metrics,
@@ -45,14 +45,16 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """
     check_settings(cfg)
     check_strategy(cfg.trainer)
-    evals = evaluations(cfg)
+    chosen = evaluations(cfg)
     data: TaskData | None = (
-        instantiate(cfg.dataset) if any(e.needs_dataset for e in evals) else None
+        instantiate(cfg.dataset) if any(e.needs_dataset for e in chosen) else None
     )
     adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
     if adapter is not None:
         check_adapter(adapter, model_identity(cfg.model))
-    check_evaluations(evals, data, trained_dataset(adapter) if adapter is not None else None)
+    evals = prepare_evaluations(
+        chosen, data, trained_dataset(adapter) if adapter is not None else None
+    )
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
     identity = {
         "dataset": dataset,
@@ -77,8 +79,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
         loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
-    metrics, settings = run_evaluations(cfg, evals, loaded, data)
+    metrics, settings = run_evaluations(cfg, evals, loaded)
     folder = RunFolder(Path(cfg.paths.output_dir))
     write_metrics(folder.path, identity, metrics, settings, None, cfg)
-    print_once(f"{headline(metrics)}; wrote {folder.metrics_file}")
+    print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
     return metrics

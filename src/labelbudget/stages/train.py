@@ -12,12 +12,12 @@ from labelbudget.models.loading import LoadedModel
 from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
-    check_evaluations,
     evaluations,
     headline,
     instantiate,
     make_logger,
     model_identity,
+    prepare_evaluations,
     run_evaluations,
     run_identity,
     write_metrics,
@@ -43,8 +43,8 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg, zero_allowed=True)
-    evals = evaluations(cfg)
-    check_evaluations(evals, prepared.data, OmegaConf.to_container(cfg.dataset, resolve=True))
+    trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
+    evals = prepare_evaluations(evaluations(cfg), prepared.data, trained_on)
     annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
     if prepared.budget and annotations is None:
         check_responses(prepared.data.pool)
@@ -57,11 +57,11 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             tuned, trained = select_and_fine_tune(cfg, prepared, model, annotations, logger)
         else:  # budget 0: the base model under this run's identity
             tuned, trained = model(), {"train/examples": 0.0}
-        metrics, settings = run_evaluations(cfg, evals, tuned, prepared.data)
+        metrics, settings = run_evaluations(cfg, evals, tuned)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder.path, identity, metrics, settings, logger, cfg)
-        print_once(f"{headline(metrics)}; wrote {folder.metrics_file}")
+        print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
         return metrics
     finally:
         finish_wandb()

@@ -1,5 +1,6 @@
-"""Scoring as a LightningModule run through `Trainer.predict`: devices, precision and DDP come
-from the Trainer config, not from this code."""
+"""Inference passes as a LightningModule run through `Trainer.predict`: devices, precision and
+DDP come from the Trainer config, not from this code. Prompts go in length-sorted, left-padded
+batches; each rank predicts its share and every rank gets every output back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from labelbudget.distributed import gather
-from labelbudget.scoring.generation import greedy_score
+from labelbudget.inference.generation import StopStrings, greedy_score, truncate_at_stop
+from labelbudget.models.loading import LoadedModel
 
 
 class PromptDataset(Dataset):
@@ -160,15 +162,19 @@ class PromptProgress(L.Callback):
         self.bar.close()
 
 
-class ScoringModule(L.LightningModule):
+class GreedyModule(L.LightningModule):
+    """Greedy generation as a predict step; `measures=False` for the tokens alone (evaluation),
+    True for every score the selectors need (the scoring pass)."""
+
     def __init__(
         self,
         model,
         max_new_tokens: int,
         eos_token_ids: list[int],
         pad_token_id: int,
-        pooling: str,
+        pooling: str = "mean",
         stop=None,
+        measures: bool = True,
     ):
         super().__init__()
         self.stop = stop
@@ -177,6 +183,7 @@ class ScoringModule(L.LightningModule):
         self.eos_token_ids = eos_token_ids
         self.pad_token_id = pad_token_id
         self.pooling = pooling
+        self.measures = measures
 
     def predict_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int
@@ -190,5 +197,38 @@ class ScoringModule(L.LightningModule):
             pad_token_id=self.pad_token_id,
             pooling=self.pooling,
             stop=self.stop,
+            measures=self.measures,
         )
         return {"rows": batch["rows"], **scores}
+
+
+def generate(
+    loaded: LoadedModel,
+    token_ids: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    trainer_factory: Callable[..., L.Trainer],
+    stop_strings: tuple[str, ...] = (),
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy continuations of tokenised prompts, in order, cut before the first stop string;
+    length-sorted batches, KV cache, a batch ends when every row hit EOS or a stop string."""
+    stop = StopStrings(loaded.tokenizer, stop_strings) if stop_strings else None
+    module = GreedyModule(
+        loaded.model,
+        max_new_tokens,
+        loaded.eos_token_ids,
+        loaded.tokenizer.pad_token_id,
+        stop=stop,
+        measures=False,  # the answer's tokens alone
+    )
+    outputs = predict_prompts(
+        module, token_ids, batch_size, loaded.tokenizer.pad_token_id, trainer_factory, desc
+    )
+    answers: list[str] = [""] * len(token_ids)
+    for out in outputs:
+        for row, tokens in zip(out["rows"].tolist(), out["tokens"]):
+            answers[row] = truncate_at_stop(
+                loaded.tokenizer.decode(tokens, skip_special_tokens=True), stop_strings
+            )
+    return answers

@@ -1,8 +1,9 @@
-"""One batched greedy pass that yields every score the selectors need.
+"""Batched greedy generation, with the measures the selectors need when asked for.
 
 A single prefill over the (left-padded) prompts gives both the prompt embedding (penultimate
 layer) and the first next-token distribution; decoding then reuses the KV cache. Per-token
-measures are accumulated on the fly in float32, so no (steps x vocab) logits are kept.
+measures are accumulated on the fly in float32, so no (steps x vocab) logits are kept. An
+evaluation asks for the tokens alone: no hidden states, no entropies or margins.
 """
 
 from __future__ import annotations
@@ -45,13 +46,19 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     raise ValueError(f"pooling must be 'mean' or 'last', got {pooling!r}")
 
 
+def top_two(logits: torch.Tensor) -> tuple[torch.Tensor, torch.return_types.topk]:
+    """One step's (B, V) log-probabilities and their two largest: the greedy token is the first,
+    with or without measures, so both paths generate the same tokens."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return log_probs, log_probs.topk(2, dim=-1)
+
+
 def token_measures(
     logits: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For one step's (B, V) logits: the greedy token, its log-probability, the full-vocabulary
     entropy, and the margin p_top1 - p_top2."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    top = log_probs.topk(2, dim=-1)
+    log_probs, top = top_two(logits)
     entropy = torch.special.entr(log_probs.exp()).sum(-1)
     margin = top.values[:, 0].exp() - top.values[:, 1].exp()
     return top.indices[:, 0], top.values[:, 0], entropy, margin
@@ -67,9 +74,12 @@ def greedy_score(
     pad_token_id: int,
     pooling: str = "mean",
     stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    measures: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Greedy-generate up to `max_new_tokens` for a left-padded batch and score it.
     `stop(tokens so far) -> rows done` ends rows early besides EOS (e.g. `StopStrings`).
+    `measures=False`: the tokens and their count alone (the same tokens: greedy picks the
+    argmax of the same logits), without the hidden states and per-token measures.
 
     A sequence's measures cover its tokens up to and including its end-of-sequence token. The
     KV cache goes back under the name the model returned it with: `cache` since transformers 5.x
@@ -85,10 +95,10 @@ def greedy_score(
         attention_mask=attention_mask,
         position_ids=position_ids,
         use_cache=True,
-        output_hidden_states=True,
+        output_hidden_states=measures,
         logits_to_keep=1,  # only the last position's logits: the prompt's own are never used
     )
-    embeddings = pool_hidden(out.hidden_states[-2], attention_mask, pooling)
+    embeddings = pool_hidden(out.hidden_states[-2], attention_mask, pooling) if measures else None
     cache_keyword = "cache" if "cache" in out.keys() else "past_key_values"
     past, logits = out[cache_keyword], out.logits[:, -1, :]
     del out
@@ -104,13 +114,16 @@ def greedy_score(
     tokens = []
     next_position = position_ids[:, -1:] + 1
     for step in range(max_new_tokens):
-        token, logprob, entropy, margin = token_measures(logits)
         active = ~finished
-        sum_logprob += torch.where(active, logprob, 0).double()
-        sum_prob += torch.where(active, logprob.exp(), 0).double()
-        sum_entropy += torch.where(active, entropy, 0).double()
-        sum_margin += torch.where(active, margin, 0).double()
-        min_margin = torch.where(active, torch.minimum(min_margin, margin), min_margin)
+        if measures:
+            token, logprob, entropy, margin = token_measures(logits)
+            sum_logprob += torch.where(active, logprob, 0).double()
+            sum_prob += torch.where(active, logprob.exp(), 0).double()
+            sum_entropy += torch.where(active, entropy, 0).double()
+            sum_margin += torch.where(active, margin, 0).double()
+            min_margin = torch.where(active, torch.minimum(min_margin, margin), min_margin)
+        else:
+            token = top_two(logits)[1].indices[:, 0]
         n_tokens += active.long()
         tokens.append(torch.where(active, token, pad_token_id))
         finished |= torch.isin(token, eos)
@@ -129,6 +142,9 @@ def greedy_score(
         past, logits = out[cache_keyword], out.logits[:, -1, :]
         next_position = next_position + 1
 
+    tokens = torch.stack(tokens, dim=1)
+    if not measures:
+        return {"n_tokens": n_tokens, "hit_max_tokens": ~finished, "tokens": tokens}
     count = n_tokens.double()
     return {
         "seq_logprob": sum_logprob,
@@ -140,5 +156,5 @@ def greedy_score(
         "n_tokens": n_tokens,
         "hit_max_tokens": ~finished,
         "embeddings": embeddings,
-        "tokens": torch.stack(tokens, dim=1),
+        "tokens": tokens,
     }

@@ -15,8 +15,8 @@ import lightning as L
 import torch
 
 from labelbudget.errors import ConfigError
+from labelbudget.inference.predict import predict_prompts
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.module import predict_prompts
 
 
 def letter_token_ids(tokenizer, letters: tuple[str, ...]) -> list[list[int]]:
