@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -276,11 +277,14 @@ def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(
     pool, identity, settings, finished = tiny_pool_scored
     folder = cache_folder(pool, identity, settings, tmp_path)
     folder.mkdir(parents=True)
+    read = partial(cache.load_cached, folder)
     monkeypatch.setattr(cache, "job_identity", lambda: "SLURM_JOB_ID=2/0")
     (folder / cache.CLAIM).write_text("SLURM_JOB_ID=1/0")  # another job is scoring this pool
     result = {}
     follower = threading.Thread(
-        target=lambda: result.setdefault("scores", cache.follow_main_process(folder, poll_s=0.05))
+        target=lambda: result.setdefault(
+            "scores", cache.follow_main_process(folder, read, joins=True, poll_s=0.05)
+        )
     )
     follower.start()
     time.sleep(0.5)
@@ -294,7 +298,22 @@ def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(
     (other / cache.CLAIM).write_text(
         "SLURM_JOB_ID=2/0"
     )  # its own job's main process claimed the pass
-    assert cache.follow_main_process(other, poll_s=0.05) is None  # so it takes its share
+    read_other = partial(cache.load_cached, other)
+    assert (
+        cache.follow_main_process(other, read_other, joins=True, poll_s=0.05) is None
+    )  # its share
+    # a pass that is not split across ranks (prompt sensitivity): it waits for the result instead
+    waiting = threading.Thread(
+        target=lambda: result.setdefault(
+            "alone", cache.follow_main_process(other, read_other, joins=False, poll_s=0.05)
+        )
+    )
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.is_alive()
+    finished.save(other / "scores")
+    waiting.join(timeout=10)
+    assert result["alone"].ids == finished.ids
 
 
 def test_spawning_strategies_are_refused_before_any_work(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -160,6 +162,35 @@ def test_cache_hit_returns_identical_values_without_loading_the_model(loaded, tm
         prompt_sensitivity(pool, no_model, MODEL_ID, replace(SETTINGS, dropout=0.3), tmp_path)
 
 
+def test_a_job_that_finds_the_pass_locked_waits_and_reads_the_holders_result(loaded, tmp_path):
+    """As with the scores: two jobs of a sweep never compute the same sensitivity twice."""
+    from filelock import FileLock
+
+    pool = make_pool()
+    path = sensitivity_path(pool, MODEL_ID, SETTINGS, tmp_path)
+    path.parent.mkdir(parents=True)
+    holder = FileLock(str(path.parent / ".lock"))
+    holder.acquire()  # another job is computing
+    result = {}
+
+    def no_model():
+        raise AssertionError("the waiting job computed the sensitivity itself")
+
+    waiting = threading.Thread(
+        target=lambda: result.setdefault(
+            "values", prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path)
+        )
+    )
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.is_alive()
+    published = {task: 0.25 for task in set(pool.tasks)}
+    path.write_text(json.dumps({"sensitivity": published}))
+    holder.release()
+    waiting.join(timeout=30)
+    assert result["values"] == published
+
+
 @pytest.mark.parametrize(
     "change",
     [{"dropout": 1.0}, {"dropout": -0.1}, {"n_perturbations": 0}, {"instances_per_task": 0}],
@@ -184,7 +215,10 @@ def test_select_py_computes_the_sensitivity_once_then_reuses_it(tmp_path, monkey
     cfg = compose_config("select", *overrides)
     first = run_select(cfg)
     assert len(first.ids) == len(set(first.ids)) == 20
-    assert len(list((tmp_path / "cache" / "scores").glob("prompt-sensitivity-*.json"))) == 1
+    assert (
+        len(list((tmp_path / "cache" / "scores").glob("prompt-sensitivity-*/sensitivity.json")))
+        == 1
+    )
 
     def no_model(**_):
         raise AssertionError("the model was loaded although the sensitivity was cached")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import lightning as L
 import numpy as np
@@ -42,6 +42,7 @@ from labelbudget.scoring.scores import NUMERIC_FIELDS, CorruptScores, Scores
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 CLAIM = "claimed-by"  # in a cache folder while a job's pass fills it: which job
 
 
@@ -172,18 +173,42 @@ def exclusive(folder: Path) -> Iterator[None]:
         lock.release()
 
 
-def follow_main_process(folder: Path, poll_s: float = 1.0) -> Scores | None:
-    """A non-main rank's view of the cache: the scores once published, or None as soon as its own
-    job's main process has claimed the pass (then this rank takes its share). Ranks started by a
-    scheduler all at once must not decide alone: another job may be scoring the same pool."""
+def follow_main_process(
+    folder: Path, read: Callable[[], T | None], joins: bool, poll_s: float = 1.0
+) -> T | None:
+    """A non-main rank's view of the cache: the result once published, or (`joins`: the pass is
+    split across ranks) None as soon as its own job's main process has claimed the pass, so that
+    this rank takes its share. Ranks started by a scheduler all at once must not decide alone:
+    another job may be computing the same result."""
     while True:
-        cached = load_cached(folder)
+        cached = read()
         if cached is not None:
             return cached
         claim = folder / CLAIM
-        if claim.is_file() and claim.read_text() == job_identity():
+        if joins and claim.is_file() and claim.read_text() == job_identity():
             return None
         time.sleep(poll_s)
+
+
+def computed_once(
+    folder: Path, read: Callable[[], T | None], compute: Callable[[], T], ranks_join: bool
+) -> T:
+    """The result cached in `folder` (`read`: None when absent), computed once across jobs and
+    ranks: a job's main process takes the folder's lock, reads, and otherwise claims and computes;
+    a job waiting on the lock reads the result the holder published. The job's other ranks wait
+    for the result, or take part in the pass when `ranks_join` (a pass split across ranks)."""
+    if not is_main_process():
+        cached = follow_main_process(folder, read, ranks_join)
+        return cached if cached is not None else compute()
+    with exclusive(folder):
+        cached = read()
+        if cached is not None:
+            return cached
+        atomic_write_text(folder / CLAIM, job_identity())
+        try:
+            return compute()
+        finally:
+            (folder / CLAIM).unlink(missing_ok=True)
 
 
 def score_pool(
@@ -198,22 +223,12 @@ def score_pool(
     (resuming any finished shards). `loaded` may be a model not loaded yet, so that a cache hit
     never loads it and long prompts are found with its tokenizer alone."""
     folder = cache_folder(pool, model_config, settings, cache_root)
-    if not is_main_process():
-        cached = follow_main_process(folder)
-        return (
-            cached
-            if cached is not None
-            else _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
-        )
-    with exclusive(folder):
-        cached = load_cached(folder)
-        if cached is not None:
-            return cached
-        atomic_write_text(folder / CLAIM, job_identity())
-        try:
-            return _score_into(folder, pool, loaded, model_config, settings, trainer_factory)
-        finally:
-            (folder / CLAIM).unlink(missing_ok=True)
+    return computed_once(
+        folder,
+        partial(load_cached, folder),
+        partial(_score_into, folder, pool, loaded, model_config, settings, trainer_factory),
+        ranks_join=True,
+    )
 
 
 def _score_into(

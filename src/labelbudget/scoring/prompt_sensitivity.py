@@ -1,4 +1,4 @@
-"""Prompt sensitivity per task (Kung et al. 2023, the original ActiveIT), cached on disk.
+"""Prompt sensitivity per task (Kung et al. 2023, the original ActiveIT), cached like the scores.
 
 For a seeded sample of each task's prompts: y_hat = the model's greedy answer to the prompt;
 then `n_perturbations` times drop each token of the prompt's own text with probability
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,12 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from labelbudget.data.schema import Example, Pool
+from labelbudget.distributed import is_main_process
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.inference.generation import greedy_score
 from labelbudget.inference.predict import LeftPadCollator
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.scoring.cache import cache_key
+from labelbudget.scoring.cache import cache_key, computed_once
 
 # Placeholder texts: what an encoding shares with both is template, not the example's text.
 PLACEHOLDERS = ("a", "b")
@@ -201,14 +203,16 @@ def compute_prompt_sensitivity(
 def sensitivity_path(
     pool: Pool, model_config: dict[str, Any], settings: SensitivitySettings, cache_root: str | Path
 ) -> Path:
-    return (
-        Path(cache_root).expanduser()
-        / f"prompt-sensitivity-{cache_key(pool, model_config, settings)}.json"
-    )
+    """The cached result's file, in its own folder under the score cache (with its lock)."""
+    key = cache_key(pool, model_config, settings)
+    return Path(cache_root).expanduser() / f"prompt-sensitivity-{key}" / "sensitivity.json"
 
 
-def load_sensitivity(path: Path, pool: Pool) -> dict[str, float]:
-    """A cached result, refused (with the fix) when it does not cover the pool's tasks or is not finite."""
+def load_sensitivity(path: Path, pool: Pool) -> dict[str, float] | None:
+    """A cached result (None when there is none), refused (with the fix) when it does not cover
+    the pool's tasks or is not finite."""
+    if not path.is_file():
+        return None
     values = json.loads(path.read_text())["sensitivity"]
     if set(values) != set(pool.tasks) or not np.isfinite(list(values.values())).all():
         raise DataError(
@@ -225,19 +229,23 @@ def prompt_sensitivity(
     settings: SensitivitySettings,
     cache_root: str | Path,
 ) -> dict[str, float]:
-    """Per-task sensitivity from the cache when present, else computed and cached. `loaded` may
-    be a zero-argument loader, so a cache hit never loads the model."""
+    """Per-task sensitivity from the cache when present, else computed and cached, once across
+    the jobs and ranks that share the cache (as the scores are: `computed_once`). `loaded` may be
+    a zero-argument loader, so a cache hit never loads the model."""
     path = sensitivity_path(pool, model_config, settings, cache_root)
-    if path.is_file():
-        return load_sensitivity(path, pool)
-    if callable(loaded):
-        loaded = loaded()
-    values = compute_prompt_sensitivity(loaded, pool, settings)
-    record = {
-        "model": model_config,
-        "settings": asdict(settings),
-        "pool_hash": pool.content_hash(),
-        "sensitivity": values,
-    }
-    atomic_write_text(path, json.dumps(record, indent=2, default=str))
-    return values
+
+    def compute() -> dict[str, float]:
+        model = loaded() if callable(loaded) else loaded
+        values = compute_prompt_sensitivity(model, pool, settings)
+        record = {
+            "model": model_config,
+            "settings": asdict(settings),
+            "pool_hash": pool.content_hash(),
+            "sensitivity": values,
+        }
+        if is_main_process():
+            atomic_write_text(path, json.dumps(record, indent=2, default=str))
+        return values
+
+    # the pass is not split across ranks: a job's other ranks wait for its main process's result
+    return computed_once(path.parent, partial(load_sensitivity, path, pool), compute, False)
