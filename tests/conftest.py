@@ -73,3 +73,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def cpu_trainer(**kwargs):
+    """A quiet one-device CPU Trainer for inference passes in tests (the stages' is
+    `predict_trainer`, built from the trainer config)."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        **kwargs,
+    )

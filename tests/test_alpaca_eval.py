@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import lightning as L
 import pytest
 import torch
 
 import labelbudget.evaluation.alpaca_eval as alpaca_eval
+from conftest import cpu_trainer
 from labelbudget.data.schema import Example
 from labelbudget.errors import DataError
 from labelbudget.evaluation.alpaca_eval import AlpacaEvalExport, JudgeError, win_rates
@@ -39,16 +39,7 @@ def tiny():
     return build_tiny_llama(seed=0)
 
 
-def trainer_factory(**kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        **kwargs,
-    )
+trainer_factory = cpu_trainer
 
 
 def write_json(path: Path, value) -> Path:

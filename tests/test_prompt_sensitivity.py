@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import labelbudget.models.tiny
-from conftest import compose_config
+from conftest import compose_config, cpu_trainer
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError
 from labelbudget.models.tiny import build_tiny_llama
@@ -86,7 +86,7 @@ def test_sensitivity_matches_a_brute_force_forward_per_perturbation(loaded):
         expected.setdefault(instance.task, []).append(
             brute_force(loaded, instance.prompt, instance.perturbed(), SETTINGS.max_new_tokens)
         )
-    got = compute_prompt_sensitivity(loaded, pool, SETTINGS)
+    got = compute_prompt_sensitivity(loaded, pool, SETTINGS, cpu_trainer)
     assert list(got) == ["t0", "t1", "t2"]
     for task, values in expected.items():
         assert got[task] == pytest.approx(np.mean(values), rel=1e-4)
@@ -95,13 +95,15 @@ def test_sensitivity_matches_a_brute_force_forward_per_perturbation(loaded):
 
 def test_batch_size_does_not_change_the_sensitivity(loaded):
     pool = make_pool()
-    one = compute_prompt_sensitivity(loaded, pool, replace(SETTINGS, batch_size=1))
-    many = compute_prompt_sensitivity(loaded, pool, replace(SETTINGS, batch_size=9))
+    one = compute_prompt_sensitivity(loaded, pool, replace(SETTINGS, batch_size=1), cpu_trainer)
+    many = compute_prompt_sensitivity(loaded, pool, replace(SETTINGS, batch_size=9), cpu_trainer)
     assert many == pytest.approx(one, rel=1e-4)
 
 
 def test_no_dropout_means_no_sensitivity(loaded):
-    got = compute_prompt_sensitivity(loaded, make_pool(), replace(SETTINGS, dropout=0.0))
+    got = compute_prompt_sensitivity(
+        loaded, make_pool(), replace(SETTINGS, dropout=0.0), cpu_trainer
+    )
     assert got == pytest.approx({"t0": 0.0, "t1": 0.0, "t2": 0.0}, abs=1e-7)
 
 
@@ -148,18 +150,20 @@ def test_perturbations_are_fixed_by_the_seed_and_drop_only_text(loaded):
 
 def test_cache_hit_returns_identical_values_without_loading_the_model(loaded, tmp_path):
     pool = make_pool()
-    computed = prompt_sensitivity(pool, loaded, MODEL_ID, SETTINGS, tmp_path)
+    computed = prompt_sensitivity(pool, loaded, MODEL_ID, SETTINGS, tmp_path, cpu_trainer)
     record = json.loads(sensitivity_path(pool, MODEL_ID, SETTINGS, tmp_path).read_text())
     assert record["sensitivity"] == computed and record["settings"]["dropout"] == 0.2
 
     def no_model():
         raise AssertionError("the model was loaded on a cache hit")
 
-    assert prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path) == computed
+    assert prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path, cpu_trainer) == computed
     with pytest.raises(
         AssertionError, match="loaded on a cache hit"
     ):  # other settings: another entry
-        prompt_sensitivity(pool, no_model, MODEL_ID, replace(SETTINGS, dropout=0.3), tmp_path)
+        prompt_sensitivity(
+            pool, no_model, MODEL_ID, replace(SETTINGS, dropout=0.3), tmp_path, cpu_trainer
+        )
 
 
 def test_a_job_that_finds_the_pass_locked_waits_and_reads_the_holders_result(loaded, tmp_path):
@@ -178,7 +182,7 @@ def test_a_job_that_finds_the_pass_locked_waits_and_reads_the_holders_result(loa
 
     waiting = threading.Thread(
         target=lambda: result.setdefault(
-            "values", prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path)
+            "values", prompt_sensitivity(pool, no_model, MODEL_ID, SETTINGS, tmp_path, cpu_trainer)
         )
     )
     waiting.start()

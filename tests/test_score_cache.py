@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 
+from conftest import cpu_trainer
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import DataError
 from labelbudget.models.templates import PlainTemplate
@@ -33,15 +34,7 @@ def make_pool(n: int = 30) -> Pool:
 
 def trainer_factory(extra_callbacks=(), **kwargs):
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra_callbacks]
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        **kwargs,
-    )
+    return cpu_trainer(**kwargs)
 
 
 class CrashAfter(L.Callback):

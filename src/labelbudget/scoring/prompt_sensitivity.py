@@ -21,15 +21,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+import lightning as L
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from labelbudget.data.schema import Example, Pool
 from labelbudget.distributed import is_main_process
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.inference.generation import greedy_score
-from labelbudget.inference.predict import LeftPadCollator
+from labelbudget.inference.predict import LeftPadCollator, predict_prompts
 from labelbudget.io import atomic_write_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.scoring.cache import cache_key, computed_once
@@ -183,20 +183,44 @@ def batch_sensitivity(
     return np.abs(probs[:, 1:] - probs[:, :1]).mean(axis=1)
 
 
+class SensitivityModule(L.LightningModule):
+    """The sensitivity of each instance in a batch, as a predict step: the batch's rows name the
+    instances (the prompts' tokens only order and split the work across ranks)."""
+
+    def __init__(self, loaded: LoadedModel, instances: list[Instance], max_new_tokens: int):
+        super().__init__()
+        self.model = loaded.model  # registered, so the Trainer places it
+        self.loaded = loaded
+        self.instances = instances
+        self.max_new_tokens = max_new_tokens
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        chosen = [self.instances[row] for row in batch["rows"].tolist()]
+        values = batch_sensitivity(self.loaded, chosen, self.max_new_tokens)
+        return {"rows": batch["rows"], "sensitivity": torch.from_numpy(values)}
+
+
 def compute_prompt_sensitivity(
-    loaded: LoadedModel, pool: Pool, settings: SensitivitySettings
+    loaded: LoadedModel,
+    pool: Pool,
+    settings: SensitivitySettings,
+    trainer_factory: Callable[..., L.Trainer],
 ) -> dict[str, float]:
-    """Sensitivity of every task, on the model's current device."""
+    """Sensitivity of every task: instances in length-sorted batches through the inference
+    engine (`predict_prompts`: devices, DDP split and progress bar from the Trainer)."""
     instances = plan_instances(pool, loaded, settings)
-    parts = []
-    with tqdm(
-        total=len(instances), desc="prompt sensitivity", unit="prompt", dynamic_ncols=True
-    ) as progress:
-        for start in range(0, len(instances), settings.batch_size):
-            batch = instances[start : start + settings.batch_size]
-            parts.append(batch_sensitivity(loaded, batch, settings.max_new_tokens))
-            progress.update(len(batch))
-    values, tasks = np.concatenate(parts), np.array([i.task for i in instances])
+    outputs = predict_prompts(
+        SensitivityModule(loaded, instances, settings.max_new_tokens),
+        [i.prompt for i in instances],
+        settings.batch_size,
+        loaded.tokenizer.pad_token_id,
+        trainer_factory,
+        "prompt sensitivity",
+    )
+    values = np.empty(len(instances))
+    for out in outputs:
+        values[out["rows"].numpy()] = out["sensitivity"].numpy()
+    tasks = np.array([i.task for i in instances])
     return {t: float(values[tasks == t].mean()) for t in sorted(set(pool.tasks))}
 
 
@@ -228,6 +252,7 @@ def prompt_sensitivity(
     model_config: dict[str, Any],
     settings: SensitivitySettings,
     cache_root: str | Path,
+    trainer_factory: Callable[..., L.Trainer],
 ) -> dict[str, float]:
     """Per-task sensitivity from the cache when present, else computed and cached, once across
     the jobs and ranks that share the cache (as the scores are: `computed_once`). `loaded` may be
@@ -236,7 +261,7 @@ def prompt_sensitivity(
 
     def compute() -> dict[str, float]:
         model = loaded() if callable(loaded) else loaded
-        values = compute_prompt_sensitivity(model, pool, settings)
+        values = compute_prompt_sensitivity(model, pool, settings, trainer_factory)
         record = {
             "model": model_config,
             "settings": asdict(settings),
@@ -247,5 +272,5 @@ def prompt_sensitivity(
             atomic_write_text(path, json.dumps(record, indent=2, default=str))
         return values
 
-    # the pass is not split across ranks: a job's other ranks wait for its main process's result
-    return computed_once(path.parent, partial(load_sensitivity, path, pool), compute, False)
+    # the pass is split across ranks: a job's other ranks take their share of its main's claim
+    return computed_once(path.parent, partial(load_sensitivity, path, pool), compute, True)

@@ -16,7 +16,7 @@ from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.selection.base import PREDICTED_AUC, PROMPT_SENSITIVITY, SCORES, Selector
-from labelbudget.stages.common import LazyModel, model_identity, pool_scores
+from labelbudget.stages.common import LazyModel, model_identity, pool_scores, predict_trainer
 
 
 class SignalProvider(Protocol):
@@ -49,7 +49,8 @@ class PromptSensitivityProvider:
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
         """Task -> sensitivity, from the cache or a pass with `settings`."""
         identity = model_identity(cfg.model)
-        return prompt_sensitivity(pool, model, identity, settings, cfg.paths.score_cache_dir)
+        cache = cfg.paths.score_cache_dir
+        return prompt_sensitivity(pool, model, identity, settings, cache, predict_trainer(cfg))
 
 
 class PredictedAUCProvider:
