@@ -57,15 +57,21 @@ def expected_picks(tmp_path: Path, budget: int) -> list[str]:
     return [pool.ids[i] for i in order[:budget]]
 
 
-def test_the_worked_example_runs_through_select_py(example_project):
+@pytest.mark.parametrize("conf_folder", ["my_conf", "odd, it's here/my_conf"])
+def test_the_worked_example_runs_through_select_py(example_project, conf_folder):
+    """Also from a config folder whose path holds a comma and a quote: the run's identity
+    composes the app again on the same search path, which must survive Hydra's grammar."""
     tmp = example_project
+    if conf_folder != "my_conf":
+        (tmp / conf_folder).parent.mkdir()
+        (tmp / "my_conf").rename(tmp / conf_folder)
     command = [
         sys.executable,
         "select.py",
         *POOL,
         "selector=balanced_least_confidence",
         "budget=30",
-        f"hydra.searchpath=[file://{tmp / 'my_conf'}]",
+        f'hydra.searchpath=["file://{tmp / conf_folder}"]',
         f"paths.output_dir={tmp / 'run'}",
     ]
     environment = {
@@ -83,6 +89,8 @@ def test_the_worked_example_runs_through_select_py(example_project):
     assert (
         len({row["task"] for row in rows[:24]}) == 24
     )  # the first round: one prompt of every task
+    identity = json.loads((tmp / "run" / "metrics.json").read_text())["run"]
+    assert (identity["selector"], identity["selector_options"]) == ("balanced_least_confidence", {})
 
 
 def test_the_worked_example_from_python(example_project):
