@@ -10,7 +10,6 @@ plan    predicted AUCs + a total budget -> labels per task, and labels needed pe
 
 from __future__ import annotations
 
-import io
 import json
 from collections import defaultdict
 from dataclasses import asdict
@@ -45,7 +44,7 @@ from labelbudget.errors import ConfigError
 from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
-from labelbudget.rendering import markdown_table
+from labelbudget.rendering import markdown_table, png_bytes, pyplot
 from labelbudget.runs import finished_runs
 from labelbudget.stages.common import LazyModel, instantiate, pool_scores
 from labelbudget.training.data import RightPadCollator, encode_sft
@@ -270,11 +269,7 @@ def plot_curves(
     summary: dict, n_max: int, human: float | None, predicted: dict[str, float] | None = None
 ) -> bytes:
     """Measured normalised curves (and dashed predicted x^p curves when given), one panel per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = sorted(summary)
     cols = min(4, len(tasks))
     fig, axes = plt.subplots(
@@ -305,10 +300,7 @@ def plot_curves(
     fig.supxlabel(f"log2(labels) / log2({n_max})")
     fig.supylabel("normalised accuracy")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=100)
 
 
 # --- fit ----------------------------------------------------------------------------------------

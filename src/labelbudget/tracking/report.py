@@ -37,6 +37,7 @@ from labelbudget.configs import determining_settings
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
+from labelbudget.rendering import png_bytes, pyplot
 from labelbudget.runs import RunFolder, RunRecord, finished_runs
 
 BASELINE = "random"
@@ -320,27 +321,9 @@ def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
     )
 
 
-def _figure_bytes(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
     """The metric against budget, a line per row with standard-error bars; zero-shot as a level."""
-    plt = _pyplot()
+    plt = pyplot()
     rows, budgets = _axes(cells)
     fig, ax = plt.subplots(figsize=(8, 5))
     for row in rows:
@@ -363,7 +346,7 @@ def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
     )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    return _figure_bytes(fig)
+    return png_bytes(fig, dpi=110)
 
 
 def plot_task_gains(
@@ -373,7 +356,7 @@ def plot_task_gains(
 ) -> bytes:
     """One panel per row at `budget`: each task's gain over zero-shot against the labels it got,
     coloured by the task's mean confidence."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(row, points) for (row, b), points in gains.items() if b == budget]
     cols = min(4, len(panels))
     n_rows = -(-len(panels) // cols)
@@ -415,7 +398,7 @@ def plot_task_gains(
     )
     if scatter is not None:
         fig.colorbar(scatter, ax=axes, shrink=0.6, label="mean confidence")
-    return _figure_bytes(fig)
+    return png_bytes(fig, dpi=110)
 
 
 def write_report(folders: list[Path], out: Path) -> str:

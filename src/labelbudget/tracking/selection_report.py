@@ -3,7 +3,6 @@ table and its bar chart, and a summary printed for the person at the terminal.""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from labelbudget.data.schema import Pool
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
+from labelbudget.rendering import png_bytes, pyplot
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection
 from labelbudget.selection.task_diversity import task_log_confidence
@@ -101,11 +101,7 @@ def summary_table(rows: list[TaskRow], selector: str, budget: int) -> str:
 def allocation_plot(rows: list[TaskRow], title: str) -> bytes:
     """Bar chart of selected prompts per task (like the paper's Figure 4), tasks ordered by
     selection, with each task's mean confidence on a second axis when known."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ordered = sorted(rows, key=lambda r: (-r.selected, r.task))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(ordered) + 2), 4.5))
     positions = np.arange(len(ordered))
@@ -130,10 +126,7 @@ def allocation_plot(rows: list[TaskRow], title: str) -> bytes:
         handles, labels = handles + more_handles, labels + more_labels
     ax.legend(handles, labels, loc="upper right", fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=120)
 
 
 def selection_statistics(rows: list[TaskRow]) -> dict[str, float]:
