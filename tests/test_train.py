@@ -583,3 +583,32 @@ def test_zero_shot_and_fine_tuned_models_are_both_scored_right_in_one_process(tm
     with tuned.model.disable_adapter():
         torch.testing.assert_close(logits(tuned.model), zero_shot, rtol=0, atol=0)
     torch.testing.assert_close(logits(tuned.model), fine_tuned, rtol=0, atol=0)
+
+
+SAVE_ADAPTER = """
+import sys
+from pathlib import Path
+from labelbudget.models.tiny import build_tiny_llama
+from labelbudget.training.adapters import save_adapter
+from labelbudget.training.lora import attach_lora
+tiny = build_tiny_llama(seed=0)
+model = attach_lora(tiny.model, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], seed=0)
+save_adapter(model, Path(sys.argv[1]), {"name": "tiny"}, True)
+"""
+
+
+def test_a_saved_adapter_is_the_same_bytes_whatever_the_processs_hash_seed(tmp_path):
+    """peft writes target_modules in set order, which follows PYTHONHASHSEED: one seed of ours
+    must still give one adapter folder."""
+    folders = []
+    for hash_seed in ("1", "2", "3"):
+        folder = tmp_path / hash_seed
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONWARNINGS": "ignore"}
+        subprocess.run(
+            [sys.executable, "-c", SAVE_ADAPTER, str(folder)], env=env, check=True, timeout=300
+        )
+        folders.append(folder)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "base_model.json"):
+        assert len({(f / name).read_bytes() for f in folders}) == 1, name
+    config = json.loads((folders[0] / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]

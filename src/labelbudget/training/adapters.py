@@ -18,9 +18,17 @@ WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def save_adapter(model, folder: Path, base: dict[str, Any], write: bool) -> None:
-    """Every rank takes part (FSDP gathers the adapter's shards); `write` on one of them only."""
+    """Every rank takes part (FSDP gathers the adapter's shards); `write` on one of them only.
+    peft keeps `target_modules` as a set and writes it in hash order, which changes from one
+    process to the next: it is rewritten sorted, so one seed gives one adapter folder, byte for
+    byte."""
     model.save_pretrained(folder, is_main_process=write)
     if write:
+        config_file = folder / "adapter_config.json"
+        config = json.loads(config_file.read_text())
+        if isinstance(config.get("target_modules"), list):
+            config["target_modules"] = sorted(config["target_modules"])
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True))  # peft's own format
         (folder / BASE_MODEL).write_text(json.dumps(base, indent=2, sort_keys=True) + "\n")
 
 
