@@ -10,7 +10,7 @@ import pytest
 from labelbudget.data.schema import Example, Pool
 from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.errors import ConfigError, DataError
-from labelbudget.selection.base import PREDICTED_AUC, Candidates, Selection, Selector
+from labelbudget.selection.base import PREDICTED_AUC, SCORES, Candidates, Selection, Selector
 from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
 from labelbudget.selection.random_sampling import RandomSelector
 from labelbudget.stages.signals import PROVIDERS, check_signals, provide_signals
@@ -67,3 +67,12 @@ def test_candidates_refuse_a_task_keyed_signal_that_misses_a_task():
 
     with pytest.raises(ValueError, match="prompt_sensitivity does not cover exactly"):
         Candidates(["x", "y"], ["a", "b"], {PROMPT_SENSITIVITY: {"a": 0.1}})
+
+
+def test_the_scores_signal_takes_the_runs_scoring_settings_not_a_selectors_own():
+    class OwnScoring(WantsSomethingNew):
+        def signals(self):
+            return {SCORES: {"max_new_tokens": 5}}
+
+    with pytest.raises(ConfigError, match="takes the run's scoring settings"):
+        check_signals(OwnScoring(), pool_of(["a"]))

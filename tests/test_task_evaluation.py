@@ -65,3 +65,22 @@ def test_each_evaluation_names_its_headline_and_the_report_knows_every_one():
     )
     assert tuple(c.headline for c in classes) == HEADLINES
     assert all(c.headline.startswith(f"{c.name}/") for c in classes)
+
+
+class NoHeadline:
+    """An evaluation that forgot its headline (built by Hydra from this module)."""
+
+    name = "no_headline"
+
+    def __init__(self, **settings):
+        pass
+
+
+def test_an_evaluation_without_a_headline_is_refused_when_built():
+    from conftest import compose_config
+    from labelbudget.errors import ConfigError
+    from labelbudget.stages.common import evaluations
+
+    cfg = compose_config("evaluate", "+eval.mine._target_=test_task_evaluation.NoHeadline")
+    with pytest.raises(ConfigError, match="eval.mine: NoHeadline names no `headline` metric"):
+        evaluations(cfg)

@@ -1,4 +1,6 @@
-"""Score a pool once and cache the result on disk, keyed by what determines it.
+"""Score a pool once and cache the result on disk, keyed by what determines it; the same
+discipline (`computed_once`: lock, claim, ranks) serves every cached model pass (prompt
+sensitivity too).
 
 Key = hash(model config, pool content, scoring settings). A pass writes one shard per group of
 batches as soon as the group is done (atomically), so an interrupted pass resumes from its last
@@ -165,7 +167,7 @@ def exclusive(folder: Path) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("another job is scoring this pool into %s; waiting for it", folder)
+        log.info("another job is computing %s; waiting for its result", folder)
         lock.acquire()
     try:
         yield
@@ -174,31 +176,30 @@ def exclusive(folder: Path) -> Iterator[None]:
 
 
 def follow_main_process(
-    folder: Path, read: Callable[[], T | None], joins: bool, poll_s: float = 1.0
+    folder: Path, read: Callable[[], T | None], poll_s: float = 1.0
 ) -> T | None:
-    """A non-main rank's view of the cache: the result once published, or (`joins`: the pass is
-    split across ranks) None as soon as its own job's main process has claimed the pass, so that
-    this rank takes its share. Ranks started by a scheduler all at once must not decide alone:
-    another job may be computing the same result."""
+    """A non-main rank's view of the cache: the result once published, or None as soon as its
+    own job's main process has claimed the pass, so that this rank takes its share. Ranks
+    started by a scheduler all at once must not decide alone: another job may be computing the
+    same result."""
     while True:
         cached = read()
         if cached is not None:
             return cached
         claim = folder / CLAIM
-        if joins and claim.is_file() and claim.read_text() == job_identity():
+        if claim.is_file() and claim.read_text() == job_identity():
             return None
         time.sleep(poll_s)
 
 
-def computed_once(
-    folder: Path, read: Callable[[], T | None], compute: Callable[[], T], ranks_join: bool
-) -> T:
+def computed_once(folder: Path, read: Callable[[], T | None], compute: Callable[[], T]) -> T:
     """The result cached in `folder` (`read`: None when absent), computed once across jobs and
     ranks: a job's main process takes the folder's lock, reads, and otherwise claims and computes;
-    a job waiting on the lock reads the result the holder published. The job's other ranks wait
-    for the result, or take part in the pass when `ranks_join` (a pass split across ranks)."""
+    a job waiting on the lock reads the result the holder published. The job's other ranks take
+    their share of their main process's pass (`compute` runs on every rank of the job: a
+    Trainer pass split across them), or read the result another job published."""
     if not is_main_process():
-        cached = follow_main_process(folder, read, ranks_join)
+        cached = follow_main_process(folder, read)
         return cached if cached is not None else compute()
     with exclusive(folder):
         cached = read()
@@ -227,7 +228,6 @@ def score_pool(
         folder,
         partial(load_cached, folder),
         partial(_score_into, folder, pool, loaded, model_config, settings, trainer_factory),
-        ranks_join=True,
     )
 
 

@@ -140,7 +140,9 @@ def greedy_answers(
     """y_hat for each prompt: its greedy tokens, the end-of-sequence token included if produced."""
     pad = loaded.tokenizer.pad_token_id
     input_ids, mask = left_padded(prompts, pad, loaded.model.device)
-    out = greedy_score(loaded.model, input_ids, mask, max_new_tokens, loaded.eos_token_ids, pad)
+    out = greedy_score(
+        loaded.model, input_ids, mask, max_new_tokens, loaded.eos_token_ids, pad, measures=False
+    )
     return [tokens[:n].tolist() for tokens, n in zip(out["tokens"], out["n_tokens"])]
 
 
@@ -272,5 +274,4 @@ def prompt_sensitivity(
             atomic_write_text(path, json.dumps(record, indent=2, default=str))
         return values
 
-    # the pass is split across ranks: a job's other ranks take their share of its main's claim
-    return computed_once(path.parent, partial(load_sensitivity, path, pool), compute, True)
+    return computed_once(path.parent, partial(load_sensitivity, path, pool), compute)

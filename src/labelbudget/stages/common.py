@@ -1,7 +1,9 @@
 """What the stages share: building objects from config, the model that loads on first use, the
 trainer for inference passes, the run's identity, logger and metrics.json, and the evaluations.
 
-Every check that can fail on the user's input runs in `prepare`, before any model is loaded.
+Every check that can fail on the user's input runs before any model is loaded: the settings,
+the pool, the budget and the selector's signals in `stages.select.prepare`, the evaluations'
+inputs in `prepare_evaluations`.
 """
 
 from __future__ import annotations
@@ -239,7 +241,14 @@ def evaluations(cfg: DictConfig) -> list[Evaluation]:
         raise ConfigError(
             f"eval.{key} is a shortcut for a single evaluation; with {names} set eval.<name>.{key} instead"
         )
-    return [instantiate(node[name], _convert_="all", **shortcuts) for name in names]
+    built = [instantiate(node[name], _convert_="all", **shortcuts) for name in names]
+    for name, evaluation in zip(names, built):
+        if not isinstance(getattr(evaluation, "headline", None), str):
+            raise ConfigError(
+                f"eval.{name}: {type(evaluation).__name__} names no `headline` metric "
+                "(a class attribute, e.g. headline = 'mmlu/micro')"
+            )
+    return built
 
 
 def prepare_evaluations(

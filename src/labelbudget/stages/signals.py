@@ -33,7 +33,12 @@ class ScoresProvider:
     """Embeddings and confidences of the scoring pass (`scoring` node), sharded and cached."""
 
     def check(self, settings: Any, pool: Pool) -> None:
-        """Nothing to check before the pass: its settings were checked when built."""
+        """The pass takes the run's `scoring` settings, not a selector's own."""
+        if settings is not None:
+            raise ConfigError(
+                f"the scores signal takes the run's scoring settings (the `scoring` node), not "
+                f"a selector's own; declare {{SCORES: None}}, got {settings!r}"
+            )
 
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
         """The pool's `Scores`, from the cache or a scoring pass."""
