@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from labelbudget.errors import DataError
-from labelbudget.tracking.report import crossed_bootstrap, main, write_report
+from labelbudget.tracking.report import (
+    crossed_bootstrap,
+    main,
+    premise_check,
+    spearman,
+    write_report,
+)
 
 
 def write_run(
@@ -137,28 +143,74 @@ def test_rows_are_selector_and_options_and_settings_split_tables(tmp_path):
     assert "0.9000" not in d_table  # the bbh runs are not averaged in
 
 
-def test_per_task_gain_plot_needs_zero_shot_and_allocations(tmp_path):
-    write_run(tmp_path / "z", "zero-shot", 0, 0, **macro(0.1, 0.1))
+def tasks(a: float, b: float, c: float) -> dict[str, float]:
+    return {"tasks/a": a, "tasks/b": b, "tasks/c": c, "tasks/macro": (a + b + c) / 3}
+
+
+def test_per_task_gains_and_the_premise_check_from_allocations_and_zero_shot(tmp_path):
+    write_run(tmp_path / "z", "zero-shot", 0, 0, **tasks(0.1, 0.1, 0.1))
     write_run(
         tmp_path / "r",
         "random",
         10,
         0,
-        allocation={"a": (5, 0.2), "b": (5, 0.8)},
-        **macro(0.3, 0.2),
+        allocation={"a": (4, 0.2), "b": (4, 0.5), "c": (2, 0.8)},
+        **tasks(0.3, 0.2, 0.1),
     )
     write_run(
         tmp_path / "w",
         "weighted_task",
         10,
         0,
-        allocation={"a": (8, 0.2), "b": (2, 0.8)},
-        **macro(0.5, 0.1),
+        allocation={"a": (6, 0.2), "b": (2, 0.5), "c": (2, 0.8)},
+        **tasks(0.4, 0.5, 0.3),
     )
-    write_report([tmp_path], tmp_path / "out")
-    assert (tmp_path / "out" / "plots" / "task_gain_tasks_macro_b10.png").read_bytes()[
-        :4
-    ] == b"\x89PNG"
+    text = write_report([tmp_path], tmp_path / "out")
+    for plot in ("task_gain_tasks_macro_b10.png", "paired_tasks_macro.png"):
+        assert (tmp_path / "out" / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    # gain per label, tasks a, b, c by rising confidence: random 0.05, 0.025, 0 -> rho -1;
+    # weighted_task 0.05, 0.2, 0.1 -> ranks 1, 3, 2 against 1, 2, 3: rho = 1 - 6 * 2 / 24 = +0.5
+    assert "| random | 10 | -1.000 |" in text
+    assert "| weighted_task | 10 | +0.500 |" in text
+
+
+def test_spearman_by_hand_with_ties_and_against_scipy():
+    # ranks 1,2,3,4 against 1,3,2,4: sum d^2 = 2, rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    assert spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 30, 20, 40])).rho == pytest.approx(
+        0.8
+    )
+    # a tie: ranks 1.5, 1.5, 3 against 1, 2, 3 -> covariance 1.5 / sqrt(1.5 * 2) = 0.8660
+    assert spearman(np.array([5.0, 5, 7]), np.array([1.0, 2, 3])).rho == pytest.approx(
+        1.5 / np.sqrt(3)
+    )
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 6, 30).astype(float), rng.normal(size=30)
+    assert spearman(x, y).rho == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert spearman(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])) is None  # a constant side
+    assert spearman(np.array([1.0, 2]), np.array([1.0, 2])) is None  # too few points
+
+
+def test_spearman_permutation_p_matches_the_exact_count():
+    # n = 4: rho = 1 - sum d^2 / 10; |rho| >= 0.8 for sum d^2 in {0, 2, 18, 20}: 1 + 3 + 3 + 1 of
+    # the 24 orders, so the exact two-sided p is 8 / 24
+    result = spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4]), permutations=40_000)
+    assert result.p == pytest.approx(1 / 3, abs=0.01)
+    assert result.tasks == 4
+
+
+def test_premise_check_uses_gain_per_label_of_tasks_that_got_labels():
+    gains = {
+        ("w", 10): [
+            ("a", 2.0, 0.4, 0.1),  # 0.2 per label, least confident
+            ("b", 4.0, 0.4, 0.2),  # 0.1
+            ("c", 1.0, 0.05, 0.3),  # 0.05
+            ("d", 0.0, 0.9, 0.05),  # no labels: left out
+            ("e", 3.0, 0.9, None),  # no confidence: left out
+        ]
+    }
+    result = premise_check(gains)[("w", 10)]
+    assert (result.rho, result.tasks) == (pytest.approx(-1.0), 3)
 
 
 def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):

@@ -12,9 +12,12 @@ verdict on each selector:
   difference of the macro headline and a 95% interval from a crossed bootstrap that resamples
   tasks and seeds independently (so both the spread of tasks and the noise of seeds count).
   A cell says "better" or "worse" only where the interval excludes 0.
-- Plots: each headline against budget (one line per row, standard-error bars), and each task's
-  gain over zero-shot against the labels it got, coloured by its mean confidence (the paper's
-  premise: low-confidence tasks gain more per label).
+- The paper's premise, that low-confidence tasks gain more per label, is checked per row: the
+  Spearman correlation over tasks of a task's mean confidence with its gain over zero-shot per
+  label, with a permutation p-value. The premise predicts a negative correlation.
+- Plots: each headline against budget (one line per row, standard-error bars); the paired
+  differences with their intervals (one panel per budget); and each task's gain over zero-shot
+  against the labels it got, coloured by its mean confidence.
 
 Writes report.md, report.csv (every metric's cells) and plots/.
 """
@@ -43,6 +46,7 @@ from labelbudget.runs import RunFolder, RunRecord, finished_runs
 BASELINE = "random"
 ZERO_SHOT = "zero-shot"
 BOOTSTRAP_DRAWS = 10_000
+PERMUTATIONS = 10_000
 # what distinguishes runs within one table; everything else in `config` separates tables
 WITHIN_TABLE = ("seed", "budget", "selector")
 
@@ -203,9 +207,11 @@ def paired_with_baseline(runs: list[Run], headline: str) -> dict[tuple[str, int]
     return results
 
 
-def task_gains(
-    runs: list[Run], headline: str
-) -> dict[tuple[str, int], list[tuple[str, float, float, float | None]]]:
+# (row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence)
+TaskGains = dict[tuple[str, int], list[tuple[str, float, float, float | None]]]
+
+
+def task_gains(runs: list[Run], headline: str) -> TaskGains:
     """(row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence),
     means over seeds; from each run's allocation.csv. Empty without zero-shot runs."""
     zero = [per_task(r.metrics, headline) for r in runs if r.row == ZERO_SHOT]
@@ -244,6 +250,48 @@ def task_gains(
         ]
         for key, tasks in sorted(collected.items())
     }
+
+
+@dataclass(frozen=True)
+class Correlation:
+    rho: float
+    p: float
+    tasks: int
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given the mean of the ranks they span."""
+    below = (values[None, :] < values[:, None]).sum(axis=1)
+    equal = (values[None, :] == values[:, None]).sum(axis=1)
+    return below + (equal + 1) / 2
+
+
+def spearman(x: np.ndarray, y: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0):
+    """Spearman's rho (Pearson's on average ranks) and a two-sided permutation p-value,
+    (1 + #{|rho of y's ranks permuted| >= |rho|}) / (1 + permutations); None when a side is
+    constant or there are fewer than 3 points."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    rx, ry = (average_ranks(np.asarray(v, dtype=float)) for v in (x, y))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = np.sqrt((rx**2).sum() * (ry**2).sum())
+    rho = float(rx @ ry / scale)
+    rng = np.random.default_rng(seed)
+    shuffled = ry[np.argsort(rng.random((permutations, len(ry))), axis=1)]
+    extreme = int((np.abs(shuffled @ rx / scale) >= abs(rho) - 1e-12).sum())
+    return Correlation(rho, (1 + extreme) / (1 + permutations), len(x))
+
+
+def premise_check(gains: TaskGains) -> dict[tuple[str, int], Correlation]:
+    """(row, budget) -> the correlation of task confidence with gain over zero-shot per label, over
+    the tasks that got labels and have a confidence."""
+    results = {}
+    for key, points in gains.items():
+        kept = [(c, gain / labels) for _, labels, gain, c in points if labels > 0 and c is not None]
+        correlation = spearman(np.array([k[0] for k in kept]), np.array([k[1] for k in kept]))
+        if correlation is not None:
+            results[key] = correlation
+    return results
 
 
 def _axes(cells: Cells) -> tuple[list[str], list[int]]:
@@ -295,6 +343,23 @@ def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str
     return "\n".join(lines) + "\n"
 
 
+def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation]) -> str:
+    if not premise:
+        return ""
+    lines = [
+        f"### {headline}: do low-confidence tasks gain more per label?\n",
+        "Spearman's rho over tasks with labels between a task's mean confidence (the sequence "
+        "probability of its pool answers under the base model) and its gain over zero-shot per label "
+        f"(both means over seeds); two-sided p from {PERMUTATIONS:,} permutations. The paper's premise "
+        "predicts rho < 0.\n",
+        "| selector | budget | rho | p | tasks |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for (row, budget), check in sorted(premise.items(), key=lambda item: (item[0][1], item[0][0])):
+        lines.append(f"| {row} | {budget} | {check.rho:+.3f} | {check.p:.3f} | {check.tasks} |")
+    return "\n".join(lines) + "\n"
+
+
 def metric_markdown(metric: str, cells: Cells) -> str:
     rows, budgets = _axes(cells)
     lines = [
@@ -321,41 +386,111 @@ def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
     )
 
 
+def row_styles(rows: list[str]) -> dict[str, dict[str, Any]]:
+    """A colour and marker per row, distinct for up to 20 x 8 rows, the same in every plot."""
+    plt = pyplot()
+    colours = plt.get_cmap("tab20").colors
+    markers = "osD^vP*X"
+    return {
+        row: {"color": colours[i % 20], "marker": markers[(i // 2 + i // 20) % len(markers)]}
+        for i, row in enumerate(rows)
+    }
+
+
 def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
-    """The metric against budget, a line per row with standard-error bars; zero-shot as a level."""
+    """The metric against budget, a line per row with standard-error bars, rows nudged apart along
+    the budget axis so that their bars do not cover each other; zero-shot as a level."""
     plt = pyplot()
     rows, budgets = _axes(cells)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for row in rows:
+    lines = [row for row in rows if row != ZERO_SHOT]
+    styles = row_styles(lines)
+    nudge = 0.006 * max(budgets)
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    if (ZERO_SHOT, 0) in cells:
+        ax.axhline(
+            cells[(ZERO_SHOT, 0)][0], color="grey", linestyle="--", linewidth=1, label=ZERO_SHOT
+        )
+    for i, row in enumerate(lines):
         points = [(b, *cells[(row, b)][:2]) for b in budgets if (row, b) in cells]
-        if row == ZERO_SHOT:
-            ax.axhline(points[0][1], color="grey", linestyle="--", linewidth=1, label=ZERO_SHOT)
-            continue
+        shift = (i - (len(lines) - 1) / 2) * nudge
         ax.errorbar(
-            [p[0] for p in points],
+            [p[0] + shift for p in points],
             [p[1] for p in points],
             yerr=[p[2] for p in points],
-            marker="o",
             capsize=3,
+            markersize=5,
+            linewidth=1.2,
             label=row,
+            **styles[row],
         )
+    ax.set_xticks([b for b in budgets if b > 0])
     ax.set_xlabel("budget (labelled prompts)")
     ax.set_ylabel(metric)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_title(
         f"{metric}: mean ± standard error over seeds" + (f"\n{title}" if title else ""), fontsize=9
     )
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return png_bytes(fig, dpi=110)
+
+
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:grey"}
+
+
+def plot_paired(headline: str, paired: dict[tuple[str, int], Paired], title: str = "") -> bytes:
+    """The paired differences with random and their 95% intervals, a panel per budget, rows sorted
+    by difference and coloured by verdict."""
+    plt = pyplot()
+    budgets = sorted({budget for _, budget in paired})
+    rows_at = {
+        b: sorted((r for r, budget in paired if budget == b), key=lambda r: paired[(r, b)].mean)
+        for b in budgets
+    }
+    fig, axes = plt.subplots(
+        len(budgets),
+        1,
+        figsize=(10, 1.2 + 0.32 * sum(len(r) for r in rows_at.values()) + 0.6 * len(budgets)),
+        height_ratios=[len(rows_at[b]) + 1 for b in budgets],
+        squeeze=False,
+        sharex=True,
+    )
+    for ax, budget in zip(axes[:, 0], budgets):
+        for y, row in enumerate(rows_at[budget]):
+            result = paired[(row, budget)]
+            ax.errorbar(
+                result.mean,
+                y,
+                xerr=[[result.mean - result.low], [result.high - result.mean]],
+                fmt="o",
+                capsize=3,
+                color=VERDICT_COLOURS[result.verdict],
+            )
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(rows_at[budget])), rows_at[budget], fontsize=8)
+        ax.set_ylim(-0.7, len(rows_at[budget]) - 0.3)
+        ax.set_title(f"budget {budget}", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel(
+        f"{headline}: difference with {BASELINE}, mean over (task, seed) and 95% interval"
+    )
+    fig.suptitle(
+        "paired with random: green better, red worse, grey no difference"
+        + (f"\n{title}" if title else ""),
+        fontsize=9,
+    )
     fig.tight_layout()
     return png_bytes(fig, dpi=110)
 
 
 def plot_task_gains(
-    gains: dict[tuple[str, int], list[tuple[str, float, float, float | None]]],
+    gains: TaskGains,
+    premise: dict[tuple[str, int], Correlation],
     budget: int,
     headline: str,
 ) -> bytes:
     """One panel per row at `budget`: each task's gain over zero-shot against the labels it got,
-    coloured by the task's mean confidence."""
+    coloured by the task's mean confidence, with the premise check's correlation."""
     plt = pyplot()
     panels = [(row, points) for (row, b), points in gains.items() if b == budget]
     cols = min(4, len(panels))
@@ -388,6 +523,17 @@ def plot_task_gains(
         )
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_title(row, fontsize=8)
+        if (row, budget) in premise:
+            check = premise[(row, budget)]
+            ax.text(
+                0.97,
+                0.95,
+                f"rho(conf, gain/label) = {check.rho:+.2f}, p = {check.p:.2f}",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+            )
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     fig.supxlabel("labels the task got (mean over seeds)")
@@ -412,20 +558,22 @@ def write_report(folders: list[Path], out: Path) -> str:
         parts.append(f"## {title}\n" if title else "")
         parts.append(headline_markdown(table))
         for headline in (m for m in HEADLINES if m in table):
-            parts.append(paired_markdown(headline, paired_with_baseline(members, headline)))
-            atomic_write_bytes(
-                out / "plots" / f"{headline.replace('/', '_')}{suffix}.png",
-                plot_metric(headline, table[headline], title),
-            )
+            name = headline.replace("/", "_")
+            paired = paired_with_baseline(members, headline)
+            parts.append(paired_markdown(headline, paired))
+            plots = {f"{name}{suffix}.png": plot_metric(headline, table[headline], title)}
+            if paired:
+                plots[f"paired_{name}{suffix}.png"] = plot_paired(headline, paired, title)
             if headline in PER_TASK:
                 gains = task_gains(members, headline)
+                premise = premise_check(gains)
+                parts.append(premise_markdown(headline, premise))
                 for budget in sorted({b for _, b in gains}):
-                    atomic_write_bytes(
-                        out
-                        / "plots"
-                        / f"task_gain_{headline.replace('/', '_')}_b{budget}{suffix}.png",
-                        plot_task_gains(gains, budget, headline),
+                    plots[f"task_gain_{name}_b{budget}{suffix}.png"] = plot_task_gains(
+                        gains, premise, budget, headline
                     )
+            for filename, png in plots.items():
+                atomic_write_bytes(out / "plots" / filename, png)
         parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
     text = "\n".join(part for part in parts if part)
     atomic_write_text(out / "report.md", text)
