@@ -202,6 +202,28 @@ def test_facility_location_logs_gamma_times_median_squared_distance():
     )
 
 
+def test_a_nearly_linear_rbf_kernel_is_warned_of_and_selects_as_cosine_does(caplog):
+    # unit vectors: d^2 = 2 - 2 cos, so at gamma * d^2 << 1 exp(-gamma d^2) ~ 1 - 2 gamma + 2 gamma
+    # cos, an increasing affine map of (1 + cos) / 2; facility location's greedy ranks gains
+    # alike under such a map, so the picks are the cosine kernel's
+    candidates, _ = random_pool(60, 4, seed=7)
+    with caplog.at_level("WARNING", logger="labelbudget"):
+        tiny = FacilityLocationSelector(gamma=1e-4).select(candidates, 12, np.random.default_rng(0))
+    cosine = FacilityLocationSelector(kernel="cosine").select(
+        candidates, 12, np.random.default_rng(0)
+    )
+    assert rows(tiny) == rows(cosine)
+    assert "nearly the linear" in caplog.text and "picks as with the cosine kernel" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="labelbudget"):
+        FacilityLocationSelector(gamma=1e4).select(candidates, 12, np.random.default_rng(0))
+    assert "sees only near-duplicates" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="labelbudget"):
+        FacilityLocationSelector(gamma=1.0).select(candidates, 12, np.random.default_rng(0))
+    assert "rbf gamma" not in caplog.text
+
+
 def test_median_is_estimated_on_a_sample_for_large_pools():
     candidates, x = random_pool(700, 3, seed=6)  # 244,650 pairs > the 100,000 sampled
     objective = (

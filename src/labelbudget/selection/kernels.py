@@ -276,6 +276,10 @@ def median_sq_distance(pairwise: Pairwise, memory_limit_mb: float) -> float:
     return float(torch.quantile(torch.cat(parts), 0.5))
 
 
+# outside these, gamma * median squared distance leaves the rbf kernel nearly linear or nearly 0
+LINEAR_SCALE, SATURATED_SCALE = 0.01, 100.0
+
+
 def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[str, float]:
     """gamma * median squared distance for rbf kernels (docs/methods.md asks to log it: gamma only means
     something relative to the embedding scale; ~1 is a kernel that neither saturates nor flattens)."""
@@ -289,7 +293,26 @@ def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[s
         median,
         pairwise.gamma * median,
     )
-    return {"median_sq_dist": median, "gamma_times_median_sq_dist": pairwise.gamma * median}
+    scale = pairwise.gamma * median
+    if scale < LINEAR_SCALE:
+        log.warning(
+            "%s: rbf gamma * median squared distance is only %.2g: exp(-gamma d^2) is nearly the linear "
+            "1 - gamma d^2 here (for normalised embeddings an increasing affine map of the cosine), so "
+            "gamma barely matters and facility location picks as with the cosine kernel; gamma = %.3g "
+            "would give a scale of 1",
+            who,
+            scale,
+            1 / median,
+        )
+    elif scale > SATURATED_SCALE:
+        log.warning(
+            "%s: rbf gamma * median squared distance is %.3g: nearly every pair has similarity 0, "
+            "so the kernel sees only near-duplicates; gamma = %.3g would give a scale of 1",
+            who,
+            scale,
+            1 / median,
+        )
+    return {"median_sq_dist": median, "gamma_times_median_sq_dist": scale}
 
 
 def progress(total: int, desc: str) -> tqdm:
