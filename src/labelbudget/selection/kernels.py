@@ -286,14 +286,14 @@ def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[s
     if pairwise.kind != "rbf":
         return {}
     median = median_sq_distance(pairwise, memory_limit_mb)
+    scale = pairwise.gamma * median
     log.info(
         "%s: rbf gamma=%g, median squared distance %.4g, gamma * median = %.4g",
         who,
         pairwise.gamma,
         median,
-        pairwise.gamma * median,
+        scale,
     )
-    scale = pairwise.gamma * median
     if scale < LINEAR_SCALE:
         log.warning(
             "%s: rbf gamma * median squared distance is only %.2g: exp(-gamma d^2) is nearly the linear "

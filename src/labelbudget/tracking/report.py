@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from labelbudget.configs import determining_settings
+from labelbudget.efficiency.predictor import rank
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
@@ -259,20 +260,15 @@ class Correlation:
     tasks: int
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given the mean of the ranks they span."""
-    below = (values[None, :] < values[:, None]).sum(axis=1)
-    equal = (values[None, :] == values[:, None]).sum(axis=1)
-    return below + (equal + 1) / 2
-
-
-def spearman(x: np.ndarray, y: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0):
+def spearman(
+    x: np.ndarray, y: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0
+) -> Correlation | None:
     """Spearman's rho (Pearson's on average ranks) and a two-sided permutation p-value,
     (1 + #{|rho of y's ranks permuted| >= |rho|}) / (1 + permutations); None when a side is
     constant or there are fewer than 3 points."""
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    rx, ry = (average_ranks(np.asarray(v, dtype=float)) for v in (x, y))
+    rx, ry = rank(x), rank(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     scale = np.sqrt((rx**2).sum() * (ry**2).sum())
     rho = float(rx @ ry / scale)
@@ -387,12 +383,12 @@ def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
 
 
 def row_styles(rows: list[str]) -> dict[str, dict[str, Any]]:
-    """A colour and marker per row, distinct for up to 20 x 8 rows, the same in every plot."""
-    plt = pyplot()
-    colours = plt.get_cmap("tab20").colors
+    """A colour and marker per row: tab20's 20 colours and 8 markers, both cycling, give each of
+    up to 40 rows its own pair."""
+    colours = pyplot().get_cmap("tab20").colors
     markers = "osD^vP*X"
     return {
-        row: {"color": colours[i % 20], "marker": markers[(i // 2 + i // 20) % len(markers)]}
+        row: {"color": colours[i % len(colours)], "marker": markers[i % len(markers)]}
         for i, row in enumerate(rows)
     }
 
