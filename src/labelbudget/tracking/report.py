@@ -15,9 +15,12 @@ verdict on each selector:
 - The paper's premise, that low-confidence tasks gain more per label, is checked per row: the
   Spearman correlation over tasks of a task's mean confidence with its gain over zero-shot per
   label, with a permutation p-value. The premise predicts a negative correlation.
+- The mechanism, per row against random at its budget: did the tasks it gave more labels gain on
+  random's score, and did those it gave fewer lose?
 - Plots: each headline against budget (one line per row, standard-error bars); the paired
-  differences with their intervals (one panel per budget); and each task's gain over zero-shot
-  against the labels it got, coloured by its mean confidence.
+  differences with their intervals (one panel per budget); each task's gain over zero-shot
+  against the labels it got, coloured by its mean confidence; and the labels each row gave each
+  task (one heatmap per budget).
 
 Writes report.md, report.csv (every metric's cells) and plots/.
 """
@@ -29,6 +32,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +294,55 @@ def premise_check(gains: TaskGains) -> dict[tuple[str, int], Correlation]:
     return results
 
 
+@dataclass(frozen=True)
+class TaskGroup:
+    tasks: int
+    labels: float  # mean labels more (or fewer) than random's
+    difference: float  # mean score difference with random
+
+
+@dataclass(frozen=True)
+class Reallocation:
+    """Where a row put its labels against random at its budget, and what they bought."""
+
+    more: TaskGroup | None  # the tasks it gave more labels than random did
+    fewer: TaskGroup | None  # the tasks it gave fewer
+    correlation: Correlation | None  # over tasks: extra labels against score difference
+
+
+def reallocation_check(gains: TaskGains) -> dict[tuple[str, int], Reallocation]:
+    """(row, budget) -> per task, the row's labels and score minus random's at its budget (means
+    over seeds; the zero-shot base cancels), grouped into tasks given more labels and tasks given
+    fewer. If moving labels is what helps, the first group gains on random and the second loses."""
+    results = {}
+    for (row, budget), points in gains.items():
+        baseline = gains.get((BASELINE, budget))
+        if row == BASELINE or baseline is None:
+            continue
+        base = {task: (labels, gain) for task, labels, gain, _ in baseline}
+        common = [(task, labels, gain) for task, labels, gain, _ in points if task in base]
+        if not common:
+            continue
+        extra = np.array([labels - base[task][0] for task, labels, _ in common])
+        difference = np.array([gain - base[task][1] for task, _, gain in common])
+        results[(row, budget)] = Reallocation(
+            _task_group(extra > 1e-9, extra, difference),
+            _task_group(extra < -1e-9, -extra, difference),
+            spearman(extra, difference),
+        )
+    return results
+
+
+def _task_group(
+    members: np.ndarray, labels: np.ndarray, difference: np.ndarray
+) -> TaskGroup | None:
+    if not members.any():
+        return None
+    return TaskGroup(
+        int(members.sum()), float(labels[members].mean()), float(difference[members].mean())
+    )
+
+
 def _axes(cells: Cells) -> tuple[list[str], list[int]]:
     return sorted({row for row, _ in cells}), sorted({budget for _, budget in cells})
 
@@ -353,6 +406,33 @@ def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation])
     ]
     for (row, budget), check in sorted(premise.items(), key=lambda item: (item[0][1], item[0][0])):
         lines.append(f"| {row} | {budget} | {check.rho:+.3f} | {check.p:.3f} | {check.tasks} |")
+    return "\n".join(lines) + "\n"
+
+
+def reallocation_markdown(headline: str, checks: dict[tuple[str, int], Reallocation]) -> str:
+    if not checks:
+        return ""
+    lines = [
+        f"### {headline}: where the labels went, against {BASELINE}\n",
+        f"Per task, the row's labels and score minus {BASELINE}'s at the same budget (means over "
+        f"seeds). The tasks the row gave more labels than {BASELINE} did: how many, by how many "
+        "labels on average, and their mean score difference; the same for the tasks it gave fewer; "
+        "and Spearman's rho over all tasks of extra labels with score difference. If moving labels "
+        "is what helps, the first difference is positive, the second negative and rho > 0.\n",
+        "| selector | budget | more labels: tasks | by | difference | fewer labels: tasks | by | "
+        "difference | rho | p |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def group(g: TaskGroup | None) -> str:
+        return "0 | | " if g is None else f"{g.tasks} | {g.labels:.1f} | {g.difference:+.4f}"
+
+    for (row, budget), check in sorted(checks.items(), key=lambda item: (item[0][1], item[0][0])):
+        rho = check.correlation
+        lines.append(
+            f"| {row} | {budget} | {group(check.more)} | {group(check.fewer)} | "
+            + (f"{rho.rho:+.3f} | {rho.p:.3f} |" if rho else " | |")
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -543,6 +623,52 @@ def plot_task_gains(
     return png_bytes(fig, dpi=110)
 
 
+def plot_allocation(gains: TaskGains, budget: int) -> bytes:
+    """Labels per task (mean over seeds) of every row at `budget`: tasks down the side by rising
+    mean confidence, rows across, so that where each selector put its labels reads at a glance."""
+    plt = pyplot()
+    rows = sorted(row for row, b in gains if b == budget)
+    labels = {row: {task: n for task, n, _, _ in gains[(row, budget)]} for row in rows}
+    confidence = {task: c for row in rows for task, _, _, c in gains[(row, budget)]}
+    tasks = sorted(confidence, key=lambda t: (confidence[t] is None, confidence[t] or 0.0, t))
+    grid = np.array([[labels[row].get(task, np.nan) for row in rows] for task in tasks])
+    fig, ax = plt.subplots(
+        figsize=(4.5 + 0.55 * len(rows), 2.5 + 0.26 * len(tasks)), layout="constrained"
+    )
+    image = ax.imshow(grid, cmap="Blues", aspect="auto")
+    darkest = np.nanmax(grid)
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(
+                j,
+                i,
+                f"{value:.0f}" if value == round(value) else f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value > 0.6 * darkest else "black",
+            )
+    ax.set_xticks(
+        range(len(rows)),
+        [textwrap.fill(row, 26) for row in rows],
+        rotation=40,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_yticks(
+        range(len(tasks)),
+        [t if confidence[t] is None else f"{t} ({confidence[t]:.1e})" for t in tasks],
+        fontsize=7,
+    )
+    ax.set_title(
+        f"budget {budget}: labels per task, mean over seeds\n"
+        "tasks by rising mean confidence (in brackets)",
+        fontsize=9,
+    )
+    fig.colorbar(image, ax=ax, shrink=0.6, label="labels")
+    return png_bytes(fig, dpi=110)
+
+
 def write_report(folders: list[Path], out: Path) -> str:
     runs = [as_run(folder, record) for folder, record in finished_runs(folders)]
     tables, parts = [], []
@@ -564,10 +690,12 @@ def write_report(folders: list[Path], out: Path) -> str:
                 gains = task_gains(members, headline)
                 premise = premise_check(gains)
                 parts.append(premise_markdown(headline, premise))
+                parts.append(reallocation_markdown(headline, reallocation_check(gains)))
                 for budget in sorted({b for _, b in gains}):
                     plots[f"task_gain_{name}_b{budget}{suffix}.png"] = plot_task_gains(
                         gains, premise, budget, headline
                     )
+                    plots[f"allocation_b{budget}{suffix}.png"] = plot_allocation(gains, budget)
             for filename, png in plots.items():
                 atomic_write_bytes(out / "plots" / filename, png)
         parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
