@@ -17,7 +17,6 @@ from labelbudget.tracking.report import (
     crossed_bootstrap,
     main,
     premise_check,
-    reallocation_check,
     spearman,
     write_report,
 )
@@ -167,15 +166,22 @@ def test_per_task_gains_and_the_premise_check_from_allocations_and_zero_shot(tmp
         **tasks(0.4, 0.5, 0.3),
     )
     text = write_report([tmp_path], tmp_path / "out")
-    for plot in ("task_gain_tasks_macro_b10.png", "paired_tasks_macro.png", "allocation_b10.png"):
+    for plot in (
+        "task_gain_tasks_macro_b10.png",
+        "paired_tasks_macro.png",
+        "allocation_tasks_macro_b10.png",
+    ):
         assert (tmp_path / "out" / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     # gain per label, tasks a, b, c by rising confidence: random 0.05, 0.025, 0 -> rho -1;
     # weighted_task 0.05, 0.2, 0.1 -> ranks 1, 3, 2 against 1, 2, 3: rho = 1 - 6 * 2 / 24 = +0.5
     assert "| random | 10 | -1.000 |" in text
     assert "| weighted_task | 10 | +0.500 |" in text
-    # against random: a got 2 more labels and scores 0.1 more, b 2 fewer and 0.3 more, c the same
-    # labels (in neither group); extra labels +2, -2, 0 against differences 0.1, 0.3, 0.2: rho -1
-    assert "| weighted_task | 10 | 1 | 2.0 | +0.1000 | 1 | 2.0 | +0.3000 | -1.000 |" in text
+    # against random: a got 2 more labels and scores 0.1 more (0.05 a label), b 2 fewer and 0.3
+    # more, c the same labels (in neither group); over the 3 tasks (0.1 + 0.3 + 0.2) / 3 = +0.2
+    assert (
+        "| weighted_task | 10 | 1 | 2.0 | +0.1000 | +0.0500 | 1 | 2.0 | +0.3000 | +0.1500 "
+        "| 3 | +0.2000 |" in text
+    )
 
 
 def test_spearman_by_hand_with_ties_and_against_scipy():
@@ -217,34 +223,33 @@ def test_premise_check_uses_gain_per_label_of_tasks_that_got_labels():
     assert (result.rho, result.tasks) == (pytest.approx(-1.0), 3)
 
 
-def test_reallocation_groups_tasks_by_labels_against_random_at_the_same_budget():
-    gains = {
-        ("random", 10): [("a", 4.0, 0.2, 0.1), ("b", 4.0, 0.1, 0.2), ("c", 2.0, 0.0, 0.3)],
-        # a: 4 more labels, +0.3; b: 2 fewer, -0.1; c: 1 fewer, -0.05; d: not in random's runs
-        ("w", 10): [
-            ("a", 8.0, 0.5, 0.1),
-            ("b", 2.0, 0.0, 0.2),
-            ("c", 1.0, -0.05, 0.3),
-            ("d", 9.0, 0.9, 0.4),
-        ],
-        ("full", 30): [("a", 30.0, 0.6, 0.1), ("b", 30.0, 0.6, 0.2), ("c", 30.0, 0.6, 0.3)],
+def test_reallocation_is_paired_by_seed_with_random_and_ties_fall_in_neither_group(tmp_path):
+    runs = {  # (row, seed): labels of a and b, their scores
+        ("random", 0): ((4, 4), (0.2, 0.2)),
+        ("random", 1): ((2, 6), (0.1, 0.3)),
+        ("random", 2): ((8, 0), (0.9, 0.0)),  # w has no seed 2: left out of every comparison
+        ("w", 0): ((6, 2), (0.4, 0.1)),
+        ("w", 1): ((6, 2), (0.3, 0.2)),
+        ("same", 0): ((4, 4), (0.2, 0.2)),  # random's labels in each seed: in neither group
+        ("same", 1): ((2, 6), (0.1, 0.3)),
     }
-    checks = reallocation_check(gains)
-    assert set(checks) == {("w", 10)}  # no random at 30, and random is not compared with itself
-    check = checks[("w", 10)]
-    assert (check.more.tasks, check.more.labels, check.more.difference) == (
-        1,
-        pytest.approx(4.0),
-        pytest.approx(0.3),
+    for (row, seed), ((la, lb), (sa, sb)) in runs.items():
+        allocation = {"a": (la, 0.1), "b": (lb, 0.2)}
+        write_run(tmp_path / f"{row}{seed}", row, 10, seed, allocation=allocation, **macro(sa, sb))
+    write_run(tmp_path / "full", "full", 30, 0, allocation={"a": (15, 0.1)}, **macro(1, 1))
+    text = write_report([tmp_path], tmp_path / "out")
+    section = text[text.index("where the labels went") :].split("###")[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert {line.count("|") for line in rows} == {13}  # every row as wide as the header
+    # a: +2 and +4 labels (mean +3), +0.2 and +0.2 score; b: -2 and -4 (-3), -0.1 and -0.1;
+    # per label +0.2 / 3 and -0.1 / 3; over both tasks +0.05, as in the paired table
+    assert (
+        "| w | 10 | 1 | 3.0 | +0.2000 | +0.0667 | 1 | 3.0 | -0.1000 | -0.0333 | 2 | +0.0500 |"
+        in section
     )
-    # b and c: (2 + 1) / 2 = 1.5 labels fewer, (-0.1 - 0.05) / 2 = -0.075
-    assert (check.fewer.tasks, check.fewer.labels, check.fewer.difference) == (
-        2,
-        pytest.approx(1.5),
-        pytest.approx(-0.075),
-    )
-    # extra labels +4, -2, -1 and differences +0.3, -0.1, -0.05 rank alike: rho +1
-    assert (check.correlation.rho, check.correlation.tasks) == (pytest.approx(1.0), 3)
+    assert "| w | 10 | +0.0500 |" in text
+    assert "| same | 10 | 0 | | | | 0 | | | | 2 | +0.0000 |" in section
+    assert "| full |" not in section  # no random at its budget
 
 
 def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):

@@ -15,8 +15,9 @@ verdict on each selector:
 - The paper's premise, that low-confidence tasks gain more per label, is checked per row: the
   Spearman correlation over tasks of a task's mean confidence with its gain over zero-shot per
   label, with a permutation p-value. The premise predicts a negative correlation.
-- The mechanism, per row against random at its budget: did the tasks it gave more labels gain on
-  random's score, and did those it gave fewer lose?
+- The mechanism, per row against random at its budget and paired by seed: the tasks it gave more
+  labels and those it gave fewer, and the score each group moved per label: the row wins only
+  where what the first gains per label outweighs what the second loses.
 - Plots: each headline against budget (one line per row, standard-error bars); the paired
   differences with their intervals (one panel per budget); each task's gain over zero-shot
   against the labels it got, coloured by its mean confidence; and the labels each row gave each
@@ -36,7 +37,7 @@ import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -190,26 +191,58 @@ def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
     return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n)
 
 
+# (row, budget) -> seed -> task -> a value of that run
+SeedTables = dict[tuple[str, int], dict[int, dict[str, Any]]]
+
+
+def seed_tables(runs: list[Run], value: Any) -> SeedTables:
+    tables: SeedTables = defaultdict(dict)
+    for run in runs:
+        tables[(run.row, run.budget)][run.seed] = value(run)
+    return tables
+
+
+def against_baseline(
+    tables: SeedTables,
+) -> Iterator[tuple[tuple[str, int], list[int], list[str]]]:
+    """Each row but random at a budget random ran: its (row, budget), the seeds both ran and the
+    tasks all of those runs have, so that every comparison with random is paired by seed."""
+    for key, seeds in sorted(tables.items()):
+        baseline = tables.get((BASELINE, key[1]))
+        if key[0] == BASELINE or baseline is None:
+            continue
+        common = sorted(set(seeds) & set(baseline))
+        if common:
+            tasks = set.intersection(*[set(seeds[s]) & set(baseline[s]) for s in common])
+            if tasks:
+                yield key, common, sorted(tasks)
+
+
 def paired_with_baseline(runs: list[Run], headline: str) -> dict[tuple[str, int], Paired]:
     """(row, budget) -> each row against random at its budget, on the seeds and tasks both have."""
-    by_cell: dict[tuple[str, int], dict[int, dict[str, float]]] = defaultdict(dict)
-    for run in runs:
-        by_cell[(run.row, run.budget)][run.seed] = per_task(run.metrics, headline)
+    scores = seed_tables(runs, lambda run: per_task(run.metrics, headline))
     results = {}
-    for (row, budget), seeds in sorted(by_cell.items()):
-        baseline = by_cell.get((BASELINE, budget))
-        if row == BASELINE or baseline is None:
-            continue
-        common_seeds = sorted(set(seeds) & set(baseline))
-        tasks = (
-            sorted(set.intersection(*[set(seeds[s]) & set(baseline[s]) for s in common_seeds]))
-            if common_seeds
-            else []
-        )
-        if tasks:
-            table = np.array([[seeds[s][t] - baseline[s][t] for s in common_seeds] for t in tasks])
-            results[(row, budget)] = crossed_bootstrap(table)
+    for key, seeds, tasks in against_baseline(scores):
+        row, baseline = scores[key], scores[(BASELINE, key[1])]
+        table = np.array([[row[s][t] - baseline[s][t] for s in seeds] for t in tasks])
+        results[key] = crossed_bootstrap(table)
     return results
+
+
+def read_allocation(folder: Path) -> dict[str, tuple[float, float | None]]:
+    """task -> (labels selected, mean confidence or None) from the run's allocation.csv; empty
+    where the run wrote none (zero-shot). A NaN confidence is an unknown one."""
+    path = folder / "allocation.csv"
+    if not path.is_file():
+        return {}
+    allocation = {}
+    for line in csv.DictReader(io.StringIO(path.read_text())):
+        confidence = float(line["mean_confidence"]) if line.get("mean_confidence") else math.nan
+        allocation[csv_cell(line["task"])] = (
+            float(line["selected"]),
+            None if math.isnan(confidence) else confidence,
+        )
+    return allocation
 
 
 # (row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence)
@@ -231,18 +264,12 @@ def task_gains(runs: list[Run], headline: str) -> TaskGains:
     )
     confidence: dict[str, float] = {}
     for run in runs:
-        allocation = run.folder / "allocation.csv"
-        if run.row == ZERO_SHOT or not allocation.is_file():
-            continue
         values = per_task(run.metrics, headline)
-        for line in csv.DictReader(io.StringIO(allocation.read_text())):
-            task = csv_cell(line["task"])
-            if line.get("mean_confidence"):
-                confidence[task] = float(line["mean_confidence"])
+        for task, (selected, task_confidence) in read_allocation(run.folder).items():
+            if task_confidence is not None:
+                confidence[task] = task_confidence
             if task in values and task in base:
-                collected[(run.row, run.budget)][task].append(
-                    (float(line["selected"]), values[task] - base[task])
-                )
+                collected[(run.row, run.budget)][task].append((selected, values[task] - base[task]))
     return {
         key: [
             (
@@ -294,53 +321,73 @@ def premise_check(gains: TaskGains) -> dict[tuple[str, int], Correlation]:
     return results
 
 
+# label counts are means over seeds: closer than this, a row and random gave a task the same
+SAME_LABELS = 1e-9
+
+
 @dataclass(frozen=True)
 class TaskGroup:
+    """The tasks a row gave more (or fewer) labels than random: how many, by how many labels on
+    average, and their mean score difference with random."""
+
     tasks: int
-    labels: float  # mean labels more (or fewer) than random's
-    difference: float  # mean score difference with random
+    labels_moved: float
+    score_difference: float
+
+    @property
+    def per_label(self) -> float:
+        """Score gained (or lost) per label moved: what the move bought."""
+        return self.score_difference / self.labels_moved
 
 
 @dataclass(frozen=True)
 class Reallocation:
-    """Where a row put its labels against random at its budget, and what they bought."""
+    """Where a row put its labels against random at its budget, and what that bought."""
 
-    more: TaskGroup | None  # the tasks it gave more labels than random did
-    fewer: TaskGroup | None  # the tasks it gave fewer
-    correlation: Correlation | None  # over tasks: extra labels against score difference
+    more: TaskGroup | None
+    fewer: TaskGroup | None
+    tasks: int
+    score_difference: float  # mean over all the tasks: the paired table's difference
 
 
-def reallocation_check(gains: TaskGains) -> dict[tuple[str, int], Reallocation]:
-    """(row, budget) -> per task, the row's labels and score minus random's at its budget (means
-    over seeds; the zero-shot base cancels), grouped into tasks given more labels and tasks given
-    fewer. If moving labels is what helps, the first group gains on random and the second loses."""
+def reallocation_check(runs: list[Run], headline: str) -> dict[tuple[str, int], Reallocation]:
+    """(row, budget) -> per task, the row's labels and score minus random's, paired by seed and
+    averaged over the seeds both ran; the tasks given more labels and those given fewer."""
+
+    def outcomes(run: Run) -> dict[str, tuple[float, float]]:
+        scores = per_task(run.metrics, headline)
+        return {
+            t: (n, scores[t]) for t, (n, _) in read_allocation(run.folder).items() if t in scores
+        }
+
+    tables = seed_tables(runs, outcomes)
     results = {}
-    for (row, budget), points in gains.items():
-        baseline = gains.get((BASELINE, budget))
-        if row == BASELINE or baseline is None:
-            continue
-        base = {task: (labels, gain) for task, labels, gain, _ in baseline}
-        common = [(task, labels, gain) for task, labels, gain, _ in points if task in base]
-        if not common:
-            continue
-        extra = np.array([labels - base[task][0] for task, labels, _ in common])
-        difference = np.array([gain - base[task][1] for task, _, gain in common])
-        results[(row, budget)] = Reallocation(
-            _task_group(extra > 1e-9, extra, difference),
-            _task_group(extra < -1e-9, -extra, difference),
-            spearman(extra, difference),
+    for key, seeds, tasks in against_baseline(tables):
+        row, baseline = tables[key], tables[(BASELINE, key[1])]
+        moved = np.array(
+            [[np.subtract(row[s][t], baseline[s][t]) for s in seeds] for t in tasks]
+        ).mean(axis=1)  # (task, [labels, score])
+        labels, scores = moved[:, 0], moved[:, 1]
+        results[key] = Reallocation(
+            _task_group(labels > SAME_LABELS, labels, scores),
+            _task_group(labels < -SAME_LABELS, -labels, scores),
+            len(tasks),
+            float(scores.mean()),
         )
     return results
 
 
-def _task_group(
-    members: np.ndarray, labels: np.ndarray, difference: np.ndarray
-) -> TaskGroup | None:
+def _task_group(members: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> TaskGroup | None:
     if not members.any():
         return None
     return TaskGroup(
-        int(members.sum()), float(labels[members].mean()), float(difference[members].mean())
+        int(members.sum()), float(labels[members].mean()), float(scores[members].mean())
     )
+
+
+def by_budget(results: dict[tuple[str, int], Any]) -> list[tuple[tuple[str, int], Any]]:
+    """(row, budget) results in table order: by budget, then row."""
+    return sorted(results.items(), key=lambda item: (item[0][1], item[0][0]))
 
 
 def _axes(cells: Cells) -> tuple[list[str], list[int]]:
@@ -384,7 +431,7 @@ def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str
         "| selector | budget | difference | 95% interval | tasks x seeds | verdict |",
         "|---|---:|---:|---|---:|---|",
     ]
-    for (row, budget), result in sorted(paired.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (row, budget), result in by_budget(paired):
         lines.append(
             f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
             f"{result.tasks} x {result.seeds} | {result.verdict} |"
@@ -404,7 +451,7 @@ def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation])
         "| selector | budget | rho | p | tasks |",
         "|---|---:|---:|---:|---:|",
     ]
-    for (row, budget), check in sorted(premise.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (row, budget), check in by_budget(premise):
         lines.append(f"| {row} | {budget} | {check.rho:+.3f} | {check.p:.3f} | {check.tasks} |")
     return "\n".join(lines) + "\n"
 
@@ -414,24 +461,27 @@ def reallocation_markdown(headline: str, checks: dict[tuple[str, int], Reallocat
         return ""
     lines = [
         f"### {headline}: where the labels went, against {BASELINE}\n",
-        f"Per task, the row's labels and score minus {BASELINE}'s at the same budget (means over "
-        f"seeds). The tasks the row gave more labels than {BASELINE} did: how many, by how many "
-        "labels on average, and their mean score difference; the same for the tasks it gave fewer; "
-        "and Spearman's rho over all tasks of extra labels with score difference. If moving labels "
-        "is what helps, the first difference is positive, the second negative and rho > 0.\n",
-        "| selector | budget | more labels: tasks | by | difference | fewer labels: tasks | by | "
-        "difference | rho | p |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"Per task, the row's labels and score minus {BASELINE}'s, paired by seed and averaged over "
+        "the seeds both ran; the tasks the row gave more labels (how many, by how many labels on "
+        "average, their mean score difference and that per label moved) and those it gave fewer. "
+        "Labels help a task whoever picks them, so the first group gains and the second loses for "
+        "almost any row; the move pays only where the score gained per label moved in outweighs "
+        "the score lost per label moved out (at an equal budget about as many labels move each "
+        "way). The last column, over all tasks, is the paired table's difference.\n",
+        "| selector | budget | more labels: tasks | by | score difference | per label | "
+        "fewer labels: tasks | by | score difference | per label | all tasks | score difference |",
+        "|---|---:|" + "---:|" * 10,
     ]
 
     def group(g: TaskGroup | None) -> str:
-        return "0 | | " if g is None else f"{g.tasks} | {g.labels:.1f} | {g.difference:+.4f}"
+        if g is None:
+            return "0 | | |"
+        return f"{g.tasks} | {g.labels_moved:.1f} | {g.score_difference:+.4f} | {g.per_label:+.4f}"
 
-    for (row, budget), check in sorted(checks.items(), key=lambda item: (item[0][1], item[0][0])):
-        rho = check.correlation
+    for (row, budget), check in by_budget(checks):
         lines.append(
             f"| {row} | {budget} | {group(check.more)} | {group(check.fewer)} | "
-            + (f"{rho.rho:+.3f} | {rho.p:.3f} |" if rho else " | |")
+            f"{check.tasks} | {check.score_difference:+.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -598,7 +648,7 @@ def plot_task_gains(
             s=18,
         )
         ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_title(row, fontsize=8)
+        ax.set_title(textwrap.fill(row, 48), fontsize=8)
         if (row, budget) in premise:
             check = premise[(row, budget)]
             ax.text(
@@ -627,7 +677,8 @@ def plot_allocation(gains: TaskGains, budget: int) -> bytes:
     """Labels per task (mean over seeds) of every row at `budget`: tasks down the side by rising
     mean confidence, rows across, so that where each selector put its labels reads at a glance."""
     plt = pyplot()
-    rows = sorted(row for row, b in gains if b == budget)
+    # random first: every other column is read against it
+    rows = sorted((row for row, b in gains if b == budget), key=lambda row: (row != BASELINE, row))
     labels = {row: {task: n for task, n, _, _ in gains[(row, budget)]} for row in rows}
     confidence = {task: c for row in rows for task, _, _, c in gains[(row, budget)]}
     tasks = sorted(confidence, key=lambda t: (confidence[t] is None, confidence[t] or 0.0, t))
@@ -635,7 +686,8 @@ def plot_allocation(gains: TaskGains, budget: int) -> bytes:
     fig, ax = plt.subplots(
         figsize=(4.5 + 0.55 * len(rows), 2.5 + 0.26 * len(tasks)), layout="constrained"
     )
-    image = ax.imshow(grid, cmap="Blues", aspect="auto")
+    colours = plt.get_cmap("Blues").with_extremes(bad="lightgrey")  # tasks a row did not score
+    image = ax.imshow(grid, cmap=colours, aspect="auto")
     darkest = np.nanmax(grid)
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -690,12 +742,15 @@ def write_report(folders: list[Path], out: Path) -> str:
                 gains = task_gains(members, headline)
                 premise = premise_check(gains)
                 parts.append(premise_markdown(headline, premise))
-                parts.append(reallocation_markdown(headline, reallocation_check(gains)))
+                parts.append(reallocation_markdown(headline, reallocation_check(members, headline)))
                 for budget in sorted({b for _, b in gains}):
                     plots[f"task_gain_{name}_b{budget}{suffix}.png"] = plot_task_gains(
                         gains, premise, budget, headline
                     )
-                    plots[f"allocation_b{budget}{suffix}.png"] = plot_allocation(gains, budget)
+                    if len({row for row, b in gains if b == budget}) > 1:
+                        plots[f"allocation_{name}_b{budget}{suffix}.png"] = plot_allocation(
+                            gains, budget
+                        )
             for filename, png in plots.items():
                 atomic_write_bytes(out / "plots" / filename, png)
         parts += [metric_markdown(metric, cells) for metric, cells in table.items()]
