@@ -37,7 +37,7 @@ import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -195,7 +195,7 @@ def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
 SeedTables = dict[tuple[str, int], dict[int, dict[str, Any]]]
 
 
-def seed_tables(runs: list[Run], value: Any) -> SeedTables:
+def seed_tables(runs: list[Run], value: Callable[[Run], dict[str, Any]]) -> SeedTables:
     tables: SeedTables = defaultdict(dict)
     for run in runs:
         tables[(run.row, run.budget)][run.seed] = value(run)
@@ -264,6 +264,8 @@ def task_gains(runs: list[Run], headline: str) -> TaskGains:
     )
     confidence: dict[str, float] = {}
     for run in runs:
+        if run.row == ZERO_SHOT:
+            continue
         values = per_task(run.metrics, headline)
         for task, (selected, task_confidence) in read_allocation(run.folder).items():
             if task_confidence is not None:
@@ -421,69 +423,68 @@ def headline_markdown(table: dict[str, Cells]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str:
-    if not paired:
+def section_markdown(title: str, intro: str, header: str, rule: str, rows: list[str]) -> str:
+    """A report section: its title, what it measures, and a table; empty without rows."""
+    if not rows:
         return ""
-    lines = [
-        f"### {headline}: paired difference with {BASELINE} at the same budget\n",
-        f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval from a crossed "
-        f"bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).\n",
+    return "\n".join([f"### {title}\n", f"{intro}\n", header, rule, *rows]) + "\n"
+
+
+def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str:
+    return section_markdown(
+        f"{headline}: paired difference with {BASELINE} at the same budget",
+        f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval "
+        f"from a crossed bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).",
         "| selector | budget | difference | 95% interval | tasks x seeds | verdict |",
         "|---|---:|---:|---|---:|---|",
-    ]
-    for (row, budget), result in by_budget(paired):
-        lines.append(
+        [
             f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
             f"{result.tasks} x {result.seeds} | {result.verdict} |"
-        )
-    return "\n".join(lines) + "\n"
+            for (row, budget), result in by_budget(paired)
+        ],
+    )
 
 
 def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation]) -> str:
-    if not premise:
-        return ""
-    lines = [
-        f"### {headline}: do low-confidence tasks gain more per label?\n",
+    return section_markdown(
+        f"{headline}: do low-confidence tasks gain more per label?",
         "Spearman's rho over tasks with labels between a task's mean confidence (the sequence "
         "probability of its pool answers under the base model) and its gain over zero-shot per label "
         f"(both means over seeds); two-sided p from {PERMUTATIONS:,} permutations. The paper's premise "
-        "predicts rho < 0.\n",
+        "predicts rho < 0.",
         "| selector | budget | rho | p | tasks |",
         "|---|---:|---:|---:|---:|",
-    ]
-    for (row, budget), check in by_budget(premise):
-        lines.append(f"| {row} | {budget} | {check.rho:+.3f} | {check.p:.3f} | {check.tasks} |")
-    return "\n".join(lines) + "\n"
+        [
+            f"| {row} | {budget} | {check.rho:+.3f} | {check.p:.3f} | {check.tasks} |"
+            for (row, budget), check in by_budget(premise)
+        ],
+    )
 
 
 def reallocation_markdown(headline: str, checks: dict[tuple[str, int], Reallocation]) -> str:
-    if not checks:
-        return ""
-    lines = [
-        f"### {headline}: where the labels went, against {BASELINE}\n",
+    def group(g: TaskGroup | None) -> str:
+        if g is None:
+            return "0 | | |"
+        return f"{g.tasks} | {g.labels_moved:.1f} | {g.score_difference:+.4f} | {g.per_label:+.4f}"
+
+    return section_markdown(
+        f"{headline}: where the labels went, against {BASELINE}",
         f"Per task, the row's labels and score minus {BASELINE}'s, paired by seed and averaged over "
         "the seeds both ran; the tasks the row gave more labels (how many, by how many labels on "
         "average, their mean score difference and that per label moved) and those it gave fewer. "
         "Labels help a task whoever picks them, so the first group gains and the second loses for "
         "almost any row; the move pays only where the score gained per label moved in outweighs "
         "the score lost per label moved out (at an equal budget about as many labels move each "
-        "way). The last column, over all tasks, is the paired table's difference.\n",
+        "way). The last column, over all tasks, is the paired table's difference.",
         "| selector | budget | more labels: tasks | by | score difference | per label | "
         "fewer labels: tasks | by | score difference | per label | all tasks | score difference |",
         "|---|---:|" + "---:|" * 10,
-    ]
-
-    def group(g: TaskGroup | None) -> str:
-        if g is None:
-            return "0 | | |"
-        return f"{g.tasks} | {g.labels_moved:.1f} | {g.score_difference:+.4f} | {g.per_label:+.4f}"
-
-    for (row, budget), check in by_budget(checks):
-        lines.append(
+        [
             f"| {row} | {budget} | {group(check.more)} | {group(check.fewer)} | "
             f"{check.tasks} | {check.score_difference:+.4f} |"
-        )
-    return "\n".join(lines) + "\n"
+            for (row, budget), check in by_budget(checks)
+        ],
+    )
 
 
 def metric_markdown(metric: str, cells: Cells) -> str:
