@@ -178,6 +178,13 @@ def test_a_study_is_params_outermost_then_each_grid_and_the_command_line_wins():
         "seed=5 budget=20 selector=random",
         "seed=5 budget=20 selector=kcenter",
     ]
+    # a grid that sets a swept key wins over params: study_bbh's zero-shot runs once, not per seed
+    sweeper.grids = [{"budget": 0, "seed": 0}, {"budget": 10}]
+    assert [" ".join(job) for job in sweeper.jobs([])] == [
+        "seed=0 budget=0",
+        "seed=0 budget=10",
+        "seed=1 budget=10",
+    ]
 
 
 def test_two_jobs_that_would_share_a_folder_are_refused(tmp_path):
