@@ -146,6 +146,18 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
             ],
             f"{unlabelled}, field 'response': simulated annotation needs the pool's responses",
         ),
+        (
+            [
+                *BASE,
+                "dataset=jsonl",
+                f"dataset.path={unlabelled}",
+                f"dataset.test_path={unlabelled}",
+                "dataset.fields.response=null",
+                "budget=0",
+            ],
+            f"{unlabelled}, field 'response': 20 test prompts have no reference answer to grade "
+            "against",
+        ),
         ([*TRAIN, f"paths.cache_dir={a_file}"], f"paths.cache_dir is {a_file}, a file"),
         ([*TRAIN, "+trainer.strategy=ddp_spawn"], "trainer.strategy='ddp_spawn' is not supported"),
         (

@@ -37,7 +37,7 @@ def test_every_value_an_app_file_sets_is_the_value_it_runs_with(app):
 MODE_KEYS = {
     "coslow": {"coslow", "annotations", "fit", "targets"},
     "curves": {"runs", "n_max", "human"},
-    "fit": {"curves", "signals", "n_max", "human"},
+    "fit": {"curves", "signals"},
     "plan": {"predictions", "budget", "targets"},
 }
 

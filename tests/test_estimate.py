@@ -79,6 +79,7 @@ def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
 
 
 def test_coslow_fit_prediction_and_plan(tmp_path):
+    from labelbudget.errors import DataError
     from labelbudget.stages.estimate import run_coslow, run_fit, run_plan
 
     common = [
@@ -116,11 +117,13 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
         rows["reason_word_problem"]["coslow"], abs=1e-6
     )
 
-    curves = {
+    curves = {  # measured on a 100-label axis: the fit must keep it
+        "n_max": 100,
+        "human": None,
         "tasks": {
             t: {"budgets": [0, 50], "accuracies": [0.0, a], "auc": a}
             for t, a in zip(sorted(rows), (0.2, 0.5, 0.7))
-        }
+        },
     }
     (tmp_path / "curves.json").write_text(json.dumps(curves))
     fitted = run_fit(
@@ -129,11 +132,22 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
             "mode=fit",
             f"curves={tmp_path / 'curves.json'}",
             f"signals={first / 'coslow.json'}",
-            "n_max=100",
             f"paths.output_dir={tmp_path / 'fit'}",
         )
     )
     assert fitted["fit"]["n_max"] == 100  # predictions use the axis the AUCs were measured on
+    with pytest.raises(DataError, match=r"curves\.json, field 'n_max': is not a curves\.json"):
+        (tmp_path / "bare" / "curves.json").parent.mkdir()
+        (tmp_path / "bare" / "curves.json").write_text(json.dumps({"tasks": curves["tasks"]}))
+        run_fit(
+            compose_estimate(
+                tmp_path,
+                "mode=fit",
+                f"curves={tmp_path / 'bare' / 'curves.json'}",
+                f"signals={first / 'coslow.json'}",
+                f"paths.output_dir={tmp_path / 'bare'}",
+            )
+        )
     xs = np.array([rows[t]["coslow"] for t in sorted(rows)])
     slope, intercept = np.polyfit(xs, [0.2, 0.5, 0.7], 1)
     assert fitted["fit"]["slope"] == pytest.approx(slope) and fitted["fit"][
@@ -176,8 +190,8 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
     pool = tmp_path / "pool.jsonl"
     pool.write_text(
         "".join(
-            json.dumps({"id": f"q{i}", "prompt": f"Question {i}?", "task": "t"}) + "\n"
-            for i in range(12)
+            json.dumps({"id": f"q{i}", "prompt": f"Question {i}?", "task": "tu"[i % 2]}) + "\n"
+            for i in range(24)
         )
     )
     with pytest.raises(DataError, match="annotations="):
@@ -197,7 +211,7 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
         json.loads(line)
         for line in (tmp_path / "out" / "coslow_sample.jsonl").read_text().splitlines()
     ]
-    assert len(exported) == 4 and {e["task"] for e in exported} == {"t"}
+    assert len(exported) == 8 and {e["task"] for e in exported} == {"t", "u"}
     answers = tmp_path / "answers.jsonl"
     answers.write_text(
         "".join(json.dumps({"id": e["id"], "response": "forty two"}) + "\n" for e in exported)
@@ -215,7 +229,11 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
             f"paths.output_dir={tmp_path / 'out'}",
         )
     )
-    assert result["tasks"][0]["n_pairs"] == 6 and result["tasks"][0]["cosine_random"] is None
+    # one file answers both tasks' samples (each task's join once refused the other's ids)
+    assert [(t["task"], t["n_pairs"], t["cosine_random"]) for t in result["tasks"]] == [
+        ("t", 6, None),
+        ("u", 6, None),
+    ]
 
 
 def test_estimate_py_uses_the_packaged_fit_for_the_model(tmp_path):

@@ -143,6 +143,28 @@ def test_generic_mapping_with_id_field_task_constant_and_test_file(tmp_path):
     assert data.test is not None and data.test.ids == ["t1"]
 
 
+def test_a_test_file_that_repeats_pool_prompts_is_warned_about(tmp_path, caplog):
+    pool = write_lines(
+        tmp_path / "pool.jsonl",
+        [{"task": "t", "prompt": "Capital of France?"}, {"task": "t", "prompt": "2+2?"}],
+    )
+    test = write_lines(
+        tmp_path / "test.jsonl",
+        [{"id": "x", "task": "u", "prompt": "Capital of France?"}, {"task": "t", "prompt": "3+3?"}],
+    )
+    with caplog.at_level("WARNING"):
+        load_jsonl_dataset(pool, test_path=test)
+    assert (
+        f"1 of 2 test prompts of {test} repeat a pool prompt of {pool} (same prompt and context): 'x';"
+        in caplog.text
+    )
+    caplog.clear()
+    load_jsonl_dataset(
+        test, test_path=write_lines(tmp_path / "other.jsonl", [{"task": "t", "prompt": "4+4?"}])
+    )
+    assert "repeat a pool prompt" not in caplog.text
+
+
 def test_json_list_file_loads_like_jsonl(tmp_path):
     path = tmp_path / "dolly.json"
     path.write_text(json.dumps(DOLLY_ROWS, indent=2))
@@ -372,8 +394,12 @@ def test_unknown_hub_split_is_a_config_error(tmp_path, offline_hub):
 # --- BBH ---------------------------------------------------------------------------------------------
 
 
-def test_real_bbh_has_27_tasks_and_6511_examples_split_disjointly(shared_data):
-    data = load_bbh(shared_data / "bbh" / "bbh")
+def test_real_bbh_has_27_tasks_and_6511_examples_split_disjointly(shared_data, caplog):
+    with caplog.at_level("WARNING"):
+        data = load_bbh(shared_data / "bbh" / "bbh")
+    # BBH repeats 2 inputs of causal_judgement (and 2 of sports_understanding) within the task;
+    # this split puts one copy of each causal_judgement pair on either side
+    assert "2 of 3255 test prompts" in caplog.text and "causal_judgement-" in caplog.text
 
     assert data.test is not None
     assert len(data.pool) + len(data.test) == 6511

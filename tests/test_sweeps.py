@@ -210,7 +210,7 @@ def test_two_jobs_that_would_share_a_folder_are_refused(tmp_path):
 
 
 def test_a_logger_or_paths_change_does_not_make_a_finished_job_other_settings(tmp_path):
-    from hydra_plugins.labelbudget_sweeper.resumable_sweeper import differing_keys
+    from labelbudget.configs import differing_keys
 
     saved = {
         "seed": 0,

@@ -84,3 +84,78 @@ def test_an_evaluation_without_a_headline_is_refused_when_built():
     cfg = compose_config("evaluate", "+eval.mine._target_=test_task_evaluation.NoHeadline")
     with pytest.raises(ConfigError, match="eval.mine: NoHeadline names no `headline` metric"):
         evaluations(cfg)
+
+
+def test_per_task_keeps_task_names_with_a_slash():
+    """FLAN names tasks like 'glue/cola:2.0.0'; the report pairs runs through these values."""
+    from labelbudget.evaluation.base import per_task
+
+    metrics = {
+        "tasks/glue/cola:2.0.0": 0.5,
+        "tasks/b": 1.0,
+        "tasks/macro": 0.75,
+        "tasks/micro": 0.6,
+    }
+    assert per_task(metrics, "tasks/macro") == {"glue/cola:2.0.0": 0.5, "b": 1.0}
+
+
+def rows(*examples: Example) -> Pool:
+    return Pool(list(examples), "test.jsonl")
+
+
+@pytest.mark.parametrize(
+    "test, message",
+    [
+        (
+            rows(Example(id="m", task="macro", prompt="?", response="1")),
+            "test.jsonl, field 'task': task names ['macro'] would overwrite",
+        ),
+        (
+            rows(*POOL, Example(id="n", task="b", prompt="?", response=None)),
+            "test.jsonl, field 'response': 1 test prompts have no reference answer to grade against: 'n'",
+        ),
+        (
+            rows(Example(id="r", task="a", prompt="?", response="7", metadata={"rule": "Exact"})),
+            "test.jsonl: test prompt 'r' (task 'a'): unknown scoring rule 'Exact'",
+        ),
+        (
+            rows(
+                Example(id="s", task="a", prompt="?", response="seven", metadata={"rule": "number"})
+            ),
+            "test prompt 's' (task 'a'): rule 'number': the reference 'seven' is not a number",
+        ),
+        (
+            rows(
+                Example(
+                    id="t",
+                    task="a",
+                    prompt="?",
+                    response="maybe",
+                    metadata={"rule": "label:yes|no"},
+                )
+            ),
+            "test prompt 't' (task 'a'): rule 'label': the reference 'maybe' is not one of",
+        ),
+    ],
+)
+def test_a_test_row_that_cannot_be_graded_is_refused_naming_it(test, message):
+    from labelbudget.errors import DataError
+    from labelbudget.evaluation.tasks import check_gradable
+
+    with pytest.raises(DataError) as error:
+        check_gradable(test)
+    assert message in str(error.value)
+
+
+def test_a_reference_that_cannot_score_is_warned_about_by_task(caplog):
+    from labelbudget.evaluation.tasks import check_gradable
+
+    multi_line = Example(id="d1", task="open_qa", prompt="?", response="First line.\nSecond line.")
+    with caplog.at_level("WARNING"):
+        check_gradable(rows(*POOL, multi_line))
+    assert (
+        "1 test references of test.jsonl: task 'open_qa' (1, e.g. 'd1') cannot score" in caplog.text
+    )
+    caplog.clear()
+    check_gradable(POOL)
+    assert caplog.text == ""

@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from conftest import compose_config
@@ -23,6 +24,7 @@ from labelbudget.training.data import (
     SFTData,
     SFTDataset,
     encode_sft,
+    encode_sft_rows,
 )
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.module import SFTModule
@@ -54,6 +56,34 @@ def test_loss_is_on_response_tokens_only():
     # too long: the prompt loses its start, the response stays whole
     ids, labels = encode_sft(tiny.template, tiny.tokenizer, example, max_length=4)
     assert len(ids) == 4 and labels[-2:] == ids[-2:] and labels[:2] == [IGNORE_INDEX] * 2
+
+
+def test_rows_cut_to_fit_are_counted_in_one_warning(caplog):
+    """Counted from the token lengths: a row is cut when prompt + response + end-of-sequence
+    exceeds max_length, and a response longer than max_length loses the prompt entirely."""
+    tiny = build_tiny_llama()
+    fits = Example(id="1", task="t", prompt="2+2=", response="4")
+    long_prompt = Example(
+        id="2", task="t", prompt="What is 2+2? Answer with a digit.", response="4"
+    )
+    long_response = Example(id="3", task="t", prompt="2+2=", response="four " * 20)
+    prompt_tokens = len(tiny.template.encode_prompt(tiny.tokenizer, fits))
+    max_length = prompt_tokens + 2  # "4" and end-of-sequence: the first row fits exactly
+    with caplog.at_level("WARNING"):
+        rows = encode_sft_rows(
+            tiny.template,
+            tiny.tokenizer,
+            [fits, long_prompt, long_response],
+            max_length,
+            "finetune.max_length",
+        )
+    assert [len(ids) for ids, _ in rows] == [max_length] * 3
+    assert rows[0] == encode_sft(tiny.template, tiny.tokenizer, fits, max_length + 10)
+    assert IGNORE_INDEX not in rows[2][1]  # no prompt token left
+    assert tiny.tokenizer.eos_token_id not in rows[2][0]
+    (message,) = [r.getMessage() for r in caplog.records if "exceed" in r.getMessage()]
+    assert message.startswith(f"2 of 3 examples exceed finetune.max_length={max_length} ")
+    assert "in 1 of them the response alone is longer" in message
 
 
 class LossLog(L.Callback):
@@ -250,14 +280,14 @@ def test_imported_annotations_are_what_the_model_trains_on(tmp_path):
     seen = []
     import labelbudget.training.fit as fit
 
-    real = fit.encode_sft
+    real = fit.encode_sft_rows
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
             fit,
-            "encode_sft",
-            lambda template, tok, example, n: (
-                seen.append(example),
-                real(template, tok, example, n),
+            "encode_sft_rows",
+            lambda template, tok, examples, *rest: (
+                seen.extend(examples),
+                real(template, tok, examples, *rest),
             )[1],
         )
         run_train(compose_train(tmp_path, *TINY_RUN, "logger=none", f"annotations={path}"))
@@ -310,6 +340,22 @@ def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_p
         run_train(cfg)
 
 
+def fake_trained_run(run: Path, saved_config: str) -> Path:
+    """A train.py run folder as far as evaluate.py reads it before the model loads: an adapter
+    and the saved Hydra config."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    save_file(
+        {"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors")
+    )
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(saved_config)
+    return run
+
+
 def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_config(
     tmp_path, monkeypatch
 ):
@@ -320,20 +366,11 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
     monkeypatch.setattr(
         labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
     )
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    run = tmp_path / "run"
-    (run / "adapter").mkdir(parents=True)
-    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    save_file(
-        {"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors")
-    )
-    (run / ".hydra").mkdir()
     # what train.py saved for a run fine-tuned on a BBH pool (half of each task)
-    (run / ".hydra" / "config.yaml").write_text(
+    run = fake_trained_run(
+        tmp_path / "run",
         "dataset:\n  _target_: labelbudget.data.bbh.load_bbh\n  data_dir: x\n"
-        "  test_fraction: 0.5\n  seed: 0\n"
+        "  test_fraction: 0.5\n  seed: 0\n",
     )
     cfg = compose_config(
         "evaluate",
@@ -347,6 +384,39 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
         match="fine-tuned on a BBH pool: evaluate on the other half with eval.bbh.split=heldout",
     ):
         run_evaluate(cfg)
+
+
+def test_evaluate_grades_an_adapter_only_on_the_test_split_of_its_training_data(
+    tmp_path, monkeypatch
+):
+    """Its numbers are filed under its training run's record, so a test split drawn from other
+    data would be filed under the wrong dataset."""
+    import labelbudget.models.tiny
+    from labelbudget.errors import ConfigError
+    from labelbudget.stages.evaluate import check_graded_on_trained_data, run_evaluate
+
+    monkeypatch.setattr(
+        labelbudget.models.tiny, "build_tiny_llama", lambda **_: pytest.fail("model loaded")
+    )
+    trained = compose_config("train", "dataset.pool_per_task=8").dataset
+    run = fake_trained_run(tmp_path / "run", OmegaConf.to_yaml({"dataset": trained}))
+    cfg = compose_config(
+        "evaluate",
+        "model=tiny_llama",
+        "eval=tasks",
+        "dataset.pool_per_task=8",
+        "dataset.seed=7",
+        f"adapter={run / 'adapter'}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+    )
+    with pytest.raises(
+        ConfigError, match=r"\(dataset\.seed: 1234 there, 7 now; there: its training"
+    ):
+        run_evaluate(cfg)
+    cfg.dataset.seed = 1234
+    check_graded_on_trained_data(
+        cfg.dataset, trained_on=OmegaConf.to_container(trained), adapter=run
+    )
 
 
 def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
@@ -391,7 +461,12 @@ def test_rows_longer_than_max_length_are_counted_in_a_warning(tmp_path, caplog):
 
     examples = list(build_synthetic_suite(pool_per_task=6, test_per_task=1).pool)[:16]
     tiny = build_tiny_llama()
-    lengths = [len(tiny.template.encode_prompt(tiny.tokenizer, e)) + 1 for e in examples]
+    lengths = [  # prompt, response and end-of-sequence
+        len(tiny.template.encode_prompt(tiny.tokenizer, e))
+        + len(tiny.tokenizer(e.response, add_special_tokens=False)["input_ids"])
+        + 1
+        for e in examples
+    ]
     limit = sorted(lengths)[8]  # about half the rows are longer; the test counts them itself
     with caplog.at_level("WARNING"):
         fit_once(tmp_path, f"finetune.max_length={limit}", "finetune.epochs=1")

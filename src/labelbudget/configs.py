@@ -55,6 +55,17 @@ def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The determining settings that differ between a saved run's config and the one asked for
+    now, each as "key: <saved> there, <wanted> now"."""
+    a, b = determining_settings(saved), determining_settings(wanted)
+    return [
+        f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, "<absent>") != b.get(key, "<absent>")
+    ]
+
+
 # --- the checks every stage runs on its config before any model loads ----------------------------
 
 

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+
+def listing(items: list[Any], limit: int = 10, show: Callable[[Any], str] = repr) -> str:
+    """The first `limit` items for an error message, and how many more there are."""
+    shown = ", ".join(show(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
 
 class LabelbudgetError(Exception):
     """Base class for errors caused by the user's input or setup, not by a bug."""

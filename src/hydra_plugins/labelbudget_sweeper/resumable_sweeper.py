@@ -36,7 +36,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from labelbudget.configs import determining_settings
+from labelbudget.configs import differing_keys
 from labelbudget.errors import LabelbudgetError
 from labelbudget.runs import METRICS, SAVED_CONFIG, RunFolder
 
@@ -79,16 +79,6 @@ class SweepRefused(Exception):
 def overrides_of(mapping: Optional[Dict[str, Any]]) -> List[str]:
     """Override strings from a mapping of the config (YAML null is Hydra's `null`)."""
     return [f"{key}={'null' if value is None else value}" for key, value in (mapping or {}).items()]
-
-
-def differing_keys(saved: Dict[str, Any], wanted: Dict[str, Any]) -> List[str]:
-    """The settings that differ, where the run writes (paths, logger) left aside."""
-    a, b = determining_settings(saved), determining_settings(wanted)
-    return [
-        f"{key}: {a.get(key, '<absent>')!r} there, {b.get(key, '<absent>')!r} now"
-        for key in sorted(set(a) | set(b))
-        if a.get(key, "<absent>") != b.get(key, "<absent>")
-    ]
 
 
 def job_state(folder: Path, task_config: Dict[str, Any]) -> str:

@@ -15,12 +15,7 @@ from pathlib import Path
 from labelbudget.data.jsonl import read_records
 from labelbudget.data.records import existing_path
 from labelbudget.data.schema import Example, Pool
-from labelbudget.errors import DataError
-
-
-def _listing(ids: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(i) for i in ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+from labelbudget.errors import DataError, listing
 
 
 def _selected(pool: Pool, ids: list[str]) -> list[Example]:
@@ -43,7 +38,7 @@ def check_responses(pool: Pool, which: str = "") -> None:
         raise DataError(
             pool.source,
             f"simulated annotation needs the pool's responses, but {len(missing)} {which}prompts have none "
-            f"({_listing(missing)}); give real ones with annotations=path/to/responses.jsonl",
+            f"({listing(missing)}); give real ones with annotations=path/to/responses.jsonl",
             field="response",
         )
 
@@ -91,7 +86,7 @@ def read_annotations(
         first_row.setdefault(id_, row)
     if duplicates:
         raise DataError(
-            source, f"{len(duplicates)} ids appear twice: {_listing(duplicates)}", field=id_field
+            source, f"{len(duplicates)} ids appear twice: {listing(duplicates)}", field=id_field
         )
     if not responses:
         raise DataError(source, "holds no annotations")
@@ -108,12 +103,12 @@ def _check_against_pool(source: str, records: dict[str, dict], pool: Pool) -> No
     if unknown:
         problems.append(
             f"{len(unknown)} annotated ids are not in the pool {pool.source} (removed, or their prompt "
-            f"changed, which changes a content id): {_listing(unknown)}"
+            f"changed, which changes a content id): {listing(unknown)}"
         )
     if changed:
         problems.append(
             f"{len(changed)} annotated ids now name a different prompt in the pool {pool.source}: "
-            f"{_listing(changed)}; annotate the new prompts, or restore the pool file"
+            f"{listing(changed)}; annotate the new prompts, or restore the pool file"
         )
     if problems:
         raise DataError(source, "; ".join(problems), field="id")
@@ -138,10 +133,10 @@ def join_annotations(annotations: Annotations, pool: Pool, ids: list[str]) -> li
     problems = []
     unknown = [i for i in annotations.responses if i not in wanted]
     if unknown:
-        problems.append(f"{len(unknown)} ids are not in the selection: {_listing(unknown)}")
+        problems.append(f"{len(unknown)} ids are not in the selection: {listing(unknown)}")
     missing = [i for i in ids if i not in annotations.responses]
     if missing:
-        problems.append(f"{len(missing)} selected ids have no response: {_listing(missing)}")
+        problems.append(f"{len(missing)} selected ids have no response: {listing(missing)}")
     if problems:
         raise DataError(annotations.source, "; ".join(problems), field="id")
     return [replace(e, response=annotations.responses[e.id]) for e in _selected(pool, ids)]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from labelbudget.errors import DataError
+from labelbudget.errors import DataError, listing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,27 @@ class Pool(Sequence[Example]):
 @dataclass(frozen=True)
 class TaskData:
     """What a dataset config builds: the pool to select from and, where it exists, a held-out test
-    split of the same tasks (disjoint from the pool) for evaluation."""
+    split of the same tasks for evaluation, meant to be disjoint from the pool. Published splits
+    are not always (MMLU repeats some questions across its splits, BBH some within a task):
+    test prompts that repeat a pool prompt are counted in a warning, since a run that selects
+    them is graded on what it trained on."""
 
     name: str
     pool: Pool
     test: Pool | None = None
+
+    def __post_init__(self) -> None:
+        if self.test is None:
+            return
+        shown = {(e.prompt, e.context) for e in self.pool}
+        repeats = [e.id for e in self.test if (e.prompt, e.context) in shown]
+        if repeats:
+            log.warning(
+                "%d of %d test prompts of %s repeat a pool prompt of %s (same prompt and context): "
+                "%s; a run that selects them is graded on prompts it trained on",
+                len(repeats),
+                len(self.test),
+                self.test.source,
+                self.pool.source,
+                listing(repeats),
+            )

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from labelbudget.data.records import as_name_list
 from labelbudget.data.schema import Example, Pool, TaskData
 from labelbudget.errors import ConfigError
 
@@ -503,19 +504,12 @@ def _examples(task: SyntheticTask, split: str, pairs: Iterable[tuple[str, str]])
     ]
 
 
-def _as_names(value: str | Iterable[str] | None) -> list[str] | None:
-    """A list of names from a list, a Hydra ListConfig or a single name given on the command line."""
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
 def select_tasks(
     tasks: str | Iterable[str] | None = None, categories: str | Iterable[str] | None = None
 ) -> list[SyntheticTask]:
     """The tasks of the table (in table order) that are named in `tasks` and belong to one of
     `categories`; None means no filter. Unknown names are errors that list the valid ones."""
-    task_names, category_names = _as_names(tasks), _as_names(categories)
+    task_names, category_names = as_name_list(tasks), as_name_list(categories)
     checks = (
         ("task", task_names, list(SYNTHETIC_TASKS)),
         ("category", category_names, list(CATEGORIES)),

@@ -41,9 +41,7 @@ def per_task(metrics: dict[str, float], headline: str) -> dict[str, float]:
     return {
         key.removeprefix(prefix): value
         for key, value in metrics.items()
-        if key.startswith(prefix)
-        and "/" not in key.removeprefix(prefix)
-        and key not in (headline, f"{prefix}micro")
+        if key.startswith(prefix) and key not in (headline, f"{prefix}micro")
     }
 
 

@@ -8,6 +8,7 @@ Reported per task, macro-averaged (tasks weigh alike) and micro-averaged (prompt
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar
@@ -16,8 +17,8 @@ import lightning as L
 import torch
 from torchmetrics.aggregation import MeanMetric
 
-from labelbudget.data.schema import Pool, TaskData
-from labelbudget.errors import ConfigError
+from labelbudget.data.schema import Example, Pool, TaskData
+from labelbudget.errors import ConfigError, DataError, listing
 from labelbudget.evaluation.base import EvalContext, EvalResult, Evaluation
 from labelbudget.evaluation.rules import score_prediction
 from labelbudget.inference.predict import generate
@@ -26,6 +27,8 @@ from labelbudget.models.loading import LoadedModel
 from labelbudget.rendering import markdown_table
 
 DEFAULT_RULE = "exact"  # for examples whose loader names no rule
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class TaskEvaluation(Evaluation):
             raise ConfigError(
                 f"dataset {name!r} has no held-out test split to evaluate on (set dataset.test_path)"
             )
-        return limit_per_task(data.test, self.limit_per_task)
+        test = limit_per_task(data.test, self.limit_per_task)
+        check_gradable(test)
+        return test
 
     def run(self, context: EvalContext, inputs: Pool) -> EvalResult:
         test = inputs
@@ -61,6 +66,52 @@ class TaskEvaluation(Evaluation):
         }
         rows = [[name.removeprefix("tasks/"), value] for name, value in metrics.items()]
         return EvalResult(metrics, settings, markdown_table(["task", "accuracy"], rows))
+
+
+def check_gradable(test: Pool) -> None:
+    """Every test prompt can be graded, checked before the model loads rather than after
+    generation: a task name that is not a summary's (macro, micro), a reference, and a rule that
+    exists and accepts that reference. A reference that does not score against itself can never
+    score (a multi-line answer under a rule that reads the first line): warned, with its tasks."""
+    summaries = sorted({e.task for e in test} & {"macro", "micro"})
+    if summaries:
+        raise DataError(
+            test.source,
+            f"task names {summaries} would overwrite the tasks/macro and tasks/micro averages; "
+            "rename those tasks",
+            field="task",
+        )
+    unanswered = [e.id for e in test if not (e.response or "").strip()]
+    if unanswered:
+        raise DataError(
+            test.source,
+            f"{len(unanswered)} test prompts have no reference answer to grade against: "
+            f"{listing(unanswered)}",
+            field="response",
+        )
+    never_scored: dict[str, list[str]] = defaultdict(list)
+    for example in test:
+        try:
+            if not score_prediction(rule_of(example), example.response, example.response):
+                never_scored[example.task].append(example.id)
+        except ConfigError as error:
+            raise DataError(
+                test.source, f"test prompt {example.id!r} (task {example.task!r}): {error}"
+            ) from None
+    if never_scored:
+        log.warning(
+            "%d test references of %s: %s cannot score even as their own prediction (the first "
+            "line of an answer is graded): those prompts always score 0",
+            sum(map(len, never_scored.values())),
+            test.source,
+            ", ".join(
+                f"task {t!r} ({len(ids)}, e.g. {ids[0]!r})" for t, ids in never_scored.items()
+            ),
+        )
+
+
+def rule_of(example: Example) -> str:
+    return example.metadata.get("rule", DEFAULT_RULE)
 
 
 def limit_per_task(pool: Pool, limit: int | None) -> Pool:
@@ -94,11 +145,7 @@ def grade(pool: Pool, answers: list[str]) -> tuple[dict[str, float], list[float]
     micro = MeanMetric()
     scores = []
     for example, answer in zip(pool, answers):
-        scores.append(
-            score_prediction(
-                example.metadata.get("rule", DEFAULT_RULE), answer, example.response or ""
-            )
-        )
+        scores.append(score_prediction(rule_of(example), answer, example.response))
         per_task[example.task].update(torch.tensor(scores[-1]))
         micro.update(torch.tensor(scores[-1]))
     results = {

@@ -22,6 +22,7 @@ from labelbudget.selection.base import (
     register,
     shuffled_task_rows,
 )
+from labelbudget.selection.uncertainty import checked_confidence
 
 
 def _spend(
@@ -73,12 +74,8 @@ class WeightedTaskDiversitySelector(Selector):
     def __init__(self, base_per_task: int = 5, confidence: str = "sequence"):
         if base_per_task < 0:
             raise ConfigError(f"base_per_task must be >= 0, got {base_per_task}")
-        if confidence not in ("sequence", "token_geomean"):
-            raise ConfigError(
-                f"confidence must be 'sequence' or 'token_geomean', got {confidence!r}"
-            )
         self.base_per_task = base_per_task
-        self.confidence = confidence
+        self.confidence = checked_confidence(confidence)
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         """A budget below the base cannot cover every task, so it is refused rather than

@@ -40,14 +40,14 @@ from labelbudget.efficiency.curves import (
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
 from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
-from labelbudget.errors import ConfigError
+from labelbudget.errors import ConfigError, DataError
 from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.models.loading import LoadedModel
 from labelbudget.rendering import markdown_table, png_bytes, pyplot
 from labelbudget.runs import finished_runs
 from labelbudget.stages.common import LazyModel, instantiate, pool_scores
-from labelbudget.training.data import RightPadCollator, encode_sft
+from labelbudget.training.data import RightPadCollator, encode_sft_rows
 from labelbudget.training.lora import fresh_adapters
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
@@ -77,7 +77,9 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
 
 def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: int) -> torch.Tensor:
     """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`."""
-    rows = [encode_sft(loaded.template, loaded.tokenizer, e, settings.max_length) for e in examples]
+    rows = encode_sft_rows(
+        loaded.template, loaded.tokenizer, examples, settings.max_length, "coslow.max_length"
+    )
     lora = {"rank": settings.rank, "alpha": settings.alpha, "dropout": 0.0}
     with fresh_adapters(
         loaded.model, **lora, target_modules=list(settings.target_modules), seed=seed
@@ -134,10 +136,13 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     ]
     atomic_write_text(folder / "coslow_sample.jsonl", jsonl_text(exported))
     print(f"wrote the sample to annotate: {folder / 'coslow_sample.jsonl'}")
+    # one join for the whole sample, as exported: the file answers every task's prompts at once
+    labelled_by_id = {
+        e.id: e for e in annotated(pool, [row["id"] for row in exported], annotations)
+    }
     results, predicted = [], {}
     for task, (low, random_rows) in tqdm(samples.items(), desc="CoS-Low", unit="task"):
-        ids = [pool[r].id for r in low]
-        labelled = annotated(pool, ids, annotations)
+        labelled = [labelled_by_id[pool[r].id] for r in low]
         loaded = model()
         low_signals = gradient_signals(
             task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate
@@ -311,7 +316,13 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>"
         )
-    curves = json.loads(existing_path(cfg.curves, "curves file").read_text())["tasks"]
+    curves_file = existing_path(cfg.curves, "curves file")
+    measured = json.loads(curves_file.read_text())
+    for key in ("n_max", "human", "tasks"):
+        if key not in measured:
+            raise DataError(str(curves_file), "is not a curves.json of mode=curves", field=key)
+    # the AUCs were measured on this budget axis and ceiling: the fit and its plot keep them
+    curves, n_max, human = measured["tasks"], int(measured["n_max"]), measured["human"]
     signals_file = json.loads(existing_path(cfg.signals, "signals file").read_text())
     signals = {row["task"]: row for row in signals_file["tasks"]}
     tasks = sorted(set(curves) & set(signals))
@@ -334,9 +345,7 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
             ]
         )
     slope, intercept = fit_line(np.array([signals[t]["coslow"] for t in tasks]), auc)
-    fit = LinearFit(
-        slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), int(cfg.n_max)
-    )
+    fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), n_max)
     folder = Path(cfg.paths.output_dir)
     fit.save(folder / "fit.json")
     predicted = {t: fit.predict(signals[t]["coslow"]) for t in tasks}
@@ -350,7 +359,7 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     )
     atomic_write_bytes(
         folder / "predicted_vs_measured.png",
-        plot_curves({t: curves[t] for t in tasks}, cfg.n_max, cfg.human, predicted),
+        plot_curves({t: curves[t] for t in tasks}, n_max, human, predicted),
     )
     print(
         markdown_table(["signal", "pearson", "spearman", "LOTO MAE", "mean-AUC baseline MAE"], rows)

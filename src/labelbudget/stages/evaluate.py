@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.configs import check_settings
+from labelbudget.configs import check_settings, differing_keys
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
+from labelbudget.errors import ConfigError
 from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
@@ -32,6 +34,24 @@ from labelbudget.training.adapters import (
 log = logging.getLogger(__name__)
 
 
+def check_graded_on_trained_data(
+    dataset: DictConfig, trained_on: dict[str, Any] | None, adapter: Path
+) -> None:
+    """The test split an adapter is graded on comes from the dataset it was trained on: the
+    numbers are filed under its training run's record (dataset, selector, budget)."""
+    if trained_on is None:
+        return
+    differences = differing_keys(
+        {"dataset": trained_on}, {"dataset": OmegaConf.to_container(dataset, resolve=False)}
+    )
+    if differences:
+        raise ConfigError(
+            f"{adapter} was trained on other dataset settings than this evaluation's test split "
+            f"comes from ({'; '.join(differences)}; there: its training run, now: this command); "
+            "give evaluate.py the training run's dataset settings, as in its .hydra/config.yaml"
+        )
+
+
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate the base model (the zero-shot row) or base + adapter.
 
@@ -50,11 +70,13 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         instantiate(cfg.dataset) if any(e.needs_dataset for e in chosen) else None
     )
     adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
+    trained_on = None
     if adapter is not None:
         check_adapter(adapter, model_identity(cfg.model))
-    evals = prepare_evaluations(
-        chosen, data, trained_dataset(adapter) if adapter is not None else None
-    )
+        trained_on = trained_dataset(adapter)
+        if data is not None:
+            check_graded_on_trained_data(cfg.dataset, trained_on, adapter)
+    evals = prepare_evaluations(chosen, data, trained_on)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
     identity = {
         "dataset": dataset,

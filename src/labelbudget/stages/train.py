@@ -43,11 +43,11 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg, zero_allowed=True)
-    trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
-    evals = prepare_evaluations(evaluations(cfg), prepared.data, trained_on)
     annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
     if prepared.budget and annotations is None:
         check_responses(prepared.data.pool)
+    trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
+    evals = prepare_evaluations(evaluations(cfg), prepared.data, trained_on)
     model = LazyModel(cfg.model)
     identity = run_identity(cfg, prepared.data, prepared.budget, prepared.selector)
     folder = RunFolder(Path(cfg.paths.output_dir))

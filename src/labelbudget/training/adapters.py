@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from labelbudget.errors import ConfigError, DataError
+from labelbudget.errors import ConfigError, DataError, listing
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,8 @@ def resolve_adapter(path: Path) -> Path:
         return path
     found = sorted(config.parent for config in path.rglob("adapter_config.json"))
     if len(found) > 1:
-        shown = ", ".join(str(f) for f in found[:5]) + (
-            f" and {len(found) - 5} more" if len(found) > 5 else ""
-        )
         raise ConfigError(
-            f"{path} holds {len(found)} adapters ({shown}); give adapter= one of them"
+            f"{path} holds {len(found)} adapters ({listing(found, 5, str)}); give adapter= one of them"
         )
     if found:
         log.info("adapter=%s is a run folder: evaluating its adapter %s", path, found[0])

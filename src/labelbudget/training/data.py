@@ -8,6 +8,8 @@ cuts the padding that would otherwise dominate short-answer data.
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import numpy as np
 import torch
@@ -19,19 +21,57 @@ from labelbudget.models.templates import PromptTemplate
 
 IGNORE_INDEX = -100  # label of prompt and padding tokens: no loss
 
+log = logging.getLogger(__name__)
+
+
+def _sft_tokens(
+    template: PromptTemplate, tokenizer, example: Example
+) -> tuple[list[int], list[int]]:
+    """The prompt's tokens and the response's, the latter ending in end-of-sequence; uncut."""
+    prompt = template.encode_prompt(tokenizer, example)
+    response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
+    return prompt, response
+
+
+def _fitted(prompt: list[int], response: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    response = response[:max_length]
+    prompt = prompt[max(0, len(prompt) + len(response) - max_length) :]
+    return prompt + response, [IGNORE_INDEX] * len(prompt) + response
+
 
 def encode_sft(
     template: PromptTemplate, tokenizer, example: Example, max_length: int
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for one example; the prompt is cut from the left if the row is too long,
     so the response (what is learned) is kept whole whenever it fits."""
-    prompt = template.encode_prompt(tokenizer, example)
-    response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [
-        tokenizer.eos_token_id
-    ]
-    response = response[:max_length]
-    prompt = prompt[max(0, len(prompt) + len(response) - max_length) :]
-    return prompt + response, [IGNORE_INDEX] * len(prompt) + response
+    return _fitted(*_sft_tokens(template, tokenizer, example), max_length)
+
+
+def encode_sft_rows(
+    template: PromptTemplate, tokenizer, examples: list[Example], max_length: int, key: str
+) -> list[tuple[list[int], list[int]]]:
+    """`encode_sft` for every example, with one warning that counts the rows cut to fit; `key`
+    names the config setting to raise."""
+    rows, cut, response_cut = [], 0, 0
+    for example in examples:
+        prompt, response = _sft_tokens(template, tokenizer, example)
+        cut += len(prompt) + len(response) > max_length
+        response_cut += len(response) > max_length
+        rows.append(_fitted(prompt, response, max_length))
+    if cut:
+        log.warning(
+            "%d of %d examples exceed %s=%d (prompt + response tokens) and lose the start of their "
+            "prompt; in %d of them the response alone is longer, so the prompt is dropped whole "
+            "and the response loses its end (and its end-of-sequence token)",
+            cut,
+            len(examples),
+            key,
+            max_length,
+            response_cut,
+        )
+    return rows
 
 
 class SFTDataset(Dataset):

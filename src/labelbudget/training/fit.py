@@ -13,7 +13,7 @@ import torch
 from labelbudget.data.schema import Example
 from labelbudget.distributed import is_main_process
 from labelbudget.models.loading import LoadedModel
-from labelbudget.training.data import SFTData, encode_sft
+from labelbudget.training.data import SFTData, encode_sft_rows
 from labelbudget.training.lora import attach_lora
 from labelbudget.training.memory import GIB, MemoryPlan, plan_memory
 from labelbudget.training.module import SFTModule
@@ -41,17 +41,9 @@ def fine_tune(
     """
     L.seed_everything(seed, verbose=False)
     tokenizer, model = base.tokenizer, base.model
-    rows = [encode_sft(base.template, tokenizer, e, settings.max_length) for e in examples]
-    clipped = sum(
-        len(base.template.encode_prompt(tokenizer, e)) + 1 > settings.max_length for e in examples
+    rows = encode_sft_rows(
+        base.template, tokenizer, examples, settings.max_length, "finetune.max_length"
     )
-    if clipped:
-        log.warning(
-            "%d of %d examples exceed finetune.max_length=%d and lose the start of their prompt",
-            clipped,
-            len(rows),
-            settings.max_length,
-        )
     # keep each layer's input only; recompute the rest in backward
     checkpointing = {"use_reentrant": False}
     # QLoRA: norms in fp32, checkpointing as asked

@@ -10,14 +10,14 @@ import lightning as L
 import torch
 
 from labelbudget.errors import ConfigError
+from labelbudget.training.data import IGNORE_INDEX
 
 
 class SFTModule(L.LightningModule):
-    def __init__(self, model, learning_rate: float = 1e-4, weight_decay: float = 0.0):
+    def __init__(self, model, learning_rate: float = 1e-4):
         super().__init__()
         self.model = model
         self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
@@ -29,7 +29,7 @@ class SFTModule(L.LightningModule):
                 f"batch {batch_idx}): lower finetune.learning_rate, or raise finetune.max_length so that "
                 "every example keeps answer tokens"
             )
-        tokens = (batch["labels"] != -100).sum()
+        tokens = (batch["labels"] != IGNORE_INDEX).sum()
         size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log(
@@ -44,4 +44,4 @@ class SFTModule(L.LightningModule):
 
     def configure_optimizers(self):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(trainable, lr=self.learning_rate, weight_decay=self.weight_decay)
+        return torch.optim.Adam(trainable, lr=self.learning_rate)
