@@ -14,4 +14,4 @@ python train.py -m experiment=learning_curve "dataset.tasks=$SWEEP" budget=0,25,
   hydra.sweep.dir="$OUT/curves_runs"
 python estimate.py mode=curves "runs=[$OUT/curves_runs]" n_max=100 hydra.run.dir="$OUT/curves"
 python estimate.py mode=coslow "dataset.tasks=$LIST" "${DATA[@]}" dataset.pool_sizes=equal hydra.run.dir="$OUT/coslow"
-python estimate.py mode=fit curves="$OUT/curves/curves.json" signals="$OUT/coslow/coslow.json" n_max=100 hydra.run.dir="$OUT/fit"
+python estimate.py mode=fit curves="$OUT/curves/curves.json" signals="$OUT/coslow/coslow.json" hydra.run.dir="$OUT/fit"

@@ -116,7 +116,7 @@ def rows(*examples: Example) -> Pool:
         ),
         (
             rows(Example(id="r", task="a", prompt="?", response="7", metadata={"rule": "Exact"})),
-            "test.jsonl: test prompt 'r' (task 'a'): unknown scoring rule 'Exact'",
+            "test.jsonl, field 'rule': test prompt 'r' (task 'a'): unknown scoring rule 'Exact'",
         ),
         (
             rows(
@@ -153,9 +153,8 @@ def test_a_reference_that_cannot_score_is_warned_about_by_task(caplog):
     multi_line = Example(id="d1", task="open_qa", prompt="?", response="First line.\nSecond line.")
     with caplog.at_level("WARNING"):
         check_gradable(rows(*POOL, multi_line))
-    assert (
-        "1 test references of test.jsonl: task 'open_qa' (1, e.g. 'd1') cannot score" in caplog.text
-    )
+    assert "1 test references of test.jsonl do not score even as their own answer" in caplog.text
+    assert caplog.text.rstrip().endswith(": task 'open_qa' (1, e.g. 'd1')")
     caplog.clear()
     check_gradable(POOL)
     assert caplog.text == ""

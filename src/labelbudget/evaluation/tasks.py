@@ -96,16 +96,21 @@ def check_gradable(test: Pool) -> None:
                 never_scored[example.task].append(example.id)
         except ConfigError as error:
             raise DataError(
-                test.source, f"test prompt {example.id!r} (task {example.task!r}): {error}"
+                test.source,
+                f"test prompt {example.id!r} (task {example.task!r}): {error}",
+                field="rule",
             ) from None
     if never_scored:
         log.warning(
-            "%d test references of %s: %s cannot score even as their own prediction (the first "
-            "line of an answer is graded): those prompts always score 0",
+            "%d test references of %s do not score even as their own answer under their task's "
+            "rule, so those prompts always score 0 (e.g. a multi-line reference, where the rule "
+            "reads an answer's first line): %s",
             sum(map(len, never_scored.values())),
             test.source,
-            ", ".join(
-                f"task {t!r} ({len(ids)}, e.g. {ids[0]!r})" for t, ids in never_scored.items()
+            listing(
+                [f"task {t!r} ({len(ids)}, e.g. {ids[0]!r})" for t, ids in never_scored.items()],
+                5,
+                str,
             ),
         )
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelbudget.configs import check_settings, differing_keys
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
-from labelbudget.errors import ConfigError
+from labelbudget.errors import listing
 from labelbudget.runs import RunFolder
 from labelbudget.stages.common import (
     LazyModel,
@@ -34,22 +35,25 @@ from labelbudget.training.adapters import (
 log = logging.getLogger(__name__)
 
 
-def check_graded_on_trained_data(
-    dataset: DictConfig, trained_on: dict[str, Any] | None, adapter: Path
-) -> None:
-    """The test split an adapter is graded on comes from the dataset it was trained on: the
-    numbers are filed under its training run's record (dataset, selector, budget)."""
-    if trained_on is None:
-        return
+def on_trained_dataset(cfg: DictConfig, adapter: Path, trained_on: dict[str, Any]) -> DictConfig:
+    """`cfg` with the dataset the adapter was trained on: its test split is what `eval=tasks`
+    grades, since the numbers are filed under the training run's record (dataset, selector,
+    budget). Dataset settings of this command that differ are not used, and said so."""
     differences = differing_keys(
-        {"dataset": trained_on}, {"dataset": OmegaConf.to_container(dataset, resolve=False)}
+        {"dataset": trained_on}, {"dataset": OmegaConf.to_container(cfg.dataset, resolve=False)}
     )
     if differences:
-        raise ConfigError(
-            f"{adapter} was trained on other dataset settings than this evaluation's test split "
-            f"comes from ({'; '.join(differences)}; there: its training run, now: this command); "
-            "give evaluate.py the training run's dataset settings, as in its .hydra/config.yaml"
+        log.warning(
+            "grading %s on the test split of the dataset it was trained on (%s); this command's "
+            "dataset settings differ and are not used (there: the training run, now: this command): %s",
+            adapter,
+            RunFolder.of_adapter(adapter).saved_config_file,
+            listing(differences, 5, str),
         )
+    evaluated = copy.deepcopy(cfg)
+    with open_dict(evaluated):
+        evaluated.dataset = trained_on
+    return evaluated
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -58,7 +62,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     Args:
         cfg: the composed `conf/evaluate.yaml`: `eval` chooses the evaluations, `adapter` a
             train.py run's adapter (its run's identity is recorded, so the report puts the
-            numbers on that run's row).
+            numbers on that run's row, and `eval=tasks` grades it on the test split of the
+            dataset that run trained on).
 
     Returns:
         Every evaluation's metrics, also written to metrics.json in `paths.output_dir`.
@@ -66,16 +71,15 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     check_settings(cfg)
     check_strategy(cfg.trainer)
     chosen = evaluations(cfg)
-    data: TaskData | None = (
-        instantiate(cfg.dataset) if any(e.needs_dataset for e in chosen) else None
-    )
+    needs_dataset = any(e.needs_dataset for e in chosen)
     adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
     trained_on = None
     if adapter is not None:
         check_adapter(adapter, model_identity(cfg.model))
         trained_on = trained_dataset(adapter)
-        if data is not None:
-            check_graded_on_trained_data(cfg.dataset, trained_on, adapter)
+        if needs_dataset and trained_on is not None:
+            cfg = on_trained_dataset(cfg, adapter, trained_on)
+    data: TaskData | None = instantiate(cfg.dataset) if needs_dataset else None
     evals = prepare_evaluations(chosen, data, trained_on)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
     identity = {

@@ -63,13 +63,15 @@ def encode_sft_rows(
     if cut:
         log.warning(
             "%d of %d examples exceed %s=%d (prompt + response tokens) and lose the start of their "
-            "prompt; in %d of them the response alone is longer, so the prompt is dropped whole "
-            "and the response loses its end (and its end-of-sequence token)",
+            "prompt%s",
             cut,
             len(examples),
             key,
             max_length,
-            response_cut,
+            f"; in {response_cut} of them the response alone is longer, so the prompt is dropped "
+            "whole and the response loses its end (and its end-of-sequence token)"
+            if response_cut
+            else "",
         )
     return rows
 
