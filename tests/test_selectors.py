@@ -106,6 +106,11 @@ def test_weighted_task_refuses_a_budget_below_its_base():
         make_selector("weighted_task").check_budget({"a": 4, "b": 60, "c": 36}, 13)
     make_selector("weighted_task").check_budget({"a": 4, "b": 60, "c": 36}, 14)
     make_selector("weighted_task", base_per_task=1).check_budget({"a": 4, "b": 60, "c": 36}, 3)
+    # a base of 0 still gives every task a label: 2 labels for 3 tasks is refused, not spent on
+    # the first two names
+    with pytest.raises(ConfigError, match="smaller than the number of tasks 3"):
+        make_selector("weighted_task", base_per_task=0).check_budget({"a": 4, "b": 60, "c": 36}, 2)
+    make_selector("weighted_task", base_per_task=0).check_budget({"a": 4, "b": 60, "c": 36}, 3)
 
 
 def test_weighted_task_needs_scores():

@@ -79,8 +79,17 @@ class WeightedTaskDiversitySelector(Selector):
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
         """A budget below the base cannot cover every task, so it is refused rather than
-        silently dropping tasks: lower `base_per_task` or raise the budget."""
+        silently dropping tasks: lower `base_per_task` or raise the budget. Nor can one below
+        the number of tasks, even with a base of 0: ceil(C / conf_t) gives every task at least
+        one label, so which tasks go without would be decided by name, not confidence."""
         super().check_budget(task_sizes, budget)
+        tasks = sum(size > 0 for size in task_sizes.values())
+        if budget < tasks:
+            raise ConfigError(
+                f"budget {budget} is smaller than the number of tasks {tasks}: weighted_task gives "
+                "every task at least one label (ceil(C / conf_t) >= 1); raise the budget to at "
+                f"least {tasks}, or choose fewer tasks"
+            )
         floor = int(base_allocation(np.array(list(task_sizes.values())), self.base_per_task).sum())
         if budget < floor:
             raise ConfigError(
