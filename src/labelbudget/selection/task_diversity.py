@@ -83,19 +83,19 @@ class WeightedTaskDiversitySelector(Selector):
         the number of tasks, even with a base of 0: ceil(C / conf_t) gives every task at least
         one label, so which tasks go without would be decided by name, not confidence."""
         super().check_budget(task_sizes, budget)
-        tasks = sum(size > 0 for size in task_sizes.values())
-        if budget < tasks:
-            raise ConfigError(
-                f"budget {budget} is smaller than the number of tasks {tasks}: weighted_task gives "
-                "every task at least one label (ceil(C / conf_t) >= 1); raise the budget to at "
-                f"least {tasks}, or choose fewer tasks"
-            )
         floor = int(base_allocation(np.array(list(task_sizes.values())), self.base_per_task).sum())
         if budget < floor:
             raise ConfigError(
                 f"budget {budget} is smaller than the base allocation {floor} "
                 f"(min({self.base_per_task}, task size) over {len(task_sizes)} tasks); "
                 f"raise the budget to at least {floor} or lower selector.base_per_task"
+            )
+        tasks = sum(size > 0 for size in task_sizes.values())
+        if budget < tasks:
+            raise ConfigError(
+                f"budget {budget} is smaller than the number of tasks {tasks}: weighted_task gives "
+                "every task at least one label (ceil(C / conf_t) >= 1); raise the budget to at "
+                f"least {tasks}, or choose fewer tasks"
             )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
