@@ -33,7 +33,7 @@ def reveal_responses(pool: Pool, ids: list[str]) -> list[Example]:
 def check_responses(pool: Pool, which: str = "") -> None:
     """Simulated annotation needs every prompt it may reveal to have a response; checked on the
     whole pool before any model loads, since any prompt may be selected."""
-    missing = [e.id for e in pool if not (e.response or "").strip()]
+    missing = pool.unanswered_ids()
     if missing:
         raise DataError(
             pool.source,

@@ -112,6 +112,10 @@ class Pool(Sequence[Example]):
     def tasks(self) -> list[str]:
         return [e.task for e in self.examples]
 
+    def unanswered_ids(self) -> list[str]:
+        """Ids of the examples without a response (none, or only whitespace)."""
+        return [e.id for e in self.examples if not (e.response or "").strip()]
+
     def task_sizes(self) -> dict[str, int]:
         """Prompts per task, tasks in sorted order."""
         return dict(sorted(Counter(self.tasks).items()))

@@ -81,7 +81,7 @@ def check_gradable(test: Pool) -> None:
             "rename those tasks",
             field="task",
         )
-    unanswered = [e.id for e in test if not (e.response or "").strip()]
+    unanswered = test.unanswered_ids()
     if unanswered:
         raise DataError(
             test.source,
