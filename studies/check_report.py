@@ -99,11 +99,11 @@ def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "no difference"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
     parser.add_argument("--bootstrap-seeds", type=int, default=6)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = (args.study / "report.md").read_text()
     headline = report_table(report, "headline metrics")
     metric = re.search(r"^\| selector \| budget \| seeds \| (\S+) \|", report, flags=re.M).group(1)

@@ -1,10 +1,13 @@
-"""studies/bbh_answers.py: constant-answer baselines and a run's answers, against hand-worked
-values; the whole script on a two-task BBH folder, and its refusals."""
+"""The study scripts. studies/bbh_answers.py: constant-answer baselines and a run's answers,
+against hand-worked values; the whole script on a two-task BBH folder, and its refusals.
+studies/check_report.py: agrees with the committed study_synthetic report, and catches a run
+changed after it."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 
 import pytest
@@ -124,3 +127,35 @@ def test_the_script_refuses_a_grade_that_is_not_the_recorded_one(study, capsys):
     (job / "metrics.json").write_text(json.dumps(record))
     assert bbh_answers.main([str(job.parent)]) == 1
     assert "is not metrics.json's" in capsys.readouterr().err
+
+
+check_report = load_script("check_report")
+
+
+@pytest.fixture
+def synthetic_copy(tmp_path):
+    """The committed study_synthetic's runs and report, without their configs and plots."""
+    copy = tmp_path / "synthetic"
+    shutil.copytree(
+        REPO_ROOT / "studies" / "synthetic",
+        copy,
+        ignore=lambda folder, names: [n for n in names if n in (".hydra", "plots")],
+    )
+    return copy
+
+
+def test_check_report_agrees_with_the_committed_report(synthetic_copy, capsys):
+    assert check_report.main([str(synthetic_copy), "--bootstrap-seeds", "1"]) == 0
+    assert "agrees with report.md" in capsys.readouterr().out
+
+
+def test_check_report_catches_a_run_that_no_longer_matches_its_report(synthetic_copy, capsys):
+    file = synthetic_copy / "budget=150,seed=0,selector=random" / "metrics.json"
+    record = json.loads(file.read_text())
+    record["metrics"]["tasks/arith_add_small"] += (
+        0.5  # random's per-task score: every paired row moves
+    )
+    file.write_text(json.dumps(record))
+    assert check_report.main([str(synthetic_copy), "--bootstrap-seeds", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "DISAGREES: task_diversity at 150: difference +0.0021, recomputed" in out
