@@ -35,6 +35,8 @@ from labelbudget.models.tiny import build_tiny_llama
         ("False", "False", True),  # no phrase: the raw output
         ("The answer is 24.", "24", True),
         ("So the answer is -219.", "-219", True),
+        ("So the answer is 8.", "-8", False),  # the sign counts
+        ("So the answer is -8.", "8", False),
         (
             "So the answer is ] ) }.",
             "] ) }",

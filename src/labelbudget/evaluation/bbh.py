@@ -40,7 +40,8 @@ COT_CUE = "Let's think step by step."
 COT_STOPS = ("\n\n", "\nQ:")
 DIRECT_STOPS = ("\n",)
 _ANSWER = re.compile(r"the answer is\s*(.*)", re.IGNORECASE)
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_PUNCTUATION = str.maketrans("", "", string.punctuation.replace("-", ""))
+_SIGN = re.compile(r"-(?!\d)")  # every hyphen but a minus sign
 
 
 def extract_answer(output: str) -> str:
@@ -52,10 +53,12 @@ def extract_answer(output: str) -> str:
 
 
 def normalise_answer(text: str, target: str) -> str:
-    """Case and whitespace folded; punctuation dropped unless the target is only punctuation."""
+    """Case and whitespace folded; punctuation dropped unless the target is only punctuation,
+    except a minus sign before a digit: "8" must not match "-8"."""
     text = " ".join(text.lower().split())
     if any(c.isalnum() for c in target):
-        text = " ".join(text.translate(_PUNCTUATION).split())
+        text = _SIGN.sub("", text.translate(_PUNCTUATION))
+        text = " ".join(text.split())
     return text
 
 
