@@ -4,13 +4,15 @@
 
 A score near chance can come from a model that reads the questions and errs, or from one that
 gives every question of a task the same answer. This reads each job's bbh_predictions.jsonl and
-says which: per run, on how many tasks one answer covers at least 90% of the outputs, and the
+says which: per run, on how many tasks one answer covers at least 90% of the questions, and the
 score the run would get by giving each task its most common answer throughout. Two baselines
 need no model: every task answered with its pool half's most common target (what a model could
-learn from the labels alone), and with the best constant answer in hindsight. The questions are
-the ones the study evaluated, rebuilt from the settings saved in the first job's metrics.json;
-each run's predictions are checked against them id by id. Run it from the repository root (the
-saved data paths are relative to it).
+learn from the labels alone; ties averaged, as a random tie-break would score on average), and
+with the best constant answer in hindsight (any target of the task, chosen on the evaluated
+questions: an upper bound for a model that answers one thing per task). The questions are
+rebuilt from the eval settings saved in the jobs' metrics.json, and every run is regraded with
+labelbudget's grader and checked against its recorded score. Run it from the repository root
+(the saved data paths are relative to it).
 """
 
 from __future__ import annotations
@@ -21,129 +23,144 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 
 from labelbudget.data.bbh import load_bbh
 from labelbudget.data.schema import Pool
-from labelbudget.evaluation.bbh import is_correct, normalise_answer
+from labelbudget.evaluation.bbh import extract_answer, grade_outputs, is_correct, normalise_answer
 from labelbudget.evaluation.tasks import limit_per_task
+from labelbudget.tracking.report import row_name
 
-ONE_ANSWER_SHARE = 0.9  # a task "has one answer" when its most common answer covers this share
+ONE_ANSWER_SHARE = 0.9  # a task "has one answer" when one answer is given to this share of it
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """One task's constant answers: the pool's most common target, its score, the best score."""
+    """One task's constant answers, folded as the grader folds them."""
 
-    majority: str
-    majority_score: float
-    best_constant: float
+    majority: list[str]  # the pool half's most common target(s): several when tied
+    majority_score: float  # their mean score on the evaluated questions
+    best_constant: float  # the best score of any one target of the task, pool or evaluated
 
 
 @dataclass(frozen=True)
 class RunAnswers:
-    macro: float
-    one_answer_tasks: list[str]  # tasks where one answer covers ONE_ANSWER_SHARE of the outputs
-    mean_top_share: float  # the top answer's share of a task's outputs, mean over tasks
-    top_answer_macro: float  # the macro score of giving each task its top answer throughout
-    tasks_answering_majority: int  # tasks whose top answer is the pool's most common target
+    """A run's answers read task by task: how far they collapse to one answer per task."""
+
+    macro: float  # regraded from the saved outputs
+    blank: int  # questions answered with nothing
+    one_answer_tasks: list[str]  # one non-blank answer covers ONE_ANSWER_SHARE of the questions
+    one_answer_is_majority: int  # of those, tasks whose one answer is a pool majority target
+    top_answer_macro: float  # the score of each task's most common answer given throughout
 
 
-def score(answers: list[str], targets: list[str]) -> float:
-    return sum(is_correct(a, t) for a, t in zip(answers, targets, strict=True)) / len(targets)
+def fold(text: str, target: str) -> str:
+    """An answer as the grader compares it with `target`."""
+    return normalise_answer(text, target)
 
 
-def most_common(values: list[str]) -> tuple[str, int]:
-    """The most frequent value and its count; ties go to the first in sorted order (reproducible)."""
+def most_common(values: list[str]) -> list[str]:
+    """Every value of the highest count, sorted."""
     counts = Counter(values)
-    top = max(sorted(counts), key=lambda v: counts[v])
-    return top, counts[top]
+    return sorted(v for v, c in counts.items() if c == max(counts.values()))
 
 
-def targets_by_task(pool: Pool) -> dict[str, list[str]]:
+def score(answer: str, targets: list[str]) -> float:
+    """The score of one answer given to every question of a task."""
+    return mean(is_correct(answer, t) for t in targets)
+
+
+def by_task(pool: Pool, values: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
-    for example in pool:
-        found[example.task].append(example.response)
+    for example, value in zip(pool, values, strict=True):
+        found[example.task].append(value)
     return dict(found)
 
 
 def baselines(questions: Pool, pool: Pool) -> dict[str, Baseline]:
-    """Per task of the questions: constant answers scored on its questions, candidates drawn
-    from the task's pool targets."""
-    asked, known = targets_by_task(questions), targets_by_task(pool)
+    asked = by_task(questions, [e.response for e in questions])
+    known = by_task(pool, [fold(e.response, e.response) for e in pool])
     found = {}
     for task, targets in sorted(asked.items()):
-        majority = most_common(known[task])[0]
+        majority = most_common(known.get(task, []))
+        candidates = set(known.get(task, [])) | {fold(t, t) for t in targets}
         found[task] = Baseline(
             majority,
-            score([majority] * len(targets), targets),
-            max(score([c] * len(targets), targets) for c in set(known[task])),
+            mean(score(m, targets) for m in majority) if majority else 0.0,
+            max(score(c, targets) for c in candidates),
         )
     return found
 
 
-def run_answers(questions: Pool, answers: list[str], tasks: dict[str, Baseline]) -> RunAnswers:
-    """A run's answers (extracted, in question order) read against the tasks' constant answers."""
-    targets = targets_by_task(questions)
-    given: dict[str, list[str]] = defaultdict(list)
-    for example, answer in zip(questions, answers, strict=True):
-        given[example.task].append(answer)
-    tops = {t: most_common([normalise_answer(a, a) for a in given[t]]) for t in sorted(targets)}
-    shares = {t: count / len(given[t]) for t, (_, count) in tops.items()}
+def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline]) -> RunAnswers:
+    """A run's raw outputs (in question order) read against the tasks' constant answers."""
+    metrics, _ = grade_outputs(questions, outputs)
+    answers = by_task(
+        questions, [fold(extract_answer(o), e.response) for o, e in zip(outputs, questions)]
+    )
+    targets = by_task(questions, [e.response for e in questions])
+    one_answer, top_scores, majority_hits = [], [], 0
+    for task, given in sorted(answers.items()):
+        non_blank = [a for a in given if a]
+        top = most_common(non_blank)[0] if non_blank else ""
+        top_scores.append(score(top, targets[task]) if top else 0.0)
+        if top and given.count(top) >= ONE_ANSWER_SHARE * len(given):
+            one_answer.append(task)
+            majority_hits += top in tasks[task].majority
     return RunAnswers(
-        macro=mean(score(given[t], targets[t]) for t in tops),
-        one_answer_tasks=[t for t, share in shares.items() if share >= ONE_ANSWER_SHARE],
-        mean_top_share=mean(shares.values()),
-        top_answer_macro=mean(
-            score([top] * len(targets[t]), targets[t]) for t, (top, _) in tops.items()
-        ),
-        tasks_answering_majority=sum(
-            top == normalise_answer(tasks[t].majority, tasks[t].majority)
-            for t, (top, _) in tops.items()
-        ),
+        macro=metrics["bbh/macro"],
+        blank=sum(not a for given in answers.values() for a in given),
+        one_answer_tasks=one_answer,
+        one_answer_is_majority=majority_hits,
+        top_answer_macro=mean(top_scores),
     )
 
 
-def evaluated_questions(config: dict) -> tuple[Pool, Pool]:
-    """(the questions the run was graded on, the pool it could learn from), from its saved config."""
-    dataset, settings = config["dataset"], config["eval"]["bbh"]
+def evaluated_questions(settings: dict) -> tuple[Pool, Pool]:
+    """(the questions graded, the pool fine-tuned on), from a job's saved eval.bbh settings."""
     if settings["split"] != "heldout":
-        raise SystemExit("the study did not evaluate on the held-out half (eval.bbh.split)")
+        raise SystemExit(
+            "eval.bbh.split is not 'heldout': the study has no pool half to compare with"
+        )
     data = load_bbh(
-        dataset["data_dir"], dataset["tasks"], dataset["test_fraction"], dataset["seed"]
+        Path(settings["data_dir"]) / "bbh",
+        settings["tasks"],
+        settings["test_fraction"],
+        settings["seed"],
     )
     return limit_per_task(data.test, settings["max_examples_per_task"]), data.pool
-
-
-def row_name(run: dict) -> str:
-    options = ", ".join(f"{k}={v}" for k, v in sorted((run["selector_options"] or {}).items()))
-    name = run["selector"] if run["budget"] else "zero-shot"
-    return name + (f" ({options})" if options else "")
-
-
-def shorten(text: str, width: int = 24) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path)
     study = parser.parse_args(argv).study
-    jobs = [f.parent for f in study.glob("*/bbh_predictions.jsonl")]
+    records = {f.parent: json.loads(f.read_text()) for f in study.glob("*/metrics.json")}
+    jobs = sorted(
+        (job for job in records if (job / "bbh_predictions.jsonl").exists()),
+        key=lambda job: (row_name(records[job]["run"]), records[job]["run"]["seed"]),
+    )
     if not jobs:
-        print(f"{study}: no job folder holds bbh_predictions.jsonl", file=sys.stderr)
+        print(
+            f"{study}: no job folder holds metrics.json and bbh_predictions.jsonl", file=sys.stderr
+        )
         return 1
-    records = {job: json.loads((job / "metrics.json").read_text()) for job in jobs}
-    jobs.sort(key=lambda job: (row_name(records[job]["run"]), records[job]["run"]["seed"]))
-    questions, pool = evaluated_questions(records[jobs[0]]["config"])
+    settings = records[jobs[0]]["config"]["eval"]["bbh"]
+    for job in jobs:
+        if records[job]["config"]["eval"]["bbh"] != settings:
+            print(
+                f"{job}/metrics.json: its eval.bbh settings differ from {jobs[0].name}'s",
+                file=sys.stderr,
+            )
+            return 1
+    questions, pool = evaluated_questions(settings)
     tasks = baselines(questions, pool)
 
-    print(f"{len(questions)} questions in {len(tasks)} tasks (macro = mean over tasks).\n")
-    print("| baseline, no model | bbh/macro |\n|---|---:|")
+    print(f"{len(questions)} questions in {len(tasks)} tasks (macro = mean over tasks).")
+    unread = sorted(job.name for job in set(records) - set(jobs))
+    if unread:
+        print(f"Not read (no bbh_predictions.jsonl): {', '.join(unread)}.")
+    print("\n| baseline, no model | bbh/macro |\n|---|---:|")
     print(
         "| each task answered with its pool half's most common target"
         f" | {mean(b.majority_score for b in tasks.values()):.4f} |"
@@ -152,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "| each task answered with its best constant answer (hindsight)"
         f" | {mean(b.best_constant for b in tasks.values()):.4f} |"
     )
+    share = f"{ONE_ANSWER_SHARE:.0%}"
     print(
-        "\n| run | seed | bbh/macro | tasks with one answer (>= 90%) | mean share of the top answer"
-        " | score of each task's top answer throughout | tasks whose top answer is the pool's |"
+        f"\n| run | seed | bbh/macro | blank answers | tasks with one answer (>= {share}) | of those,"
+        " the pool's most common target | score of each task's most common answer throughout |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     one_answer: Counter[str] = Counter()
@@ -162,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         file = job / "bbh_predictions.jsonl"
         rows = [json.loads(line) for line in file.read_text().splitlines()]
         if [r["id"] for r in rows] != [e.id for e in questions]:
-            print(f"{file}: its questions differ from the study's first job's", file=sys.stderr)
+            print(f"{file}: not the questions of the saved eval.bbh settings", file=sys.stderr)
             return 1
         run, recorded = records[job]["run"], records[job]["metrics"]["bbh/macro"]
-        read = run_answers(questions, [r["answer"] for r in rows], tasks)
-        if abs(read.macro - recorded) > 1e-9:
+        read = run_answers(questions, [r["output"] for r in rows], tasks)
+        if read.macro != recorded:
             print(
                 f"{file}: regraded bbh/macro {read.macro} is not metrics.json's {recorded}",
                 file=sys.stderr,
@@ -174,16 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         one_answer.update(read.one_answer_tasks)
         print(
-            f"| {row_name(run)} | {run['seed']} | {read.macro:.4f} | {len(read.one_answer_tasks)}"
-            f" | {read.mean_top_share:.2f} | {read.top_answer_macro:.4f} | {read.tasks_answering_majority} |"
+            f"| {row_name(run)} | {run['seed']} | {read.macro:.4f} | {read.blank}"
+            f" | {len(read.one_answer_tasks)} | {read.one_answer_is_majority} | {read.top_answer_macro:.4f} |"
         )
     print(
-        f"\n| task | pool's most common target | its score | best constant | runs with one answer (of {len(jobs)}) |"
+        f"\n| task | pool's most common target (folded) | its score | best constant | runs with one answer (of {len(jobs)}) |"
     )
     print("|---|---|---:|---:|---:|")
     for task, b in tasks.items():
+        shown = " / ".join(b.majority) if len(b.majority) <= 3 else f"{len(b.majority)} tied"
         print(
-            f"| {task} | {shorten(b.majority)} | {b.majority_score:.3f} | {b.best_constant:.3f} | {one_answer[task]} |"
+            f"| {task} | {shown} | {b.majority_score:.3f} | {b.best_constant:.3f} | {one_answer[task]} |"
         )
     return 0
 

@@ -39,94 +39,92 @@ def pool_of(task_targets: dict[str, list[str]]) -> Pool:
     )
 
 
-QUESTIONS = pool_of({"mc": ["(A)", "(B)", "(B)", "(C)"], "yn": ["Yes", "Yes", "No", "Yes"]})
-POOL = pool_of({"mc": ["(B)", "(A)", "(B)"], "yn": ["No", "No", "Yes"]})
+QUESTIONS = pool_of(
+    {
+        "mc": ["(A)", "(B)", "(B)", "(C)"],
+        "tie": ["(A)", "(A)", "(B)", "(C)"],
+        "yn": ["Yes", "Yes", "No", "Yes"],
+    }
+)
+POOL = pool_of({"mc": ["(B)", "(A)", "(B)"], "tie": ["(A)", "(B)"], "yn": ["No", "No", "Yes"]})
 
 
 def test_baselines_score_the_pool_majority_and_the_best_constant():
     found = bbh_answers.baselines(QUESTIONS, POOL)
-    # yn: the pool says "No" (1 of 4 questions), "Yes" would get 3 of 4
-    assert found["yn"] == bbh_answers.Baseline("No", 0.25, 0.75)
-    # mc: "(B)" gets 2 of 4; "(C)" would get only 1 and is not a pool target anyway
-    assert found["mc"] == bbh_answers.Baseline("(B)", 0.5, 0.5)
+    # mc: the pool says "(B)", 2 of 4 questions; no target does better
+    assert found["mc"] == bbh_answers.Baseline(["b"], 0.5, 0.5)
+    # tie: "(A)" (2 of 4) and "(B)" (1 of 4) tie in the pool: 0.375 on average
+    assert found["tie"] == bbh_answers.Baseline(["a", "b"], 0.375, 0.5)
+    # yn: the pool says "No", 1 of 4; "Yes" would get 3 of 4
+    assert found["yn"] == bbh_answers.Baseline(["no"], 0.25, 0.75)
 
 
 def test_run_answers_read_against_the_constants():
-    answers = ["(B)", "(B)", "b", "(B)", "Yes", "yes", "Yes", "No"]
-    read = bbh_answers.run_answers(QUESTIONS, answers, bbh_answers.baselines(QUESTIONS, POOL))
-    assert read.macro == pytest.approx((2 / 4 + 2 / 4) / 2)  # case and brackets folded
-    assert read.one_answer_tasks == ["mc"]  # yn's top answer covers 3 of 4 < 90%
-    assert read.mean_top_share == pytest.approx((4 / 4 + 3 / 4) / 2)
-    assert read.top_answer_macro == pytest.approx((2 / 4 + 3 / 4) / 2)  # "(B)" and "yes" throughout
-    assert read.tasks_answering_majority == 1  # mc's "(B)"; yn answers "yes", the pool "No"
+    outputs = [
+        *["So the answer is (B).", "(B)", "b", "(B)"],  # mc: one answer, the pool's; 2 of 4
+        *["", "", "", "(C)"],  # tie: 3 blank, then right once
+        *["Yes", "yes", "Yes", "No"],  # yn: "yes" only 3 of 4 times; 2 of 4 right
+    ]
+    read = bbh_answers.run_answers(QUESTIONS, outputs, bbh_answers.baselines(QUESTIONS, POOL))
+    assert read.macro == pytest.approx((2 / 4 + 1 / 4 + 2 / 4) / 3)
+    assert read.blank == 3
+    assert read.one_answer_tasks == ["mc"]
+    assert read.one_answer_is_majority == 1
+    # "(B)", "(C)" and "yes" given throughout: 2, 1 and 3 of 4
+    assert read.top_answer_macro == pytest.approx((2 / 4 + 1 / 4 + 3 / 4) / 3)
 
 
-def test_ties_go_to_the_first_in_sorted_order():
-    assert bbh_answers.most_common(["b", "a", "b", "a"]) == ("a", 2)
+def test_most_common_keeps_every_tie_in_sorted_order():
+    assert bbh_answers.most_common(["b", "a", "c", "b", "a"]) == ["a", "b"]
 
 
 @pytest.fixture
-def study(tmp_path, monkeypatch):
-    """A two-task BBH folder, split in halves, and one job that answers "True" throughout."""
+def study(tmp_path):
+    """A two-task BBH folder, split in halves, and one job that answers "True" throughout:
+    right on every "bools" question (all True), wrong on every "words" one (all "b")."""
     data = tmp_path / "bbh"
-    data.mkdir()
-    for task, targets in {
-        "bools": ["True", "False"] * 4,
-        "words": ["a", "b", "c", "a"] * 2,
-    }.items():
-        rows = [{"input": f"{task} {i}", "target": t} for i, t in enumerate(targets)]
-        (data / f"{task}.json").write_text(json.dumps({"examples": rows}))
-    questions = load_bbh(data, None, 0.5, 0).test
-    outputs = ["True"] * len(questions)
-    correct = [o == e.response for o, e in zip(outputs, questions)]
-    per_task = {
-        t: sum(c for c, e in zip(correct, questions) if e.task == t) / 4 for t in ("bools", "words")
-    }
+    (data / "bbh").mkdir(parents=True)
+    for task, target in {"bools": "True", "words": "b"}.items():
+        rows = [{"input": f"{task} {i}", "target": target} for i in range(8)]
+        (data / "bbh" / f"{task}.json").write_text(json.dumps({"examples": rows}))
+    settings = {"data_dir": str(data), "tasks": None, "test_fraction": 0.5, "seed": 0}
+    questions = load_bbh(data / "bbh", None, 0.5, 0).test
     job = tmp_path / "study" / "budget=4,seed=0,selector=random"
     job.mkdir(parents=True)
-    config = {
-        "dataset": {"data_dir": str(data), "tasks": None, "test_fraction": 0.5, "seed": 0},
-        "eval": {"bbh": {"split": "heldout", "max_examples_per_task": None}},
-    }
+    config = {"eval": {"bbh": {**settings, "split": "heldout", "max_examples_per_task": None}}}
     run = {"budget": 4, "seed": 0, "selector": "random", "selector_options": {}}
-    macro = sum(per_task.values()) / 2
     (job / "metrics.json").write_text(
-        json.dumps({"config": config, "run": run, "metrics": {"bbh/macro": macro}})
+        json.dumps({"config": config, "run": run, "metrics": {"bbh/macro": 0.5}})
     )
     (job / "bbh_predictions.jsonl").write_text(
-        "".join(
-            json.dumps({"id": e.id, "task": e.task, "answer": o}) + "\n"
-            for e, o in zip(questions, outputs)
-        )
+        "".join(json.dumps({"id": e.id, "output": "True"}) + "\n" for e in questions)
     )
-    return job, macro
+    return job
 
 
 def test_the_script_reports_a_run_and_checks_its_grading(study, capsys):
-    job, macro = study
-    assert bbh_answers.main([str(job.parent)]) == 0
+    assert bbh_answers.main([str(study.parent)]) == 0
     out = capsys.readouterr().out
-    # "True" throughout: one answer on both tasks, and its score is the run's
-    assert f"| random | 0 | {macro:.4f} | 2 | 1.00 | {macro:.4f} |" in out
     assert "8 questions in 2 tasks" in out
+    assert "| each task answered with its pool half's most common target | 1.0000 |" in out
+    # one answer on both tasks, the pool's on bools only
+    assert "| random | 0 | 0.5000 | 0 | 2 | 1 | 0.5000 |" in out
 
 
 def test_the_script_refuses_predictions_of_other_questions(study, capsys):
-    job, _ = study
-    file = job / "bbh_predictions.jsonl"
+    file = study / "bbh_predictions.jsonl"
     rows = file.read_text().splitlines()
     file.write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")
-    assert bbh_answers.main([str(job.parent)]) == 1
-    assert "its questions differ" in capsys.readouterr().err
+    assert bbh_answers.main([str(study.parent)]) == 1
+    assert "not the questions of the saved eval.bbh settings" in capsys.readouterr().err
 
 
 def test_the_script_refuses_a_grade_that_is_not_the_recorded_one(study, capsys):
-    job, macro = study
-    record = json.loads((job / "metrics.json").read_text())
-    record["metrics"]["bbh/macro"] = macro + 0.25
-    (job / "metrics.json").write_text(json.dumps(record))
-    assert bbh_answers.main([str(job.parent)]) == 1
-    assert "is not metrics.json's" in capsys.readouterr().err
+    record = json.loads((study / "metrics.json").read_text())
+    record["metrics"]["bbh/macro"] = 0.75
+    (study / "metrics.json").write_text(json.dumps(record))
+    assert bbh_answers.main([str(study.parent)]) == 1
+    assert "is not metrics.json's 0.75" in capsys.readouterr().err
 
 
 check_report = load_script("check_report")
