@@ -36,7 +36,7 @@ ONE_ANSWER_SHARE = 0.9  # a task "has one answer" when one answer is given to th
 
 @dataclass(frozen=True)
 class Baseline:
-    """One task's constant answers, folded as the grader folds them."""
+    """One task's constant answers, normalised as the grader compares them."""
 
     majority: list[str]  # the pool half's most common target(s): several when tied
     majority_score: float  # their mean score on the evaluated questions
@@ -52,11 +52,6 @@ class RunAnswers:
     one_answer_tasks: list[str]  # one non-blank answer covers ONE_ANSWER_SHARE of the questions
     one_answer_is_majority: int  # of those, tasks whose one answer is a pool majority target
     top_answer_macro: float  # the score of each task's most common answer given throughout
-
-
-def fold(text: str, target: str) -> str:
-    """An answer as the grader compares it with `target`."""
-    return normalise_answer(text, target)
 
 
 def most_common(values: list[str]) -> list[str]:
@@ -79,11 +74,11 @@ def by_task(pool: Pool, values: list[str]) -> dict[str, list[str]]:
 
 def baselines(questions: Pool, pool: Pool) -> dict[str, Baseline]:
     asked = by_task(questions, [e.response for e in questions])
-    known = by_task(pool, [fold(e.response, e.response) for e in pool])
+    known = by_task(pool, [normalise_answer(e.response, e.response) for e in pool])
     found = {}
     for task, targets in sorted(asked.items()):
         majority = most_common(known.get(task, []))
-        candidates = set(known.get(task, [])) | {fold(t, t) for t in targets}
+        candidates = set(known.get(task, [])) | {normalise_answer(t, t) for t in targets}
         found[task] = Baseline(
             majority,
             mean(score(m, targets) for m in majority) if majority else 0.0,
@@ -96,7 +91,8 @@ def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline])
     """A run's raw outputs (in question order) read against the tasks' constant answers."""
     metrics, _ = grade_outputs(questions, outputs)
     answers = by_task(
-        questions, [fold(extract_answer(o), e.response) for o, e in zip(outputs, questions)]
+        questions,
+        [normalise_answer(extract_answer(o), e.response) for o, e in zip(outputs, questions)],
     )
     targets = by_task(questions, [e.response for e in questions])
     one_answer, top_scores, majority_hits = [], [], 0

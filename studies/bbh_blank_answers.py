@@ -19,26 +19,25 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from labelbudget.data.bbh import load_bbh, read_exemplars
-from labelbudget.evaluation.bbh import bbh_prompt
+from labelbudget.evaluation.bbh import BBHEvaluation, bbh_prompt
 from labelbudget.models.loading import convert_smollm2
 
 NEW_TOKENS = 12
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("job", type=Path, help="a study job folder holding adapter/")
     parser.add_argument("--cache-dir", default="~/.cache/labelbudget/models")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not (args.job / "adapter").is_dir():
+        raise SystemExit(
+            f"{args.job} holds no adapter/: rerun the job (the study does not commit it)"
+        )
     settings = json.loads((args.job / "metrics.json").read_text())["config"]["eval"]["bbh"]
-    folder = Path(settings["data_dir"])
-    questions = {
-        e.id: e
-        for e in load_bbh(
-            folder / "bbh", settings["tasks"], settings["test_fraction"], settings["seed"]
-        ).test
-    }
+    evaluation = BBHEvaluation(**{k: v for k, v in settings.items() if k != "_target_"})
+    inputs = evaluation.prepare(None, None)  # the questions the job was graded on, and their shots
+    questions = {e.id: e for e in inputs.examples}
     first_blank: dict[str, str] = {}
     for line in (args.job / "bbh_predictions.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -51,8 +50,8 @@ def main() -> None:
     model = PeftModel.from_pretrained(model, args.job / "adapter").eval()
     for task, id_ in sorted(first_blank.items()):
         example = questions[id_]
-        description, exemplars = read_exemplars(folder / "cot-prompts" / f"{task}.txt")
-        text = bbh_prompt(description, exemplars[: settings["shots"]], example.prompt, cot=False)
+        description, exemplars = inputs.prompts[task]
+        text = bbh_prompt(description, exemplars[: evaluation.shots], example.prompt, cot=False)
         ids = tokenizer(text, return_tensors="pt").input_ids
         with torch.no_grad():
             out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)

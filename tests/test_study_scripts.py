@@ -26,6 +26,7 @@ def load_script(name: str):
 
 
 bbh_answers = load_script("bbh_answers")
+bbh_blank_answers = load_script("bbh_blank_answers")
 
 
 def pool_of(task_targets: dict[str, list[str]]) -> Pool:
@@ -127,6 +128,11 @@ def test_the_script_refuses_a_grade_that_is_not_the_recorded_one(study, capsys):
     assert "is not metrics.json's 0.75" in capsys.readouterr().err
 
 
+def test_blank_answers_refuses_a_job_without_its_adapter(study):
+    with pytest.raises(SystemExit, match="holds no adapter/"):
+        bbh_blank_answers.main([str(study)])
+
+
 check_report = load_script("check_report")
 
 
@@ -150,9 +156,8 @@ def test_check_report_agrees_with_the_committed_report(synthetic_copy, capsys):
 def test_check_report_catches_a_run_that_no_longer_matches_its_report(synthetic_copy, capsys):
     file = synthetic_copy / "budget=150,seed=0,selector=random" / "metrics.json"
     record = json.loads(file.read_text())
-    record["metrics"]["tasks/arith_add_small"] += (
-        0.5  # random's per-task score: every paired row moves
-    )
+    task = "tasks/arith_add_small"  # random's score on it: every paired row's difference moves
+    record["metrics"][task] = 1.0 if record["metrics"][task] < 0.5 else 0.0
     file.write_text(json.dumps(record))
     assert check_report.main([str(synthetic_copy), "--bootstrap-seeds", "1"]) == 1
     out = capsys.readouterr().out
