@@ -4,8 +4,9 @@
 
 A score near chance can come from a model that reads the questions and errs, or from one that
 gives every question of a task the same answer. This reads each job's bbh_predictions.jsonl and
-says which: per run, on how many tasks one answer covers at least 90% of the questions, and the
-score the run would get by giving each task its most common answer throughout. Two baselines
+says which: per run, how many questions it left blank and the share right of the others, on how
+many tasks one answer covers at least 90% of the questions, and the score the run would get by
+giving each task its most common answer throughout. Two baselines
 need no model: every task answered with its pool half's most common target (what a model could
 learn from the labels alone; ties averaged, as a random tie-break would score on average), and
 with the best constant answer in hindsight (any target of the task, chosen on the evaluated
@@ -49,6 +50,7 @@ class RunAnswers:
 
     macro: float  # regraded from the saved outputs
     blank: int  # questions answered with nothing
+    answered_accuracy: float  # the share right of the questions answered (not blank)
     one_answer_tasks: list[str]  # one non-blank answer covers ONE_ANSWER_SHARE of the questions
     one_answer_is_majority: int  # of those, tasks whose one answer is a pool majority target
     top_answer_macro: float  # the score of each task's most common answer given throughout
@@ -89,11 +91,12 @@ def baselines(questions: Pool, pool: Pool) -> dict[str, Baseline]:
 
 def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline]) -> RunAnswers:
     """A run's raw outputs (in question order) read against the tasks' constant answers."""
-    metrics, _ = grade_outputs(questions, outputs)
-    answers = by_task(
-        questions,
-        [normalise_answer(extract_answer(o), e.response) for o, e in zip(outputs, questions)],
-    )
+    metrics, correct = grade_outputs(questions, outputs)
+    given_answers = [
+        normalise_answer(extract_answer(o), e.response) for o, e in zip(outputs, questions)
+    ]
+    answers = by_task(questions, given_answers)
+    answered = [hit for hit, answer in zip(correct, given_answers) if answer]
     targets = by_task(questions, [e.response for e in questions])
     one_answer, top_scores, majority_hits = [], [], 0
     for task, given in sorted(answers.items()):
@@ -105,7 +108,8 @@ def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline])
             majority_hits += top in tasks[task].majority
     return RunAnswers(
         macro=metrics["bbh/macro"],
-        blank=sum(not a for given in answers.values() for a in given),
+        blank=len(outputs) - len(answered),
+        answered_accuracy=mean(answered) if answered else 0.0,
         one_answer_tasks=one_answer,
         one_answer_is_majority=majority_hits,
         top_answer_macro=mean(top_scores),
@@ -167,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     share = f"{ONE_ANSWER_SHARE:.0%}"
     print(
-        f"\n| run | seed | bbh/macro | blank answers | tasks with one answer (>= {share}) | of those,"
+        f"\n| run | seed | bbh/macro | blank answers | right of those answered | tasks with one answer (>= {share}) | of those,"
         " the pool's most common target | score of each task's most common answer throughout |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     one_answer: Counter[str] = Counter()
     for job in jobs:
         file = job / "bbh_predictions.jsonl"
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         one_answer.update(read.one_answer_tasks)
         print(
             f"| {row_name(run)} | {run['seed']} | {read.macro:.4f} | {read.blank}"
-            f" | {len(read.one_answer_tasks)} | {read.one_answer_is_majority} | {read.top_answer_macro:.4f} |"
+            f" | {read.answered_accuracy:.4f} | {len(read.one_answer_tasks)} | {read.one_answer_is_majority} | {read.top_answer_macro:.4f} |"
         )
     print(
         f"\n| task | pool's most common target (folded) | its score | best constant | runs with one answer (of {len(jobs)}) |"

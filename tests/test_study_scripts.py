@@ -69,6 +69,8 @@ def test_run_answers_read_against_the_constants():
     read = bbh_answers.run_answers(QUESTIONS, outputs, bbh_answers.baselines(QUESTIONS, POOL))
     assert read.macro == pytest.approx((2 / 4 + 1 / 4 + 2 / 4) / 3)
     assert read.blank == 3
+    # 9 answered, of them right: 2 (mc), 1 (tie), 2 (yn)
+    assert read.answered_accuracy == pytest.approx(5 / 9)
     assert read.one_answer_tasks == ["mc"]
     assert read.one_answer_is_majority == 1
     # "(B)", "(C)" and "yes" given throughout: 2, 1 and 3 of 4
@@ -108,8 +110,8 @@ def test_the_script_reports_a_run_and_checks_its_grading(study, capsys):
     out = capsys.readouterr().out
     assert "8 questions in 2 tasks" in out
     assert "| each task answered with its pool half's most common target | 1.0000 |" in out
-    # one answer on both tasks, the pool's on bools only
-    assert "| random | 0 | 0.5000 | 0 | 2 | 1 | 0.5000 |" in out
+    # nothing blank, half of the 8 answers right; one answer on both tasks, the pool's on bools only
+    assert "| random | 0 | 0.5000 | 0 | 0.5000 | 2 | 1 | 0.5000 |" in out
 
 
 def test_the_script_refuses_predictions_of_other_questions(study, capsys):
