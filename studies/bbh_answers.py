@@ -3,17 +3,17 @@
     python studies/bbh_answers.py studies/bbh
 
 A score near chance can come from a model that reads the questions and errs, or from one that
-gives every question of a task the same answer. This reads each job's bbh_predictions.jsonl and
-says which: per run, how many questions it left blank and the share right of the others, on how
-many tasks one answer covers at least 90% of the questions, and the score the run would get by
-giving each task its most common answer throughout. Two baselines
-need no model: every task answered with its pool half's most common target (what a model could
-learn from the labels alone; ties averaged, as a random tie-break would score on average), and
-with the best constant answer in hindsight (any target of the task, chosen on the evaluated
-questions: an upper bound for a model that answers one thing per task). The questions are
-rebuilt from the eval settings saved in the jobs' metrics.json, and every run is regraded with
-labelbudget's grader and checked against its recorded score. Run it from the repository root
-(the saved data paths are relative to it).
+gives every question of a task the same answer, or nothing. This reads each job's
+bbh_predictions.jsonl and says which: per run, how many questions it left blank (and on which
+tasks at least half) and the share right of the others, on how many tasks one answer covers at
+least 90% of the questions, and the score the run would get by giving each task its most common
+answer throughout. Two baselines need no model: every task answered with its pool half's most
+common target (what a model could learn from the labels alone; ties averaged, as a random
+tie-break would score on average), and with the best constant answer in hindsight (any target of
+the task, chosen on the evaluated questions: an upper bound for a model that answers one thing per
+task). The questions are rebuilt from the eval settings saved in the jobs' metrics.json, and every
+run is regraded with labelbudget's grader and checked against its recorded score. Run it from the
+repository root (the saved data paths are relative to it).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class RunAnswers:
     macro: float  # regraded from the saved outputs
     blank: int  # questions answered with nothing
     answered_accuracy: float  # the share right of the questions answered (not blank)
+    mostly_blank_tasks: list[str]  # at least half the questions answered with nothing
     one_answer_tasks: list[str]  # one non-blank answer covers ONE_ANSWER_SHARE of the questions
     one_answer_is_majority: int  # of those, tasks whose one answer is a pool majority target
     top_answer_macro: float  # the score of each task's most common answer given throughout
@@ -98,9 +99,11 @@ def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline])
     answers = by_task(questions, given_answers)
     answered = [hit for hit, answer in zip(correct, given_answers) if answer]
     targets = by_task(questions, [e.response for e in questions])
-    one_answer, top_scores, majority_hits = [], [], 0
+    one_answer, mostly_blank, top_scores, majority_hits = [], [], [], 0
     for task, given in sorted(answers.items()):
         non_blank = [a for a in given if a]
+        if 2 * len(non_blank) <= len(given):
+            mostly_blank.append(task)
         top = most_common(non_blank)[0] if non_blank else ""
         top_scores.append(score(top, targets[task]) if top else 0.0)
         if top and given.count(top) >= ONE_ANSWER_SHARE * len(given):
@@ -110,6 +113,7 @@ def run_answers(questions: Pool, outputs: list[str], tasks: dict[str, Baseline])
         macro=metrics["bbh/macro"],
         blank=len(outputs) - len(answered),
         answered_accuracy=mean(answered) if answered else 0.0,
+        mostly_blank_tasks=mostly_blank,
         one_answer_tasks=one_answer,
         one_answer_is_majority=majority_hits,
         top_answer_macro=mean(top_scores),
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     one_answer: Counter[str] = Counter()
+    mostly_blank: dict[str, list[str]] = {}
     for job in jobs:
         file = job / "bbh_predictions.jsonl"
         rows = [json.loads(line) for line in file.read_text().splitlines()]
@@ -191,10 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         one_answer.update(read.one_answer_tasks)
+        if read.mostly_blank_tasks:
+            mostly_blank[f"{row_name(run)}, seed {run['seed']}"] = read.mostly_blank_tasks
         print(
             f"| {row_name(run)} | {run['seed']} | {read.macro:.4f} | {read.blank}"
             f" | {read.answered_accuracy:.4f} | {len(read.one_answer_tasks)} | {read.one_answer_is_majority} | {read.top_answer_macro:.4f} |"
         )
+    if mostly_blank:
+        print("\nTasks with at least half their answers blank:")
+        for name, blank_tasks in mostly_blank.items():
+            print(f"- {name}: {', '.join(blank_tasks)}")
     print(
         f"\n| task | pool's most common target (folded) | its score | best constant | runs with one answer (of {len(jobs)}) |"
     )

@@ -71,6 +71,7 @@ def test_run_answers_read_against_the_constants():
     assert read.blank == 3
     # 9 answered, of them right: 2 (mc), 1 (tie), 2 (yn)
     assert read.answered_accuracy == pytest.approx(5 / 9)
+    assert read.mostly_blank_tasks == ["tie"]  # 3 of 4 blank; none elsewhere
     assert read.one_answer_tasks == ["mc"]
     assert read.one_answer_is_majority == 1
     # "(B)", "(C)" and "yes" given throughout: 2, 1 and 3 of 4
