@@ -163,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         before = {t: np.mean([z["tasks"][t] for z in zero_shot.values()]) for t in tasks}
         labels = {t: np.mean([float(r["allocation"][t]["selected"]) for r in runs]) for t in tasks}
         kept = [t for t in tasks if labels[t] > 0]
-        per_label = [(np.mean([r["tasks"][t] for r in runs]) - before[t]) / labels[t] for t in kept]
+        # rounded, so that equal gains reached by different float sums tie
+        per_label = [
+            round((np.mean([r["tasks"][t] for r in runs]) - before[t]) / labels[t], 12)
+            for t in kept
+        ]
         mine = spearman(np.array([confidence[t] for t in kept]), np.array(per_label))
         if f"{mine:.3f}" != f"{float(rho):.3f}" or len(kept) != int(n_tasks):
             problems.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,16 @@ def test_per_task_gains_and_the_premise_check_from_allocations_and_zero_shot(tmp
         "| weighted_task | 10 | 1 | 2.0 | +0.1000 | +0.0500 | 1 | 2.0 | +0.3000 | +0.1500 "
         "| 3 | +0.2000 |" in text
     )
+
+
+def test_the_premise_check_ties_gains_that_differ_by_float_noise_alone():
+    # tasks a to d by rising confidence; b's and c's gains are 0 computed by other sums
+    noisy = [("a", 1.0, 0.0, 1e-3), ("b", 1.0, 0.1 + 0.2 - 0.3, 2e-3)]
+    noisy += [("c", 1.0, 0.3 - 0.1 - 0.2, 3e-3), ("d", 1.0, 0.1, 4e-3)]
+    # gains rank 2, 2, 2, 4 against 1, 2, 3, 4: centred (-0.5, -0.5, -0.5, 1.5) and
+    # (-1.5, -0.5, 0.5, 1.5), rho = 3 / sqrt(3 * 5) (untied, ranks 2, 3, 1, 4 would give 0.4)
+    rho = premise_check({("random", 4): noisy})[("random", 4)].rho
+    assert rho == pytest.approx(3 / math.sqrt(15))
 
 
 def test_spearman_by_hand_with_ties_and_against_scipy():

@@ -311,12 +311,21 @@ def spearman(
     return Correlation(rho, (1 + extreme) / (1 + permutations), len(x))
 
 
+# gains are differences of means of scores in [0, 1]: rounded to this many decimals, equal gains
+# computed by different sums tie (0.4 - 0.4 is 0, mean([0.4] * 3) - 0.4 is 6e-17)
+GAIN_DECIMALS = 12
+
+
 def premise_check(gains: TaskGains) -> dict[tuple[str, int], Correlation]:
     """(row, budget) -> the correlation of task confidence with gain over zero-shot per label, over
     the tasks that got labels and have a confidence."""
     results = {}
     for key, points in gains.items():
-        kept = [(c, gain / labels) for _, labels, gain, c in points if labels > 0 and c is not None]
+        kept = [
+            (c, round(gain / labels, GAIN_DECIMALS))
+            for _, labels, gain, c in points
+            if labels > 0 and c is not None
+        ]
         correlation = spearman(np.array([k[0] for k in kept]), np.array([k[1] for k in kept]))
         if correlation is not None:
             results[key] = correlation
