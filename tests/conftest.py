@@ -89,3 +89,19 @@ def cpu_trainer(**kwargs):
         use_distributed_sampler=False,
         **kwargs,
     )
+
+
+def fake_trained_run(run: Path, saved_config: str) -> Path:
+    """A train.py run folder as far as evaluate.py reads it before the model loads: an adapter
+    and the saved Hydra config."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    save_file(
+        {"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors")
+    )
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(saved_config)
+    return run

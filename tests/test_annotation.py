@@ -132,3 +132,47 @@ def test_ids_unknown_to_the_pool_and_an_empty_file_are_refused(tmp_path):
         read_annotations(write(tmp_path / "empty.jsonl", []), POOL)
     with pytest.raises(DataError, match="is a directory"):
         read_annotations(tmp_path, POOL)
+
+
+def test_rows_without_a_fingerprint_are_counted_in_a_warning_or_refused(tmp_path, caplog):
+    fingerprinted = {"id": "p0", "response": "A", "fingerprint": POOL[0].fingerprint}
+    with_prompt = {"id": "p1", "response": "B", "prompt": "q1"}
+    minimal = [{"id": f"p{i}", "response": "C"} for i in (2, 3)]
+    path = write(tmp_path / "ann.jsonl", [fingerprinted, with_prompt, *minimal])
+    with caplog.at_level("WARNING"):
+        annotations = read_annotations(path, POOL)
+    assert sorted(annotations.responses) == ["p0", "p1", "p2", "p3"]  # still accepted
+    assert f"{path}: 3 of 4 rows carry no fingerprint, 2 of them no prompt either" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_annotations(write(tmp_path / "full.jsonl", [fingerprinted]), POOL)
+    assert "fingerprint" not in caplog.text
+    with pytest.raises(
+        DataError,
+        match=r"field 'fingerprint': 3 of 4 rows carry no fingerprint .*rows 2, 3, 4",
+    ):
+        read_annotations(path, POOL, require_fingerprint=True)
+
+
+def test_annotations_is_a_file_or_a_node_and_both_forms_are_one_run(tmp_path):
+    from conftest import compose_config
+    from labelbudget.configs import determining_settings
+    from labelbudget.stages.train import imported_annotations
+
+    rows = [{"id": "p0", "response": "A"}]
+    path = write(tmp_path / "ann.jsonl", rows)
+    short = compose_config("train", f"annotations={path}")
+    long = compose_config(
+        "train", f"annotations.path={path}", "annotations.require_fingerprint=true"
+    )
+    assert imported_annotations(short.annotations, POOL).responses == {"p0": "A"}
+    with pytest.raises(DataError, match="carry no fingerprint"):
+        imported_annotations(long.annotations, POOL)
+    assert imported_annotations(compose_config("train").annotations, POOL) is None
+    # the shorthand, the node, and a run recorded before the node existed: the same settings
+    assert determining_settings({"annotations": str(path)}) == determining_settings(
+        {"annotations": {"path": str(path), "require_fingerprint": True}}
+    )
+    assert determining_settings({"annotations": None}) == determining_settings(
+        {"annotations": {"path": None, "require_fingerprint": False}}
+    )

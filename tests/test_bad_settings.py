@@ -110,6 +110,37 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
             "selector.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'",
         ),
         (
+            [*TRAIN, "selector=dpp", "selector.min_quality=abc"],
+            "selector.min_quality must be a number in (0, 1], got 'abc'",
+        ),
+        (
+            [*TRAIN, "selector=dpp", "selector.jitter=tiny"],
+            "selector.jitter must be a number > 0, got 'tiny'",
+        ),
+        (
+            [*TRAIN, "selector=dpp", "selector.max_factor_mb=lots"],
+            "selector.max_factor_mb must be a number > 0, got 'lots'",
+        ),
+        (
+            [*TRAIN, "selector=activeit_prompt", "selector.sensitivity.seed=0.5"],
+            "selector.sensitivity.seed must be an integer >= 0, got 0.5",
+        ),
+        (
+            [*TRAIN, "annotations.require_fingerprint=yes"],
+            "annotations.require_fingerprint must be true or false, got 'yes'",
+        ),
+        *(
+            []
+            if torch_finds_a_gpu()
+            else [
+                (
+                    [*TRAIN, "selector=kcenter", "selector.device=cuda"],
+                    "selector (labelbudget.selection.kcenter.KCenterSelector): device is 'cuda', "
+                    "but torch",
+                )
+            ]
+        ),
+        (
             [*TRAIN, "selector=facility_location", "selector.gamma=-0.1"],
             "selector.gamma must be a number > 0, got -0.1",
         ),
@@ -177,6 +208,12 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
             "coslow.aggregate must be one of 'median', 'mean', got 'mode'",
         ),
     ]
+
+
+def torch_finds_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def run_cases(tmp_path: Path, argvs: list[list[str]]) -> list[dict]:

@@ -307,7 +307,7 @@ def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(
     pool, identity, settings, finished = tiny_pool_scored
     folder = cache_folder(pool, identity, settings, tmp_path)
     folder.mkdir(parents=True)
-    read = partial(cache.load_cached, folder)
+    read = partial(cache.load_cached, folder, pool.ids)
     monkeypatch.setattr(cache, "job_identity", lambda: "SLURM_JOB_ID=2/0")
     (folder / cache.CLAIM).write_text("SLURM_JOB_ID=1/0")  # another job is scoring this pool
     result = {}
@@ -328,7 +328,7 @@ def test_a_rank_started_by_a_scheduler_follows_its_own_jobs_claim_only(
     (other / cache.CLAIM).write_text(
         "SLURM_JOB_ID=2/0"
     )  # its own job's main process claimed the pass
-    read_other = partial(cache.load_cached, other)
+    read_other = partial(cache.load_cached, other, pool.ids)
     assert (
         cache.follow_main_process(other, read_other, poll_s=0.05) is None
     )  # so it takes its share

@@ -309,6 +309,21 @@ def test_missing_file_names_its_absolute_path(tmp_path, monkeypatch):
         load_jsonl_dataset("nope.jsonl", preset="dolly")
 
 
+def test_an_unreadable_pool_file_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "pool.jsonl"
+    path.write_text(json.dumps(DOLLY_ROWS[0]) + "\n")
+    real_read_text = Path.read_text
+
+    def denied(self, *args, **kwargs):  # what chmod 000 gives a user who is not root
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(DataError, match=f"^{path}: cannot be read \\(Permission denied\\)$"):
+        load_jsonl_dataset(path, preset="dolly")
+
+
 def test_json_file_that_is_not_a_list_names_the_file(tmp_path):
     path = tmp_path / "data.json"
     path.write_text(json.dumps({"rows": DOLLY_ROWS}))

@@ -278,3 +278,27 @@ def test_the_report_imports_without_torch_or_lightning():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-500:]
+
+
+def test_runs_of_one_table_made_on_an_edited_pool_are_refused_not_averaged(tmp_path):
+    def with_data(folder: Path, sha: str | None) -> None:
+        record = json.loads((folder / "metrics.json").read_text())
+        if sha is not None:
+            record["data"] = {
+                "pool": {"source": "pool.jsonl", "examples": 4, "sha256": sha},
+                "test": None,
+            }
+        (folder / "metrics.json").write_text(json.dumps(record))
+
+    write_run(tmp_path / "a", "random", 10, 0, **macro(0.2, 0.4))
+    write_run(tmp_path / "b", "random", 10, 1, **macro(0.3, 0.4))
+    write_run(tmp_path / "c", "random", 10, 2, **macro(0.3, 0.5))
+    with_data(tmp_path / "a", "1" * 64)
+    with_data(tmp_path / "b", "1" * 64)
+    with_data(tmp_path / "c", None)  # recorded before the hashes: cannot be checked, let through
+    assert "0.2667" in write_report([tmp_path], tmp_path / "out")
+    with_data(tmp_path / "b", "2" * 64)
+    with pytest.raises(DataError, match=r"the pool pool.jsonl has changed") as error:
+        write_report([tmp_path], tmp_path / "out2")
+    assert str(tmp_path / "b") in str(error.value) and str(tmp_path / "a") in str(error.value)
+    assert not (tmp_path / "out2" / "report.md").exists()

@@ -3,12 +3,13 @@ config, checked against files written by hand in the format the studies committe
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from labelbudget.errors import DataError
-from labelbudget.runs import RunFolder, RunRecord, finished_runs
+from labelbudget.runs import RunFolder, RunRecord, changed_data, finished_runs
 
 IDENTITY = {
     "dataset": "d",
@@ -86,3 +87,103 @@ def test_finished_runs_finds_every_run_below_in_path_order_and_refuses_an_empty_
         "b",
     ]
     assert [record.identity["seed"] for _, record in found] == ["a/0", "a/1", "b"]
+
+
+POOL_DATA = {"source": "pool.jsonl", "examples": 3, "sha256": "a" * 64}
+
+
+def test_a_record_keeps_its_data_and_tells_a_changed_pool_from_an_unchanged_one(tmp_path):
+    data = {"pool": POOL_DATA, "test": None}
+    folder = RunFolder(tmp_path)
+    folder.write(RunRecord(IDENTITY, {}, data=data))
+    assert folder.read().data == data
+    assert changed_data(data, {"pool": dict(POOL_DATA), "test": None}) == []
+    edited = {"pool": {**POOL_DATA, "sha256": "b" * 64}, "test": None}
+    assert changed_data(data, edited) == [
+        "the pool pool.jsonl has changed (3 examples, sha256 aaaaaaaaaaaa there, "
+        "3 examples, sha256 bbbbbbbbbbbb now)"
+    ]
+    with_test = {
+        "pool": POOL_DATA,
+        "test": {"source": "t.jsonl", "examples": 2, "sha256": "c" * 64},
+    }
+    assert changed_data(data, with_test) == [
+        "the test t.jsonl has changed (none there, 2 examples, sha256 cccccccccccc now)"
+    ]
+    assert changed_data(None, edited) == []  # an older record: nothing to compare
+
+
+def test_the_pool_record_hashes_the_hidden_responses_and_metadata_too():
+    from labelbudget.data.schema import Example, Pool
+
+    pool = Pool([Example("p0", "t", "q", response="A", metadata={"rule": "exact"})], "p.jsonl")
+    answered_otherwise = Pool(
+        [Example("p0", "t", "q", response="B", metadata={"rule": "exact"})], "p.jsonl"
+    )
+    ruled_otherwise = Pool(
+        [Example("p0", "t", "q", response="A", metadata={"rule": "f1"})], "p.jsonl"
+    )
+    hashes = {p.record()["sha256"] for p in (pool, answered_otherwise, ruled_otherwise)}
+    assert (
+        len(hashes) == 3
+    )  # what the model sees is the same; what a run's numbers depend on is not
+    assert pool.content_hash() == answered_otherwise.content_hash()
+    expected = hashlib.sha256(
+        (json.dumps(pool[0].to_json(), ensure_ascii=False, sort_keys=True) + "\n").encode()
+    ).hexdigest()
+    assert pool.record() == {"source": "p.jsonl", "examples": 1, "sha256": expected}
+
+
+def test_a_damaged_saved_config_is_named(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("dataset: [unclosed\n")
+    with pytest.raises(DataError, match="is not a readable config") as error:
+        RunFolder(tmp_path).saved_config()
+    assert str(tmp_path / ".hydra" / "config.yaml") in str(error.value)
+    (tmp_path / ".hydra" / "config.yaml").write_text("- a list\n")
+    with pytest.raises(DataError, match="is not a config"):
+        RunFolder(tmp_path).saved_config()
+
+
+def files_below(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_only_a_marked_folder_of_labelbudget_files_is_cleared(tmp_path):
+    from labelbudget.runs import JOB_MARK
+
+    run = RunFolder(tmp_path / "job")
+    (run.path / ".hydra").mkdir(parents=True)
+    (run.path / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (run.path / "selection.jsonl").write_text("{}\n")
+    (run.path / "adapter").mkdir()
+    (run.path / ".metrics.json.x1.tmp").write_text("half")
+    # unmarked: no labelbudget sweep started here, whatever the names
+    with pytest.raises(DataError, match=f"no metrics.json and no {JOB_MARK}"):
+        run.clear()
+    assert files_below(run.path) == [
+        ".hydra",
+        ".hydra/config.yaml",
+        ".metrics.json.x1.tmp",
+        "adapter",
+        "selection.jsonl",
+    ]
+    (run.path / JOB_MARK).write_text("{}")
+    (run.path / "my_annotations.jsonl").write_text("mine\n")
+    (run.path / "notes").mkdir()
+    with pytest.raises(DataError, match="also holds 'my_annotations.jsonl', 'notes'"):
+        run.clear()
+    assert len(files_below(run.path)) == 8  # nothing removed
+    (run.path / "my_annotations.jsonl").unlink()
+    (run.path / "notes").rmdir()
+    run.clear()
+    assert files_below(run.path) == []
+
+
+def test_a_finished_run_folder_is_refused_for_a_new_run(tmp_path):
+    from labelbudget.errors import ConfigError
+
+    RunFolder(tmp_path / "fresh").refuse_finished()  # absent: fine
+    RunFolder(tmp_path / "done").write(RunRecord(IDENTITY, {}))
+    with pytest.raises(ConfigError, match="holds a finished run"):
+        RunFolder(tmp_path / "done").refuse_finished()

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import cpu_trainer
 from labelbudget.data.schema import Example, Pool
-from labelbudget.errors import DataError
+from labelbudget.errors import ConfigError, DataError
 from labelbudget.models.templates import PlainTemplate
 from labelbudget.models.tiny import build_tiny_llama, byte_level_tokenizer
 from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
@@ -176,6 +176,52 @@ def test_a_damaged_cache_file_is_named_removed_and_rescored(tmp_path, caplog):
     assert_same_scores(
         score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path / "cache", trainer_factory), reference
     )
+
+
+def test_a_score_file_with_reordered_ids_is_named_set_aside_and_rescored(tmp_path, caplog):
+    pool, model = make_pool(6), build_tiny_llama()
+    reference = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path, trainer_factory)
+    folder = cache_folder(pool, MODEL_ID, SETTINGS, tmp_path)
+    reference.take([1, 0, 2, 3, 4, 5]).save(folder / "scores")  # a valid file, ids out of order
+    counter = CountPrompts()
+    with caplog.at_level("WARNING"):
+        rescored = score_pool(
+            pool,
+            model,
+            MODEL_ID,
+            SETTINGS,
+            tmp_path,
+            partial(trainer_factory, extra_callbacks=[counter]),
+        )
+    assert f"{folder / 'scores.json'} does not hold the pool's ids in pool order" in caplog.text
+    assert counter.prompts == 6  # scored again, not read
+    assert_same_scores(rescored, reference)
+    kept = Scores.load(folder / "scores-set-aside-1")  # the odd file is kept, not deleted
+    assert kept.ids == ["ex1", "ex0", "ex2", "ex3", "ex4", "ex5"]
+
+
+class ReadOnlyLock:
+    """A lock file on a read-only cache (a shared, read-only mount): opening it fails."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def acquire(self, timeout=None):
+        raise PermissionError(13, "Read-only file system", self.path)
+
+
+def test_a_read_only_cache_serves_what_it_holds_and_names_the_key_for_what_it_lacks(
+    tmp_path, monkeypatch
+):
+    import labelbudget.scoring.cache as cache
+
+    pool, model = make_pool(6), build_tiny_llama()
+    reference = score_pool(pool, model, MODEL_ID, SETTINGS, tmp_path, trainer_factory)
+    monkeypatch.setattr(cache, "FileLock", ReadOnlyLock)
+    hit = score_pool(pool, lambda: None, MODEL_ID, SETTINGS, tmp_path, trainer_factory)
+    assert_same_scores(hit, reference)  # every score is there: read without the lock
+    with pytest.raises(ConfigError, match=r"^paths.score_cache_dir: .* is not writable"):
+        score_pool(make_pool(5), model, MODEL_ID, SETTINGS, tmp_path, trainer_factory)
 
 
 class NotLoadedYet:

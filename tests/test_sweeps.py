@@ -4,6 +4,7 @@ does not stop the others, and a study's union of grids expands as written."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,7 +78,9 @@ def test_a_killed_sweep_reruns_only_the_missing_jobs_and_leaves_finished_ones_un
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (sweep / "1" / "metrics.json").is_file() and not (sweep / "2").exists()
+    assert not (sweep / "1" / "metrics.json").is_file()
+    # the jobs not started yet hold the sweeper's mark alone: folders it may clear
+    assert [p.name for p in (sweep / "2").iterdir()] == [".labelbudget-job"]
     finished = snapshot(sweep / "0")
 
     rerun = subprocess.run(
@@ -248,3 +251,102 @@ def test_a_job_that_calls_sys_exit_fails_like_one_that_raised():
         exit_as_failure(exits(3), None)
     assert exit_as_failure(exits(0), None) is None
     assert exit_as_failure(lambda config: config * 2, 21) == 42
+
+
+def select_sweep(tmp_path: Path, sweep: Path, *extra: str) -> subprocess.CompletedProcess:
+    """select.py over a small JSONL pool with the random selector: no model loads."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "select.py",
+            "-m",
+            "model=tiny_llama",
+            "dataset=jsonl",
+            f"dataset.path={tmp_path / 'pool.jsonl'}",
+            "selector=random",
+            "budget=3",
+            f"hydra.sweep.dir={sweep}",
+            *extra,
+        ],
+        cwd=REPO,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_pool(tmp_path: Path, first_prompt: str = "What is 1 + 1?") -> None:
+    rows = [{"id": "a", "task": "t", "prompt": first_prompt, "response": "2"}] + [
+        {"id": f"q{i}", "task": "u" if i % 2 else "t", "prompt": f"Say {i}.", "response": str(i)}
+        for i in range(5)
+    ]
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_sweeper_deletes_no_folder_it_did_not_write(tmp_path):
+    write_pool(tmp_path)
+    victim = tmp_path / "victim"
+    (victim / "0").mkdir(parents=True)
+    (victim / "0" / "my_annotations.jsonl").write_text('{"id": "a", "response": "mine"}\n')
+    result = select_sweep(tmp_path, victim, "seed=0")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (
+        f"{victim / '0'} holds files but no metrics.json and no .labelbudget-job" in result.stderr
+    )
+    assert (
+        victim / "0" / "my_annotations.jsonl"
+    ).read_text() == '{"id": "a", "response": "mine"}\n'
+    # the whole sweep folder as the job's (subdir=.): a user's notes and folders stay
+    (victim / "notes.txt").write_text("notes")
+    (victim / "sub").mkdir()
+    result = select_sweep(tmp_path, victim, "seed=0", "hydra.sweep.subdir=.")
+    assert result.returncode == 2 and f"{victim} holds files but no metrics.json" in result.stderr
+    assert sorted(p.name for p in victim.iterdir()) == ["0", "notes.txt", "sub"]
+    # a marked job folder, interrupted, with a user's file dropped in: refused, nothing removed
+    done = select_sweep(tmp_path, tmp_path / "sweep", "seed=0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    job = tmp_path / "sweep" / "0"
+    (job / "metrics.json").unlink()
+    (job / "keep.txt").write_text("mine")
+    before = sorted(p.name for p in job.iterdir())
+    result = select_sweep(tmp_path, tmp_path / "sweep", "seed=0")
+    assert (
+        result.returncode == 2
+        and "also holds 'keep.txt', which labelbudget did not write" in result.stderr
+    )
+    assert sorted(p.name for p in job.iterdir()) == before
+    # without it: the interrupted job's own files are cleared and it reruns
+    (job / "keep.txt").unlink()
+    rerun = select_sweep(tmp_path, tmp_path / "sweep", "seed=0")
+    assert rerun.returncode == 0 and "rerun #0" in rerun.stdout + rerun.stderr
+    assert (job / "metrics.json").is_file()
+
+
+def test_a_sweep_over_an_edited_pool_is_refused_and_never_resumed(tmp_path):
+    write_pool(tmp_path)
+    sweep = tmp_path / "sweep"
+    first = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    recorded = json.loads((sweep / "0" / "metrics.json").read_text())["data"]
+    assert recorded["pool"]["source"] == str(tmp_path / "pool.jsonl")
+    assert recorded["pool"]["examples"] == 6 and len(recorded["pool"]["sha256"]) == 64
+    again = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert "2 jobs: 2 finished already, 0 to run" in again.stdout + again.stderr
+    # edited in place: same file name, same settings, other content
+    write_pool(tmp_path, "What is 2 + 2?")
+    before = snapshot(sweep)
+    edited = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert edited.returncode == 2
+    assert (
+        f"{sweep / '0'} holds a run on other data: the pool {tmp_path / 'pool.jsonl'} has changed"
+        in edited.stderr
+    )
+    # one job folder removed: the other still holds the old pool's run, so nothing runs
+    subprocess.run(["rm", "-r", str(sweep / "1")], check=True)
+    edited = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert edited.returncode == 2 and f"{sweep / '0'} holds a run on other data" in edited.stderr
+    assert not (sweep / "1").exists()
+    assert {k: v for k, v in snapshot(sweep / "0").items()} == {
+        k.removeprefix("0/"): v for k, v in before.items() if k.startswith("0/")
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -14,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import compose_config
+from conftest import compose_config, fake_trained_run
 from labelbudget.data.schema import Example
 from labelbudget.models.tiny import build_tiny_llama
 from labelbudget.training.data import (
@@ -178,6 +179,7 @@ def compose_train(tmp_path: Path, *overrides: str):
 def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_path, monkeypatch):
     import wandb
 
+    from labelbudget.errors import ConfigError
     from labelbudget.stages.evaluate import run_evaluate
     from labelbudget.stages.train import run_train
 
@@ -211,9 +213,29 @@ def test_train_in_process_writes_metrics_adapter_and_finishes_wandb_once(tmp_pat
         f"paths.output_dir={tmp_path / 'eval'}",
     )
     reloaded = run_evaluate(cfg)
+    tasks_metrics = {k: v for k, v in metrics.items() if k.startswith("tasks/")}
     assert {k: v for k, v in reloaded.items() if k.startswith("tasks/")} == pytest.approx(
-        {k: v for k, v in metrics.items() if k.startswith("tasks/")}
+        tasks_metrics
     )
+    # a copied adapter, without its run's .hydra/ beside it, still grades on its own dataset
+    # (the default suite has 20 test prompts per task, this run's 3): it records it
+    copied = tmp_path / "copied" / "adapter"
+    shutil.copytree(tmp_path / "run" / "adapter", copied)
+    assert json.loads((copied / "dataset.json").read_text())["test_per_task"] == 3
+    bare = compose_config(
+        "evaluate",
+        "model=tiny_llama",
+        "eval.tasks.max_new_tokens=4",
+        f"adapter={copied}",
+        f"paths.output_dir={tmp_path / 'eval_copied'}",
+    )
+    assert {k: v for k, v in run_evaluate(bare).items() if k.startswith("tasks/")} == (
+        pytest.approx(tasks_metrics)
+    )
+    # without that record, it is refused rather than graded on the default suite
+    (copied / "dataset.json").unlink()
+    with pytest.raises(ConfigError, match="does not record the dataset it was trained on"):
+        run_evaluate(bare)
 
 
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -356,22 +378,6 @@ def test_train_refuses_a_dataset_without_test_split_before_the_model_loads(tmp_p
     )
     with pytest.raises(ConfigError, match="no held-out test split"):
         run_train(cfg)
-
-
-def fake_trained_run(run: Path, saved_config: str) -> Path:
-    """A train.py run folder as far as evaluate.py reads it before the model loads: an adapter
-    and the saved Hydra config."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    (run / "adapter").mkdir(parents=True)
-    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    save_file(
-        {"w": np.zeros(2, dtype=np.float32)}, str(run / "adapter" / "adapter_model.safetensors")
-    )
-    (run / ".hydra").mkdir()
-    (run / ".hydra" / "config.yaml").write_text(saved_config)
-    return run
 
 
 def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_config(
@@ -653,7 +659,7 @@ from labelbudget.training.adapters import save_adapter
 from labelbudget.training.lora import attach_lora
 tiny = build_tiny_llama(seed=0)
 model = attach_lora(tiny.model, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], seed=0)
-save_adapter(model, Path(sys.argv[1]), {"name": "tiny"}, True)
+save_adapter(model, Path(sys.argv[1]), {"name": "tiny"}, {"name": "d"}, True)
 """
 
 

@@ -6,9 +6,11 @@ import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.configs import check_settings
 from labelbudget.errors import LabelbudgetError
@@ -65,3 +67,19 @@ def in_sweep() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+class RefuseFinishedRunFolder(Callback):
+    """A single run (not a sweep: its sweeper checks each job folder) into a folder that holds a
+    finished run ends before Hydra writes its config there, so that a new run, failed or not,
+    never overwrites the old run's config, selection and allocation beside its adapter."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from labelbudget.runs import RunFolder
+
+        folder = OmegaConf.select(config, "hydra.run.dir")
+        try:
+            RunFolder(Path(str(folder))).refuse_finished()
+        except LabelbudgetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)

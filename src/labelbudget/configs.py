@@ -16,7 +16,9 @@ from labelbudget.errors import ConfigError
 
 RUN_LOCAL_KEYS = ("paths", "logger", "hydra")  # where a run writes, not what it computes
 # read to check other settings, or a second way to load what the loader loads: no number changes
-CHECK_ONLY_KEYS = ("model.linear_layers", "model.tokenizer")
+CHECK_ONLY_KEYS = ("model.linear_layers", "model.tokenizer", "annotations.require_fingerprint")
+# settings that may be given as one value in place of their node: the same run either way
+SHORTHANDS = {"annotations": "annotations.path"}
 
 
 def flat_settings(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -49,7 +51,7 @@ def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Flat settings of a config as plain data, without what changes no number (where the run
     writes, the keys only read for checks): what two runs must share to be the same run."""
     return {
-        key: value
+        SHORTHANDS.get(key, key): value
         for key, value in flat_settings(config).items()
         if key.split(".")[0] not in RUN_LOCAL_KEYS and not _check_only(key) and value != {}
     }
@@ -150,6 +152,15 @@ SETTINGS: dict[str, Rule] = {
             and (v in ("auto", "cpu", "cuda") or bool(re.fullmatch(r"cuda:\d+", v)))
         ),
     ),
+    "selector.min_quality": share(closed_above=True),
+    "selector.jitter": positive(),  # the DPP checks its float64 floor itself
+    "selector.max_factor_mb": positive(),
+    "selector.sensitivity.instances_per_task": whole(1),
+    "selector.sensitivity.n_perturbations": whole(1),
+    "selector.sensitivity.dropout": share(closed_above=False),
+    "selector.sensitivity.seed": whole(0),
+    "selector.sensitivity.batch_size": whole(1),
+    "annotations.require_fingerprint": BOOLEAN,
     "eval.tasks.max_new_tokens": whole(1),
     "eval.tasks.batch_size": whole(1),
     "eval.tasks.limit_per_task": whole(1, optional=True),

@@ -32,5 +32,10 @@ class ConfigError(LabelbudgetError):
     """A config value that cannot work (budget too large, unknown option value, ...)."""
 
 
+class DiskFullError(LabelbudgetError):
+    """A write the disk (or the user's quota) has no room for: the file, the space it needed and
+    the space free, so that the user knows what to clear or where to point the run instead."""
+
+
 class MissingResourceError(LabelbudgetError):
     """A package or file is missing; the message says how to install it or where to put it."""

@@ -3,27 +3,65 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from labelbudget.errors import DiskFullError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with room_for(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def room_for(path: Path, size: int) -> Iterator[None]:
+    """Writing about `size` bytes to `path` (a file, or a folder a library fills): a full disk or
+    quota ends the run in one line naming the file, the space needed and the space free, instead
+    of a traceback from deep inside the write."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        folder = Path(path).absolute().parent
+        while not folder.exists():  # the write may have failed creating it
+            folder = folder.parent
+        mount = folder.resolve()
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        raise DiskFullError(
+            f"{path}: no space left on the device to write it ({byte_size(size)} needed; "
+            f"{byte_size(shutil.disk_usage(folder).free)} free on {mount})"
+        ) from error
+
+
+def byte_size(n: int) -> str:
+    """A byte count as people read it: 512 bytes, 1.5 MB (units of 1024, as `MB` is elsewhere)."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,24 +5,54 @@ sweeper. A train.py, select.py or evaluate.py run writes, in its folder:
 - `metrics.json`: the run's identity, its metrics, the settings its evaluations used, and its
   config. Written last and atomically, so its presence means the run finished;
 - `adapter/`: the LoRA adapter (train.py at a budget above 0);
-- `.hydra/config.yaml`: the composed config, written by Hydra before the run starts.
+- `.hydra/config.yaml`: the composed config, written by Hydra before the run starts;
+- `.labelbudget-job`: in a sweep's job folder, the sweeper's mark, written before the job
+  starts: only a marked folder without `metrics.json` is an interrupted job, and only the files
+  of `RUN_FILES` are ever removed from it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from labelbudget.errors import DataError
+from labelbudget.errors import ConfigError, DataError, listing
 from labelbudget.io import atomic_write_text
 
 METRICS = "metrics.json"
 ADAPTER = "adapter"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
+JOB_MARK = ".labelbudget-job"
+# every file and folder a stage, Hydra, a logger or the sweeper writes in a run folder: the
+# only entries an interrupted job's folder may hold before it is cleared for a rerun
+RUN_FILES = frozenset(
+    {
+        JOB_MARK,
+        METRICS,
+        ADAPTER,
+        ".hydra",
+        "multirun.yaml",
+        "train.log",
+        "select.log",
+        "evaluate.log",
+        "estimate.log",
+        "selection.jsonl",
+        "allocation.csv",
+        "allocation.png",
+        "predictions.jsonl",
+        "mmlu_predictions.jsonl",
+        "bbh_predictions.jsonl",
+        "model_outputs.json",
+        "alpaca_eval",
+        "wandb",
+        "csv",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +67,15 @@ class RunRecord:
             letter token ids, counts), by evaluation name.
         config: the run's whole config but for where it writes; runs that differ in any of it
             are reported in separate tables.
+        data: the pool's and the test split's source, size and content hash
+            (`TaskData.record`); None in records written before labelbudget kept it.
     """
 
     identity: dict[str, Any]
     metrics: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The metrics.json text: keys sorted, two-space indent, so equal records are equal bytes."""
@@ -53,6 +86,8 @@ class RunRecord:
         }
         if self.config is not None:
             record["config"] = self.config
+        if self.data is not None:
+            record["data"] = self.data
         return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -68,8 +103,37 @@ class RunRecord:
             if key not in record:
                 raise DataError(source, "is not a labelbudget metrics file", field=key)
         return cls(
-            record["run"], record["metrics"], record.get("settings", {}), record.get("config")
+            record["run"],
+            record["metrics"],
+            record.get("settings", {}),
+            record.get("config"),
+            record.get("data"),
         )
+
+
+def changed_data(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """How the data a run recorded differs from the data now (`TaskData.record`).
+
+    One line per split that changed, naming its source; empty where they agree. A record
+    without data (older labelbudget) cannot be compared and gives nothing.
+    """
+    if saved is None:
+        return []
+    changes = []
+    for split in ("pool", "test"):
+        there, here = saved.get(split), now.get(split)
+        if (there or {}).get("sha256") != (here or {}).get("sha256"):
+            changes.append(
+                f"the {split} {(here or there or {}).get('source')} has changed "
+                f"({_described(there)} there, {_described(here)} now)"
+            )
+    return changes
+
+
+def _described(split: dict[str, Any] | None) -> str:
+    if split is None:
+        return "none"
+    return f"{split['examples']} examples, sha256 {split['sha256'][:12]}"
 
 
 @dataclass(frozen=True)
@@ -114,10 +178,90 @@ class RunFolder:
         atomic_write_text(self.metrics_file, record.to_json())
 
     def saved_config(self) -> dict[str, Any] | None:
-        """The config Hydra saved for this run, unresolved; None where there is none."""
+        """The config Hydra saved for this run, unresolved; None where there is none.
+
+        Raises:
+            DataError: the file is not a YAML mapping (damaged), naming it.
+        """
         if not self.saved_config_file.is_file():
             return None
-        return OmegaConf.to_container(OmegaConf.load(self.saved_config_file), resolve=False) or {}
+        try:
+            saved = OmegaConf.load(self.saved_config_file)
+        except Exception as error:  # yaml's and omegaconf's errors share no base class
+            raise DataError(
+                str(self.saved_config_file), f"is not a readable config ({error})"
+            ) from None
+        if not OmegaConf.is_dict(saved):
+            raise DataError(str(self.saved_config_file), "is not a config (a YAML mapping)")
+        return OmegaConf.to_container(saved, resolve=False)
+
+    @property
+    def marked(self) -> bool:
+        """Whether the sweeper marked this folder as one of its jobs' before the job started."""
+        return (self.path / JOB_MARK).is_file()
+
+    def foreign_entries(self) -> list[str]:
+        """Entries of the folder that labelbudget does not write: a user's, never removed.
+
+        labelbudget writes `RUN_FILES` and the hidden temporary files of its atomic writes.
+        """
+        return sorted(
+            entry.name
+            for entry in self.path.iterdir()
+            if entry.name not in RUN_FILES
+            and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+        )
+
+    def not_clearable(self) -> str | None:
+        """Why this unfinished run's folder may not be cleared for a rerun, or None where it may.
+
+        It may not when it is unmarked, or holds files labelbudget did not write.
+        """
+        if not self.marked:
+            return (
+                f"holds files but no {METRICS} and no {JOB_MARK}: no job of a labelbudget sweep "
+                "started here, so nothing in it is deleted; move it away or choose another "
+                "hydra.sweep.dir"
+            )
+        foreign = self.foreign_entries()
+        if foreign:
+            return (
+                f"is an interrupted job's folder but also holds {listing(foreign, 5)}, which "
+                "labelbudget did not write; move them away or choose another hydra.sweep.dir"
+            )
+        return None
+
+    def clear(self) -> None:
+        """Remove what an interrupted job wrote, so that it reruns from the start.
+
+        Only from a marked folder that holds labelbudget's files alone.
+
+        Raises:
+            DataError: the folder may not be cleared (`not_clearable`), naming it.
+        """
+        problem = self.not_clearable()
+        if problem is not None:
+            raise DataError(str(self.path), problem)
+        for entry in self.path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def refuse_finished(self) -> None:
+        """A run may not start in a finished run's folder.
+
+        It would overwrite its selection, allocation and config beside the old adapter and
+        metrics.
+
+        Raises:
+            ConfigError: the folder holds a metrics.json, naming it.
+        """
+        if self.finished:
+            raise ConfigError(
+                f"{self.path} holds a finished run ({METRICS}); a new run there would overwrite "
+                "its files: choose another hydra.run.dir (or paths.output_dir), or move it away"
+            )
 
     @classmethod
     def of_adapter(cls, adapter: Path) -> RunFolder:

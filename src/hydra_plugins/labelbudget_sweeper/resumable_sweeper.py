@@ -5,10 +5,15 @@ study needs more: rows at one budget only (a union of grids), and days of jobs t
 stopped machine. This sweeper, before it launches anything, composes every job's config and
 looks in the job's folder:
 
-- `metrics.json` there and the same settings in `.hydra/config.yaml`: finished, skipped;
-- `metrics.json` there and other settings: refused, naming the folder and the keys that differ,
-  so that no result is ever overwritten by a run of other settings;
-- no `metrics.json` (killed, or failed): interrupted, its folder emptied and the job rerun.
+- `metrics.json` there, the same settings in `.hydra/config.yaml` and the same data (the pool's
+  and the test split's content hashes that metrics.json recorded): finished, skipped;
+- `metrics.json` there and other settings or other data (a pool file edited in place):
+  refused, naming the folder and what differs, so that no result is ever overwritten by, or
+  reported beside, a run of other settings or data;
+- no `metrics.json` but the sweeper's mark (`.labelbudget-job`, written before each job starts):
+  interrupted, the files labelbudget writes removed and the job rerun. A folder that holds
+  anything else, or files without the mark, was not written by this sweep: it is refused, and
+  nothing in it is ever deleted.
 
 A job that fails does not stop the ones after it; every failure is listed at the end and the
 sweep exits non-zero. Jobs keep their number in the full list, so `hydra.job.num` folders stay
@@ -18,15 +23,16 @@ Hydra finds plugins only in the `hydra_plugins` namespace package, hence this ho
 this module without registering it, so no `from __future__ import annotations` (dataclasses).
 """
 
+import contextlib
 import copy
 import functools
 import itertools
+import json
 import logging
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -38,7 +44,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from labelbudget.configs import differing_keys
 from labelbudget.errors import LabelbudgetError
-from labelbudget.runs import METRICS, SAVED_CONFIG, RunFolder
+from labelbudget.io import atomic_write_text
+from labelbudget.runs import JOB_MARK, METRICS, SAVED_CONFIG, RunFolder, changed_data
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +88,24 @@ def overrides_of(mapping: Optional[Dict[str, Any]]) -> List[str]:
     return [f"{key}={'null' if value is None else value}" for key, value in (mapping or {}).items()]
 
 
-def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
+def job_state(
+    folder: Path, task_config: Dict[str, Any], data_now: Callable[[], Dict[str, Any]]
+) -> str:
     """'new', 'finished' or 'interrupted'; SweepRefused where the folder holds the results of
-    other settings. A folder without results (no metrics.json: killed, maybe while Hydra was
-    still writing its config) protects nothing and is simply run again."""
+    other settings or other data (`data_now`: the job's `TaskData.record`, computed only here),
+    or files that labelbudget did not write there."""
     run = RunFolder(folder)
     if not run.finished:
-        return "interrupted" if folder.exists() and any(folder.iterdir()) else "new"
-    saved = run.saved_config()
+        if not (folder.exists() and any(folder.iterdir())):
+            return "new"
+        problem = run.not_clearable()
+        if problem is not None:
+            raise SweepRefused(f"{folder} {problem}")
+        return "interrupted"
+    try:
+        saved = run.saved_config()
+    except LabelbudgetError as error:
+        raise SweepRefused(str(error)) from None
     if saved is None:
         raise SweepRefused(
             f"{folder} holds a {METRICS} without its {SAVED_CONFIG}, so its settings are unknown; "
@@ -102,7 +119,44 @@ def job_state(folder: Path, task_config: Dict[str, Any]) -> str:
         raise SweepRefused(
             f"{folder} holds a run of other settings ({shown}); move it away or choose another hydra.sweep.dir"
         )
+    try:
+        recorded = run.read().data
+    except LabelbudgetError as error:
+        raise SweepRefused(str(error)) from None
+    if recorded is None:
+        log.warning(
+            "%s was recorded without its data's hashes (an older labelbudget): whether its pool "
+            "has changed since cannot be checked",
+            run.metrics_file,
+        )
+    changes = changed_data(recorded, data_now()) if recorded is not None else []
+    if changes:
+        raise SweepRefused(
+            f"{folder} holds a run on other data: {'; '.join(changes)}; restore the file, or move "
+            "the folder away or choose another hydra.sweep.dir (a run on the old data is never "
+            "reported beside one on the new)"
+        )
     return "finished"
+
+
+def mark(folder: Path, number: int, overrides: Sequence[str]) -> None:
+    """The sweeper's mark in a job's folder, before the job starts: only a folder so marked is
+    ever cleared as an interrupted job's."""
+    atomic_write_text(
+        folder / JOB_MARK,
+        json.dumps({"job": number, "overrides": list(overrides)}, indent=2) + "\n",
+    )
+
+
+@contextlib.contextmanager
+def as_job(config: DictConfig) -> Iterator[None]:
+    """Hydra's view set to the job's config while resolving it (`${hydra:...}` interpolations)."""
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = previous
 
 
 class ResumableSweeper(Sweeper):
@@ -119,6 +173,7 @@ class ResumableSweeper(Sweeper):
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.launcher = None
+        self.data_records: Dict[str, Dict[str, Any]] = {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -167,14 +222,22 @@ class ResumableSweeper(Sweeper):
         return config
 
     def job_folder(self, config: DictConfig) -> Path:
-        previous = HydraConfig.instance().cfg
-        HydraConfig.instance().set_config(config)  # resolves ${hydra:...} in the folder names
-        try:
+        with as_job(config):  # resolves ${hydra:...} in the folder names
             return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(
                 OmegaConf.select(config, "hydra.sweep.subdir")
             )
-        finally:
-            HydraConfig.instance().cfg = previous
+
+    def job_data(self, config: DictConfig) -> Dict[str, Any]:
+        """The job's `TaskData.record`: its dataset built as the job will build it, once per
+        distinct dataset config (a study shares one)."""
+        with as_job(config):
+            dataset = OmegaConf.to_container(config.dataset, resolve=True)
+        key = json.dumps(dataset, sort_keys=True, default=str)
+        if key not in self.data_records:
+            from labelbudget.stages.common import instantiate
+
+            self.data_records[key] = instantiate(dataset).record()
+        return self.data_records[key]
 
     def plan(self, jobs: List[List[str]]) -> List[int]:
         """The numbers of the jobs to run. Everything is checked before anything is touched: a
@@ -194,7 +257,11 @@ class ResumableSweeper(Sweeper):
             with open_dict(task_config):
                 del task_config["hydra"]
             try:
-                state = job_state(folder, OmegaConf.to_container(task_config))
+                state = job_state(
+                    folder,
+                    OmegaConf.to_container(task_config),
+                    functools.partial(self.job_data, config),
+                )
             except SweepRefused as error:
                 refused.append(str(error))
                 continue
@@ -207,8 +274,13 @@ class ResumableSweeper(Sweeper):
         if refused:
             raise SweepRefused("\n".join(refused))
         for number, folder in interrupted:
-            log.info("rerun #%d %s from the start: interrupted (no %s)", number, folder, METRICS)
-            shutil.rmtree(folder)
+            log.info(
+                "rerun #%d %s from the start: interrupted (no %s); its files are removed",
+                number,
+                folder,
+                METRICS,
+            )
+            RunFolder(folder).clear()
         return to_run
 
     def batches(self, numbers: List[int]) -> List[List[int]]:
@@ -230,7 +302,7 @@ class ResumableSweeper(Sweeper):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         try:
             to_run = self.plan(jobs)
-        except SweepRefused as error:
+        except (SweepRefused, LabelbudgetError) as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         log.info(
@@ -243,6 +315,8 @@ class ResumableSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         failures, returns = [], []
         for batch in self.batches(to_run):
+            for number in batch:
+                mark(self.job_folder(self.job_config(jobs[number], number)), number, jobs[number])
             results = self.launcher.launch([jobs[n] for n in batch], initial_job_idx=batch[0])
             for number, result in zip(batch, results):
                 if result.status == JobStatus.FAILED:

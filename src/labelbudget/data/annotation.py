@@ -9,6 +9,7 @@ must still match the pool: a response is never joined to a prompt that has since
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from labelbudget.data.jsonl import read_records
 from labelbudget.data.records import existing_path
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import DataError, listing
+
+log = logging.getLogger(__name__)
 
 
 def _selected(pool: Pool, ids: list[str]) -> list[Example]:
@@ -52,11 +55,17 @@ class Annotations:
 
 
 def read_annotations(
-    path: str | Path, pool: Pool, id_field: str = "id", response_field: str = "response"
+    path: str | Path,
+    pool: Pool,
+    require_fingerprint: bool = False,
+    id_field: str = "id",
+    response_field: str = "response",
 ) -> Annotations:
     """Read and check an annotator's JSONL file (one {id, response} object per line) against the
     pool: every row well formed, no id twice, every id in the pool and naming the prompt it was
-    annotated for. Runs before any model work; the join to the selection comes later."""
+    annotated for. A row without selection.jsonl's `fingerprint` cannot be checked as well
+    (without `prompt` either, not at all): such rows are counted in a warning, or refused with
+    `require_fingerprint`. Runs before any model work; the join to the selection comes later."""
     file = existing_path(
         path, "annotations file", "set annotations to the JSONL file of {id, response} rows"
     )
@@ -90,8 +99,39 @@ def read_annotations(
         )
     if not responses:
         raise DataError(source, "holds no annotations")
+    _check_fingerprints(source, records, first_row, require_fingerprint)
     _check_against_pool(source, records, pool)
     return Annotations(source, responses)
+
+
+def _check_fingerprints(
+    source: str, records: dict[str, dict], rows: dict[str, int], required: bool
+) -> None:
+    """Rows that do not carry the fingerprint of the prompt they were annotated for: refused
+    when required, else counted in a warning (those without the prompt too are joined by id
+    alone, so an edit of their prompt since goes unseen)."""
+    bare = [i for i, record in records.items() if record.get("fingerprint") is None]
+    if not bare:
+        return
+    by_id_alone = [i for i in bare if records[i].get("prompt") is None]
+    if required:
+        raise DataError(
+            source,
+            f"{len(bare)} of {len(records)} rows carry no fingerprint (annotations.require_fingerprint "
+            f"is true): rows {listing([rows[i] for i in bare])}; keep selection.jsonl's "
+            "`fingerprint` field in each row",
+            field="fingerprint",
+        )
+    log.warning(
+        "%s: %d of %d rows carry no fingerprint, %d of them no prompt either: those are joined "
+        "by id alone, so a prompt edited since they were annotated goes unseen; keep "
+        "selection.jsonl's `fingerprint` in each row, or set annotations.require_fingerprint=true "
+        "to refuse such rows",
+        source,
+        len(bare),
+        len(records),
+        len(by_id_alone),
+    )
 
 
 def _check_against_pool(source: str, records: dict[str, dict], pool: Pool) -> None:

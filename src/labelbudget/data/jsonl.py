@@ -90,3 +90,5 @@ def _read_text(path: Path) -> str:
         raise DataError(
             str(path), f"is not UTF-8 text ({err.reason} at byte {err.start})"
         ) from None
+    except OSError as err:  # unreadable (permissions, a folder, a broken mount): say which file
+        raise DataError(str(path), f"cannot be read ({err.strerror or err})") from None

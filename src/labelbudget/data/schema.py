@@ -130,6 +130,18 @@ class Pool(Sequence[Example]):
             digest.update(b"\n")
         return digest.hexdigest()
 
+    def record(self) -> dict[str, Any]:
+        """Where the pool came from and a hash of every field, hidden responses and metadata
+        (a test's scoring rule) included: what a run's numbers depend on. metrics.json keeps it,
+        so that resuming a sweep and the report can tell a pool edited in place."""
+        digest = hashlib.sha256()
+        for e in self.examples:
+            digest.update(
+                json.dumps(e.to_json(), ensure_ascii=False, sort_keys=True, default=str).encode()
+            )
+            digest.update(b"\n")
+        return {"source": self.source, "examples": len(self), "sha256": digest.hexdigest()}
+
 
 @dataclass(frozen=True)
 class TaskData:
@@ -158,3 +170,10 @@ class TaskData:
                 self.pool.source,
                 listing(repeats),
             )
+
+    def record(self) -> dict[str, Any]:
+        """The pool's and the test split's `Pool.record`, as metrics.json keeps them."""
+        return {
+            "pool": self.pool.record(),
+            "test": self.test.record() if self.test is not None else None,
+        }

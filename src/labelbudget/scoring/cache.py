@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from labelbudget.data.schema import Pool
 from labelbudget.distributed import barrier, is_main_process, job_identity
+from labelbudget.errors import ConfigError
 from labelbudget.inference.predict import (
     GreedyModule,
     PromptProgress,
@@ -136,10 +137,37 @@ def cache_folder(
     return Path(cache_root).expanduser() / cache_key(pool, model_config, settings)
 
 
-def load_cached(folder: Path) -> Scores | None:
-    """The finished scores in a cache folder, or None when the pool was not fully scored there
-    (or its file is damaged: it is removed, with a warning, and the pool is scored again)."""
-    return readable(folder / "scores")
+def load_cached(folder: Path, ids: list[str]) -> Scores | None:
+    """The finished scores of the pool with these `ids` in a cache folder, or None when the pool
+    was not fully scored there. A damaged file is removed, and one whose ids are not the pool's
+    in pool order is set aside (both with a warning): the pool is scored again, instead of every
+    rerun failing on it."""
+    stem = folder / "scores"
+    scores = readable(stem)
+    if scores is None or scores.ids == ids:
+        return scores
+    aside = set_aside(stem)
+    log.warning(
+        "%s does not hold the pool's ids in pool order (%d ids, the pool has %d): moved to %s, "
+        "to be scored again",
+        stem.with_suffix(".json"),
+        len(scores.ids),
+        len(ids),
+        aside.with_suffix(".json"),
+    )
+    return None
+
+
+def set_aside(stem: Path) -> Path:
+    """Rename a score set's two files to the first free `<stem>-set-aside-<k>` stem, keeping it
+    for inspection without it being read again."""
+    k = 1
+    while (aside := stem.with_name(f"{stem.name}-set-aside-{k}")).with_suffix(".json").exists():
+        k += 1
+    for suffix in (".safetensors", ".json"):
+        if stem.with_suffix(suffix).exists():
+            stem.with_suffix(suffix).rename(aside.with_suffix(suffix))
+    return aside
 
 
 def readable(stem: Path) -> Scores | None:
@@ -162,10 +190,15 @@ def readable(stem: Path) -> Scores | None:
 def exclusive(folder: Path) -> Iterator[None]:
     """Hold the cache key's file lock while checking and filling it (a job's main process only:
     its other ranks take part in its pass, see `follow_main_process`)."""
-    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / ".lock"))
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
+    except PermissionError as error:
+        raise ConfigError(
+            f"paths.score_cache_dir: {folder} is not writable ({error.strerror}), and the "
+            "result it caches is not there yet; point paths.score_cache_dir at a writable folder"
+        ) from error
     except Timeout:
         log.info("another job is computing %s; waiting for its result", folder)
         lock.acquire()
@@ -201,6 +234,9 @@ def computed_once(folder: Path, read: Callable[[], T | None], compute: Callable[
     if not is_main_process():
         cached = follow_main_process(folder, read)
         return cached if cached is not None else compute()
+    cached = read()  # a finished result needs no lock: a read-only cache serves it
+    if cached is not None:
+        return cached
     with exclusive(folder):
         cached = read()
         if cached is not None:
@@ -226,7 +262,7 @@ def score_pool(
     folder = cache_folder(pool, model_config, settings, cache_root)
     return computed_once(
         folder,
-        partial(load_cached, folder),
+        partial(load_cached, folder, pool.ids),
         partial(_score_into, folder, pool, loaded, model_config, settings, trainer_factory),
     )
 
@@ -293,4 +329,4 @@ def _score_into(
             for suffix in (".json", ".safetensors"):
                 shard_stem(folder, s).with_suffix(suffix).unlink()
     barrier()  # the merged scores are published
-    return load_cached(folder)
+    return load_cached(folder, pool.ids)

@@ -135,6 +135,7 @@ class DPPSelector(Selector):
     ):
         check_kernel(kernel, gamma, ("rbf", "cosine", "linear"))
         check_memory_limit(memory_limit_mb)
+        resolve_device(device)  # a GPU asked for and absent fails now, not after scoring
         if quality not in ("none", "uncertainty"):
             raise ConfigError(f"quality must be 'none' or 'uncertainty', got {quality!r}")
         if not 0 < min_quality <= 1:

@@ -482,6 +482,7 @@ class FacilityLocationSelector(Selector):
     ):
         check_kernel(kernel, gamma, ("rbf", "cosine"))
         check_memory_limit(memory_limit_mb)
+        resolve_device(device)  # a GPU asked for and absent fails now, not after scoring
         if knn is not None and knn < 1:
             raise ConfigError(f"knn must be null or a positive number of neighbours, got {knn}")
         self.kernel, self.gamma, self.normalize, self.knn = kernel, gamma, normalize, knn

@@ -70,6 +70,7 @@ class KCenterSelector(Selector):
         self, normalize: bool = False, memory_limit_mb: float = 2048, device: str = "auto"
     ):
         check_memory_limit(memory_limit_mb)
+        resolve_device(device)  # a GPU asked for and absent fails now, not after scoring
         self.normalize = normalize
         self.memory_limit_mb = memory_limit_mb
         self.device = device

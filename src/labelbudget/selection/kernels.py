@@ -25,15 +25,26 @@ CPU_BLOCK_MB = 4.0  # CPU working blocks stay cache-sized (L3); see block_mb
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' is the GPU when there is one, else the CPU; anything else is passed to torch."""
+    """'auto' is the GPU when there is one, else the CPU; anything else is passed to torch, and
+    a GPU this torch cannot reach is refused here (at construction), not after scoring."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(
             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
         ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device is {device!r}, but torch {torch.__version__} finds no CUDA GPU here; "
+            "use device=auto (the GPU when there is one) or device=cpu"
+        )
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device is {device!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
+    return resolved
 
 
 def check_kernel(kind: str, gamma: float, allowed: tuple[str, ...]) -> None:

@@ -22,6 +22,7 @@ from labelbudget.data.schema import Pool, TaskData
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import EvalContext, Evaluation
+from labelbudget.models.fingerprint import checkpoint_digest
 from labelbudget.models.loading import LoadedModel
 from labelbudget.runs import RunFolder, RunRecord
 from labelbudget.scoring.cache import (
@@ -46,10 +47,12 @@ def instantiate(node: Any, *args, **kwargs) -> Any:
         raise
 
 
-def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
+def model_identity(model_cfg: DictConfig, cache_dir: str | Path) -> dict[str, Any]:
     """The model config as it determines scores: local cache locations, the list of linear
     layers (a check on LoRA settings) and the tokenizer-only loader (`LazyModel` checks that it
-    loads the loader's own tokenizer) do not count."""
+    loads the loader's own tokenizer) do not count. A local checkpoint (`name_or_path` a folder
+    or file) counts by its content, weights and tokenizer files (`checkpoint_digest`, memo in
+    `cache_dir`), so that files replaced in place are new scores, not the old model's."""
 
     def strip(node):
         if isinstance(node, dict):
@@ -57,7 +60,14 @@ def model_identity(model_cfg: DictConfig) -> dict[str, Any]:
         return node
 
     model = OmegaConf.to_container(model_cfg, resolve=True)
-    return strip({k: v for k, v in model.items() if k not in ("linear_layers", "tokenizer")})
+    identity = strip({k: v for k, v in model.items() if k not in ("linear_layers", "tokenizer")})
+    for part, key in (("loader", "checkpoint_sha256"), ("tokenizer", "tokenizer_sha256")):
+        local = (model.get(part) or {}).get("name_or_path")
+        if part == "tokenizer" and local == model["loader"].get("name_or_path"):
+            continue  # the checkpoint's own tokenizer, hashed with it
+        if isinstance(local, str) and Path(local).expanduser().exists():
+            identity[key] = checkpoint_digest(Path(local).expanduser(), Path(cache_dir))
+    return identity
 
 
 class LazyModel:
@@ -122,9 +132,11 @@ def pool_scores(
 ) -> Scores | None:
     """Scores from the cache, or from a scoring pass when `required` (loading the model only then)."""
     settings: ScoringSettings = instantiate(cfg.scoring)
-    identity = model_identity(cfg.model)
+    identity = model_identity(cfg.model, cfg.paths.cache_dir)
     if not required:
-        return load_cached(cache_folder(pool, identity, settings, cfg.paths.score_cache_dir))
+        return load_cached(
+            cache_folder(pool, identity, settings, cfg.paths.score_cache_dir), pool.ids
+        )
     scores = score_pool(
         pool,
         model or LazyModel(cfg.model),
@@ -209,12 +221,18 @@ def write_metrics(
     settings: dict[str, Any],
     logger,
     cfg: DictConfig | None = None,
+    data: TaskData | None = None,
 ) -> None:
     """metrics.json in the run folder (what the report reads) and the same numbers to the tracker.
     `config` is the run's whole config but for where it writes (paths, logger): the report puts
-    runs that differ in any of it into separate tables."""
+    runs that differ in any of it into separate tables; `data`'s hashes tell a pool edited in
+    place, which the config cannot."""
     record = RunRecord(
-        identity, metrics, settings, recorded_config(cfg) if cfg is not None else None
+        identity,
+        metrics,
+        settings,
+        recorded_config(cfg) if cfg is not None else None,
+        data.record() if data is not None else None,
     )
     if is_main_process():
         RunFolder(folder).write(record)
@@ -281,9 +299,3 @@ def headline(prepared: list[tuple[Evaluation, Any]], metrics: dict[str, float]) 
     """The one-line summary: each evaluation's headline number."""
     shown = [e.headline for e, _ in prepared if e.headline in metrics]
     return ", ".join(f"{k} {metrics[k]:.4f}" for k in shown) or "no headline metric"
-
-
-def trained_dataset(adapter: Path) -> dict[str, Any] | None:
-    """The dataset config of the train.py run that wrote `adapter` (its saved Hydra config)."""
-    saved = RunFolder.of_adapter(adapter).saved_config()
-    return saved.get("dataset") if saved is not None else None

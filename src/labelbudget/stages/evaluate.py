@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from labelbudget.configs import check_settings, differing_keys
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
-from labelbudget.errors import listing
-from labelbudget.runs import RunFolder
+from labelbudget.errors import ConfigError, listing
+from labelbudget.runs import SAVED_CONFIG, RunFolder
 from labelbudget.stages.common import (
     LazyModel,
     evaluations,
@@ -23,13 +23,14 @@ from labelbudget.stages.common import (
     model_identity,
     prepare_evaluations,
     run_evaluations,
-    trained_dataset,
     write_metrics,
 )
 from labelbudget.training.adapters import (
+    TRAINED_ON,
     check_adapter,
     load_adapter,
     resolve_adapter,
+    trained_dataset,
 )
 
 log = logging.getLogger(__name__)
@@ -40,20 +41,31 @@ def on_trained_dataset(cfg: DictConfig, adapter: Path, trained_on: dict[str, Any
     grades, since the numbers are filed under the training run's record (dataset, selector,
     budget). Dataset settings of this command that differ are not used, and said so."""
     differences = differing_keys(
-        {"dataset": trained_on}, {"dataset": OmegaConf.to_container(cfg.dataset, resolve=False)}
+        {"dataset": trained_on}, {"dataset": OmegaConf.to_container(cfg.dataset, resolve=True)}
     )
     if differences:
         log.warning(
-            "grading %s on the test split of the dataset it was trained on (%s); this command's "
+            "grading %s on the test split of the dataset it was trained on; this command's "
             "dataset settings differ and are not used (there: the training run, now: this command): %s",
             adapter,
-            RunFolder.of_adapter(adapter).saved_config_file,
             listing(differences, 5, str),
         )
     evaluated = copy.deepcopy(cfg)
     with open_dict(evaluated):
         evaluated.dataset = trained_on
     return evaluated
+
+
+def dataset_on_command_line() -> bool:
+    """Whether this command names a dataset (`dataset=...` or `dataset.<key>=...`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(
+        override.lstrip("+~").split("=")[0].split(".")[0] == "dataset"
+        for override in HydraConfig.get().overrides.task
+    )
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -75,10 +87,17 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     adapter = resolve_adapter(Path(cfg.adapter)) if cfg.adapter else None
     trained_on = None
     if adapter is not None:
-        check_adapter(adapter, model_identity(cfg.model))
+        check_adapter(adapter, model_identity(cfg.model, cfg.paths.cache_dir))
         trained_on = trained_dataset(adapter)
         if needs_dataset and trained_on is not None:
             cfg = on_trained_dataset(cfg, adapter, trained_on)
+        elif needs_dataset and not dataset_on_command_line():
+            raise ConfigError(
+                f"{adapter} does not record the dataset it was trained on (no {TRAINED_ON} in it, "
+                f"no {SAVED_CONFIG} beside it): eval=tasks would grade it on the default dataset "
+                "and file the numbers under the training run's name. Name the training dataset: "
+                "dataset=<its config> and the settings it was trained with"
+            )
     data: TaskData | None = instantiate(cfg.dataset) if needs_dataset else None
     evals = prepare_evaluations(chosen, data, trained_on)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
@@ -107,6 +126,6 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
     metrics, settings = run_evaluations(cfg, evals, loaded)
     folder = RunFolder(Path(cfg.paths.output_dir))
-    write_metrics(folder.path, identity, metrics, settings, None, cfg)
+    write_metrics(folder.path, identity, metrics, settings, None, cfg, data)
     print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
     return metrics

@@ -69,7 +69,10 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     check_strategy(cfg.trainer)
     data: TaskData = instantiate(cfg.dataset)
     budget = resolve_budget(cfg.budget, len(data.pool), zero_allowed)
-    selector: Selector = instantiate(cfg.selector)
+    try:
+        selector: Selector = instantiate(cfg.selector)
+    except ConfigError as error:  # the selector's own checks name its argument: say whose
+        raise ConfigError(f"selector ({cfg.selector._target_}): {error}") from None
     if budget:
         selector.check_budget(data.pool.task_sizes(), budget)
         check_signals(selector, data.pool)
@@ -171,5 +174,6 @@ def run_select(cfg: DictConfig) -> Selection:
         {},
         None,
         cfg,
+        prepared.data,
     )
     return chosen.selection

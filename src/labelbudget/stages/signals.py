@@ -53,7 +53,7 @@ class PromptSensitivityProvider:
 
     def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
         """Task -> sensitivity, from the cache or a pass with `settings`."""
-        identity = model_identity(cfg.model)
+        identity = model_identity(cfg.model, cfg.paths.cache_dir)
         cache = cfg.paths.score_cache_dir
         return prompt_sensitivity(pool, model, identity, settings, cache, predict_trainer(cfg))
 

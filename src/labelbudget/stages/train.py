@@ -6,7 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.data.annotation import annotated, check_responses, read_annotations
+from labelbudget.data.annotation import (
+    Annotations,
+    annotated,
+    check_responses,
+    read_annotations,
+)
+from labelbudget.data.schema import Pool
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.models.loading import LoadedModel
 from labelbudget.runs import RunFolder
@@ -43,7 +49,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg, zero_allowed=True)
-    annotations = read_annotations(cfg.annotations, prepared.data.pool) if cfg.annotations else None
+    annotations = imported_annotations(cfg.annotations, prepared.data.pool)
     if prepared.budget and annotations is None:
         check_responses(prepared.data.pool)
     trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -60,11 +66,21 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         metrics, settings = run_evaluations(cfg, evals, tuned)
         metrics.update(trained)
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder.path, identity, metrics, settings, logger, cfg)
+        write_metrics(folder.path, identity, metrics, settings, logger, cfg, prepared.data)
         print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
         return metrics
     finally:
         finish_wandb()
+
+
+def imported_annotations(node, pool: Pool) -> Annotations | None:
+    """The `annotations` setting read and checked: a file path (`annotations=FILE`, shorthand for
+    `annotations.path=FILE`) or `{path, require_fingerprint}`; None where no file is given
+    (simulated annotation)."""
+    path, required = (
+        (node.path, node.require_fingerprint) if isinstance(node, DictConfig) else (node, False)
+    )
+    return read_annotations(path, pool, required) if path else None
 
 
 def select_and_fine_tune(
@@ -79,5 +95,11 @@ def select_and_fine_tune(
     trainer = instantiate(cfg.trainer)
     tuned, fit_stats = fine_tune(model(), examples, cfg.finetune, trainer, logger, int(cfg.seed))
     adapter = RunFolder(Path(cfg.paths.output_dir)).adapter
-    save_adapter(tuned.model, adapter, model_identity(cfg.model), is_main_process())
+    save_adapter(
+        tuned.model,
+        adapter,
+        model_identity(cfg.model, cfg.paths.cache_dir),
+        OmegaConf.to_container(cfg.dataset, resolve=True),
+        is_main_process(),
+    )
     return tuned, {**fit_stats, **chosen.metrics}

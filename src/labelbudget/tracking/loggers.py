@@ -6,11 +6,22 @@ the run name), so runs of a multirun line up in W&B without any manual naming.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+WANDB_TAG_LIMIT = 64  # characters; W&B refuses a longer tag when the run starts
+
+
+def wandb_tag(tag: str) -> str:
+    """`tag` within W&B's limit: a longer one keeps its first 55 characters and a hash of the
+    whole, so that two long pool names stay two tags (the full name is in the run's config)."""
+    if len(tag) <= WANDB_TAG_LIMIT:
+        return tag
+    return f"{tag[:55]}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
 
 
 def wandb_has_credentials() -> bool:
@@ -47,7 +58,7 @@ def wandb_logger(
         entity=entity,
         group=group,
         name=name,
-        tags=tags,
+        tags=[wandb_tag(tag) for tag in tags],
         save_dir=save_dir,
         mode=mode,
     )

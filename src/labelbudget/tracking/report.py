@@ -47,7 +47,7 @@ from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK, per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_text
 from labelbudget.rendering import png_bytes, pyplot
-from labelbudget.runs import RunFolder, RunRecord, finished_runs
+from labelbudget.runs import RunFolder, RunRecord, changed_data, finished_runs
 
 BASELINE = "random"
 ZERO_SHOT = "zero-shot"
@@ -65,6 +65,7 @@ class Run:
     seed: int
     metrics: dict[str, float]
     setting: tuple[tuple[str, str], ...]  # every other config value, flattened
+    data: dict[str, Any] | None = None  # the pool's and test split's hashes (RunRecord.data)
 
 
 def row_name(identity: dict[str, Any]) -> str:
@@ -95,6 +96,7 @@ def as_run(folder: RunFolder, record: RunRecord) -> Run:
         int(identity["seed"]),
         record.metrics,
         setting,
+        record.data,
     )
 
 
@@ -116,6 +118,22 @@ def split_by_setting(runs: list[Run]) -> list[tuple[str, list[Run]]]:
         )
         titled.append((title, members))
     return sorted(titled)
+
+
+def check_one_data_per_table(runs: list[Run]) -> None:
+    """Runs of equal settings made on different contents of their pool or test file (edited in
+    place between them) are never averaged: the report stops, naming both runs and the file.
+    Runs recorded before labelbudget kept the hashes cannot be checked and are let through."""
+    first = next((run for run in runs if run.data is not None), None)
+    for run in runs:
+        changes = changed_data(first.data, run.data) if run.data is not None else []
+        if changes:
+            raise DataError(
+                str(run.folder),
+                f"has the settings of {first.folder} but other data: {'; '.join(changes)} "
+                f"(there: {first.folder}, now: this run); rerun the runs of the old data, or "
+                "report the two apart",
+            )
 
 
 def check_one_run_per_cell(runs: list[Run]) -> None:
@@ -735,6 +753,7 @@ def write_report(folders: list[Path], out: Path) -> str:
     runs = [as_run(folder, record) for folder, record in finished_runs(folders)]
     tables, parts = [], []
     for index, (title, members) in enumerate(split_by_setting(runs)):
+        check_one_data_per_table(members)
         check_one_run_per_cell(members)
         table = aggregate(members)
         tables.append((title, table))
