@@ -441,3 +441,37 @@ def test_config_accepts_task_lists_from_overrides():
         OmegaConf.load(CONFIG), OmegaConf.from_dotlist(["tasks=[cls_prime,cls_even_odd]"])
     )
     assert set(instantiate(config).pool.tasks) == {"cls_prime", "cls_even_odd"}
+
+
+def test_a_composition_seed_deals_the_same_sizes_to_other_tasks_and_keeps_the_test_split():
+    default = build_synthetic_suite()
+    assert build_synthetic_suite(composition_seed=None).pool.record() == default.pool.record()
+    dealt = [build_synthetic_suite(composition_seed=c) for c in (1, 2)]
+    sizes = default.pool.task_sizes()
+    for data in dealt:
+        other = data.pool.task_sizes()
+        assert sorted(other.values()) == sorted(sizes.values())  # the same sizes ...
+        assert sum(other[t] != sizes[t] for t in sizes) >= len(sizes) // 2  # ... to other tasks
+        assert [e.id for e in data.test] == [e.id for e in default.test]  # test split unchanged
+        assert data.test.record()["sha256"] == default.test.record()["sha256"]
+        for task in sizes:  # each task's pool is a prefix of its one stream
+            small, large = sorted(
+                ([e.prompt for e in d.pool if e.task == task] for d in (default, data)), key=len
+            )
+            assert large[: len(small)] == small
+    assert dealt[0].pool.task_sizes() != dealt[1].pool.task_sizes()
+    assert "composition_seed=1" in dealt[0].pool.source
+    assert build_synthetic_suite(composition_seed=1).pool.record() == dealt[0].pool.record()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"composition_seed": -1}, "dataset.composition_seed must be null or a non-negative"),
+        ({"composition_seed": "a"}, "dataset.composition_seed must be null or a non-negative"),
+        ({"composition_seed": 1, "pool_sizes": "equal"}, "with pool_sizes='equal' every task"),
+    ],
+)
+def test_a_bad_composition_seed_is_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        build_synthetic_suite(**kwargs)

@@ -49,11 +49,16 @@ def _check_only(key: str) -> bool:
 
 def determining_settings(config: dict[str, Any]) -> dict[str, Any]:
     """Flat settings of a config as plain data, without what changes no number (where the run
-    writes, the keys only read for checks): what two runs must share to be the same run."""
+    writes, the keys only read for checks): what two runs must share to be the same run. A null
+    setting is one not set, so that a setting added later with a null default leaves the runs
+    made before it the same runs."""
     return {
         SHORTHANDS.get(key, key): value
         for key, value in flat_settings(config).items()
-        if key.split(".")[0] not in RUN_LOCAL_KEYS and not _check_only(key) and value != {}
+        if key.split(".")[0] not in RUN_LOCAL_KEYS
+        and not _check_only(key)
+        and value != {}
+        and value is not None
     }
 
 

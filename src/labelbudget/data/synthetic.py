@@ -463,13 +463,24 @@ def task_rng(seed: int, task_name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, name_key]))
 
 
-def pool_size(task: SyntheticTask, pool_sizes: str, pool_per_task: int) -> int:
+def pool_size(multiplier: float, pool_sizes: str, pool_per_task: int) -> int:
     """Pool prompts of one task: `pool_per_task` when "equal"; when "varied", scaled by the task's
     multiplier (0.1x to 2x) so that tasks are unevenly represented, as in real pools, and the
     smallest (never below 3) hold fewer prompts than an equal share of a budget would ask for."""
     if pool_sizes == "equal":
         return pool_per_task
-    return max(3, int(task.pool_multiplier * pool_per_task + 0.5))
+    return max(3, int(multiplier * pool_per_task + 0.5))
+
+
+def pool_multipliers(tasks: list[SyntheticTask], composition_seed: int | None) -> dict[str, float]:
+    """Each task's pool-size multiplier: the table's own (None), or the same multipliers dealt
+    to the tasks in an order drawn from `composition_seed`, so that which task is large and
+    which is small (and so pool size against learnability) is one draw among many."""
+    own = [task.pool_multiplier for task in tasks]
+    if composition_seed is None:
+        return {task.name: m for task, m in zip(tasks, own)}
+    order = np.random.default_rng([composition_seed, 0x636F6D70]).permutation(len(tasks))
+    return {task.name: own[j] for task, j in zip(tasks, order)}
 
 
 def _draw_distinct(
@@ -539,12 +550,29 @@ def build_synthetic_suite(
     test_per_task: int = 20,
     tasks: list[str] | None = None,
     categories: list[str] | None = None,
+    composition_seed: int | None = None,
 ) -> TaskData:
     """The synthetic suite: per task, `test_per_task` test prompts and a pool sized by `pool_sizes`
     ("varied" or "equal", see `pool_size`), disjoint from the test split. `seed` is the data seed:
-    the same seed gives byte-identical examples. With `test_per_task=0` there is no test split."""
+    the same seed gives byte-identical examples. With `test_per_task=0` there is no test split.
+    `composition_seed` deals the varied sizes to other tasks (`pool_multipliers`); each task's
+    test prompts, drawn first from its own stream, stay the same, and its pool is a prefix of
+    one stream, so a task made larger keeps the prompts it had."""
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"synthetic seed must be a non-negative integer, got {seed!r}")
+    if composition_seed is not None and (
+        isinstance(composition_seed, bool)
+        or not isinstance(composition_seed, int)
+        or composition_seed < 0
+    ):
+        raise ConfigError(
+            f"dataset.composition_seed must be null or a non-negative integer, got {composition_seed!r}"
+        )
+    if composition_seed is not None and pool_sizes != "varied":
+        raise ConfigError(
+            "dataset.composition_seed deals the varied pool sizes to other tasks; with "
+            f"pool_sizes={pool_sizes!r} every task has the same size: set one or the other"
+        )
     if pool_sizes not in POOL_SIZE_MODES:
         raise ConfigError(f"unknown pool_sizes {pool_sizes!r}; valid: {', '.join(POOL_SIZE_MODES)}")
     if pool_per_task < 1 or test_per_task < 0:
@@ -553,11 +581,17 @@ def build_synthetic_suite(
         )
     pool: list[Example] = []
     test: list[Example] = []
-    for task in select_tasks(tasks, categories):
-        wanted = test_per_task + pool_size(task, pool_sizes, pool_per_task)
+    chosen = select_tasks(tasks, categories)
+    multipliers = pool_multipliers(chosen, composition_seed)
+    for task in chosen:
+        wanted = test_per_task + pool_size(multipliers[task.name], pool_sizes, pool_per_task)
         pairs = _draw_distinct(task, task_rng(seed, task.name), wanted)
         test += _examples(task, "test", pairs[:test_per_task])
         pool += _examples(task, "pool", pairs[test_per_task:])
-    source = f"synthetic(seed={seed})"
+    source = (
+        f"synthetic(seed={seed})"
+        if composition_seed is None
+        else (f"synthetic(seed={seed}, composition_seed={composition_seed})")
+    )
     test_pool = Pool(test, f"{source} test split") if test else None
     return TaskData(name="synthetic", pool=Pool(pool, source), test=test_pool)
