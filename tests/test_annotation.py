@@ -157,7 +157,7 @@ def test_rows_without_a_fingerprint_are_counted_in_a_warning_or_refused(tmp_path
 def test_annotations_is_a_file_or_a_node_and_both_forms_are_one_run(tmp_path):
     from conftest import compose_config
     from labelbudget.configs import determining_settings
-    from labelbudget.stages.train import imported_annotations
+    from labelbudget.stages.select import imported_annotations
 
     rows = [{"id": "p0", "response": "A"}]
     path = write(tmp_path / "ann.jsonl", rows)

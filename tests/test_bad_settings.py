@@ -146,7 +146,25 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
         ),
         (
             [*TRAIN, "selector=predicted_efficiency"],
-            "selector.predictions must be set (it has no default)",
+            "selector (labelbudget.selection.predicted_efficiency.PredictedEfficiencySelector): "
+            "predicted_efficiency needs its curves from one place",
+        ),
+        (
+            [*TRAIN, "selector=predicted_efficiency", "selector.probe=1"],
+            "selector.probe must be an integer >= 2 or null, got 1",
+        ),
+        (
+            [*TRAIN, "selector=predicted_efficiency", "selector.probe=4", "budget=20"],
+            "budget 20 is below the probe's",
+        ),
+        (
+            [
+                *TRAIN,
+                "selector=predicted_efficiency",
+                "selector.probe=4",
+                "selector.probe_targets=human",
+            ],
+            "selector.probe_targets must be one of 'labels', 'self', got 'human'",
         ),
         (  # the selector's signal checked against the pool by its provider
             [*TRAIN, "selector=predicted_efficiency", f"selector.predictions={one_task}"],

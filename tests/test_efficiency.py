@@ -169,13 +169,15 @@ def test_saved_fit_round_trips_and_clips(tmp_path):
         LinearFit.load(tmp_path / "bad.json")
 
 
-def brute_force_plan(auc, sizes, budget, n_max):
-    """The best mean predicted performance over every split of exactly min(budget, pool) labels."""
+def brute_force_plan(auc, sizes, budget, n_max, start=None):
+    """The best mean predicted performance over every split of exactly min(budget, pool) labels
+    that gives each task at least its `start`."""
     tasks = sorted(sizes)
+    start = start or {}
     budget = min(budget, sum(sizes.values()))
     return max(
         mean_predicted_performance(dict(zip(tasks, counts)), auc, n_max)
-        for counts in itertools.product(*[range(sizes[t] + 1) for t in tasks])
+        for counts in itertools.product(*[range(start.get(t, 0), sizes[t] + 1) for t in tasks])
         if sum(counts) == budget
     )
 
@@ -194,6 +196,37 @@ def test_planner_is_optimal_on_400_random_cases():
         assert mean_predicted_performance(counts, auc, 50) == pytest.approx(
             brute_force_plan(auc, sizes, budget, 50), abs=1e-12
         )
+
+
+def test_planner_from_a_probes_counts_is_optimal_on_300_random_cases():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n_tasks = int(rng.integers(2, 5))
+        auc = {f"t{i}": float(rng.uniform(0.05, 0.95)) for i in range(n_tasks)}
+        sizes = {f"t{i}": int(rng.integers(1, 9)) for i in range(n_tasks)}
+        start = {t: int(rng.integers(0, min(3, n) + 1)) for t, n in sizes.items()}
+        budget = int(rng.integers(sum(start.values()), sum(sizes.values()) + 3))
+        counts = plan_budget(auc, sizes, budget, n_max=50, start=start)
+        assert sum(counts.values()) == min(budget, sum(sizes.values()))
+        assert all(start[t] <= counts[t] <= sizes[t] for t in sizes)
+        assert mean_predicted_performance(counts, auc, 50) == pytest.approx(
+            brute_force_plan(auc, sizes, budget, 50, start), abs=1e-12
+        )
+
+
+def test_planner_starts_each_task_from_the_labels_it_holds():
+    # by hand, n_max = 16, both AUC 0.5 (p = 1): y(n) = log2(n) / 4. Budget 8, 10 prompts each.
+    # From nothing the best split is 4 + 4: 2/4 + 2/4 = 1.0 (5 + 3: 0.977; 6 + 2: 0.896).
+    # When "a" holds 6 probe labels already, "a" >= 6: 6 + 2 = 0.896 beats 7 + 1 = 0.702 and
+    # 8 + 0 = 0.75, so the planner gives "b" the 2 labels left, not 4.
+    auc, sizes = {"a": 0.5, "b": 0.5}, {"a": 10, "b": 10}
+    assert plan_budget(auc, sizes, 8, n_max=16) == {"a": 4, "b": 4}
+    assert plan_budget(auc, sizes, 8, n_max=16, start={"a": 6}) == {"a": 6, "b": 2}
+    assert plan_budget(auc, sizes, 8, n_max=16, start={"a": 6, "b": 2}) == {"a": 6, "b": 2}
+    with pytest.raises(ConfigError, match="the budget 7 is below the 8 labels the tasks start"):
+        plan_budget(auc, sizes, 7, n_max=16, start={"a": 6, "b": 2})
+    with pytest.raises(ConfigError, match="more labels than its pool holds"):
+        plan_budget(auc, sizes, 20, n_max=16, start={"a": 11})
 
 
 def test_planner_beats_the_greedy_where_one_label_gains_nothing():

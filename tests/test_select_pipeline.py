@@ -325,6 +325,15 @@ EXPERIMENT_CLAIMS = {
         "finetune.learning_rate": 3e-4,
         "finetune.batch_size": 8,
     },
+    "study_allocation": {  # study_synthetic's pool and fine-tuning, every row alike
+        "dataset.pool_per_task": 40,
+        "dataset.test_per_task": 20,
+        "dataset.pool_sizes": "varied",
+        "dataset.composition_seed": None,
+        "finetune.epochs": 3,
+        "finetune.learning_rate": 3e-4,
+        "finetune.batch_size": 8,
+    },
 }
 
 

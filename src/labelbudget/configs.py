@@ -157,6 +157,9 @@ SETTINGS: dict[str, Rule] = {
             and (v in ("auto", "cpu", "cuda") or bool(re.fullmatch(r"cuda:\d+", v)))
         ),
     ),
+    "selector.probe": whole(2, optional=True),
+    "selector.probe_targets": choice("labels", "self"),
+    "selector.probe_fraction": share(closed_above=True),
     "selector.min_quality": share(closed_above=True),
     "selector.jitter": positive(),  # the DPP checks its float64 floor itself
     "selector.max_factor_mb": positive(),

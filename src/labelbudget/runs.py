@@ -44,6 +44,8 @@ RUN_FILES = frozenset(
         "selection.jsonl",
         "allocation.csv",
         "allocation.png",
+        "first_round.jsonl",
+        "probe_auc.json",
         "predictions.jsonl",
         "mmlu_predictions.jsonl",
         "bbh_predictions.jsonl",

@@ -21,14 +21,15 @@ from labelbudget.errors import DataError, listing
 log = logging.getLogger(__name__)
 
 
-def _selected(pool: Pool, ids: list[str]) -> list[Example]:
+def examples_of(pool: Pool, ids: list[str]) -> list[Example]:
+    """The pool's examples `ids`, in that order."""
     by_id = {e.id: e for e in pool}
     return [by_id[i] for i in ids]
 
 
 def reveal_responses(pool: Pool, ids: list[str]) -> list[Example]:
     """Simulated annotation: the selected examples with the pool's own responses."""
-    examples = _selected(pool, ids)
+    examples = examples_of(pool, ids)
     check_responses(Pool(examples, pool.source), "selected ")
     return examples
 
@@ -179,7 +180,42 @@ def join_annotations(annotations: Annotations, pool: Pool, ids: list[str]) -> li
         problems.append(f"{len(missing)} selected ids have no response: {listing(missing)}")
     if problems:
         raise DataError(annotations.source, "; ".join(problems), field="id")
-    return [replace(e, response=annotations.responses[e.id]) for e in _selected(pool, ids)]
+    return [replace(e, response=annotations.responses[e.id]) for e in examples_of(pool, ids)]
+
+
+def merged(files: list[Annotations]) -> Annotations:
+    """Several annotators' files (the rounds of a two-round selector) as one; an id answered in
+    two files is refused, naming the files and the ids."""
+    responses: dict[str, str] = {}
+    twice: dict[str, list[str]] = {}
+    for file in files:
+        for id_ in file.responses.keys() & responses.keys():
+            twice.setdefault(id_, []).append(file.source)
+        responses.update(file.responses)
+    if twice:
+        raise DataError(
+            " + ".join(f.source for f in files),
+            f"{len(twice)} ids are answered in more than one of these files: {listing(sorted(twice))}",
+            field="id",
+        )
+    return Annotations(" + ".join(f.source for f in files), responses)
+
+
+def labelled_subset(
+    annotations: Annotations, pool: Pool, ids: list[str], what: str
+) -> list[Example]:
+    """The examples `ids` with the annotator's responses, the file holding others too (the
+    later rounds'); an id it does not answer means it was annotated for another selection."""
+    missing = [i for i in ids if i not in annotations.responses]
+    if missing:
+        raise DataError(
+            annotations.source,
+            f"answers {len(ids) - len(missing)} of the {len(ids)} prompts of {what}; missing "
+            f"{listing(missing)}: the file was annotated for another selection (another pool, "
+            "seed, selector or scoring setting); rerun with the settings it was written for",
+            field="id",
+        )
+    return [replace(e, response=annotations.responses[e.id]) for e in examples_of(pool, ids)]
 
 
 def annotated(pool: Pool, ids: list[str], annotations: Annotations | None) -> list[Example]:

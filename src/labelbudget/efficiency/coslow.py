@@ -17,13 +17,16 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from labelbudget.errors import ConfigError
-from labelbudget.training.data import IGNORE_INDEX
+from labelbudget.models.loading import LoadedModel
+from labelbudget.training.data import IGNORE_INDEX, RightPadCollator, encode_sft_rows
+from labelbudget.training.lora import fresh_adapters
 
 
 def low_confidence_sample(
@@ -131,3 +134,26 @@ def gradient_signals(vectors: torch.Tensor, aggregate: str = "median") -> Gradie
         raise ConfigError(f"aggregate must be 'median' or 'mean', got {aggregate!r}")
     norms = vectors.double().norm(dim=1)
     return GradientSignals(float(reduce[aggregate](cosines)), float(norms.mean()), len(cosines))
+
+
+def task_gradients(loaded: LoadedModel, examples, settings: Any, seed: int) -> torch.Tensor:
+    """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`;
+    `settings` has CoS-Low's max_length, rank, alpha, target_modules and batch_size."""
+    rows = encode_sft_rows(
+        loaded.template, loaded.tokenizer, examples, settings.max_length, "coslow.max_length"
+    )
+    lora = {"rank": settings.rank, "alpha": settings.alpha, "dropout": 0.0}
+    with fresh_adapters(
+        loaded.model, **lora, target_modules=list(settings.target_modules), seed=seed
+    ) as model:
+        model.eval()
+        collate = RightPadCollator(loaded.tokenizer.pad_token_id)
+        parts = []
+        for start in range(0, len(rows), settings.batch_size):
+            batch = collate(rows[start : start + settings.batch_size])
+            parts.append(
+                per_example_gradients(
+                    model, batch["input_ids"], batch["attention_mask"], batch["labels"]
+                )
+            )
+        return torch.cat(parts)

@@ -24,24 +24,38 @@ def plan_budget(
     pool_sizes: Mapping[str, int],
     budget: int,
     n_max: int = 5000,
+    start: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Labels per task, summing to min(budget, total pool), with the largest mean predicted
-    performance. Among equal plans, later tasks (by name) get fewer labels."""
+    performance. Among equal plans, later tasks (by name) get fewer labels.
+
+    `start`: labels each task holds already (a probe's), counted in `budget`: every task gets at
+    least its start, and the plan splits what remains.
+    """
     missing = sorted(set(pool_sizes) - set(predicted_auc))
     if missing:
         raise ConfigError(f"no predicted AUC for task(s) {missing}")
     if budget < 0:
         raise ConfigError(f"budget must be >= 0, got {budget}")
+    start = {task: 0 for task in pool_sizes} | dict(start or {})
+    over = {t: n for t, n in start.items() if not 0 <= n <= pool_sizes.get(t, -1)}
+    if over:
+        raise ConfigError(f"a task cannot start from more labels than its pool holds: {over}")
     tasks = sorted(pool_sizes)
     budget = min(budget, sum(pool_sizes.values()))
+    if sum(start.values()) > budget:
+        raise ConfigError(
+            f"the budget {budget} is below the {sum(start.values())} labels the tasks start from"
+        )
     best = np.full(budget + 1, -np.inf)
     best[0] = 0.0
     choices = []  # per task: the count it takes at each total spent
     for task in tasks:
         size = min(pool_sizes[task], budget)
         value = [predicted_performance(n, predicted_auc[task], n_max) for n in range(size + 1)]
-        new, choice = best.copy(), np.zeros(budget + 1, dtype=np.int32)
-        for n in range(1, size + 1):
+        new = np.full(budget + 1, -np.inf)
+        choice = np.zeros(budget + 1, dtype=np.int32)
+        for n in range(start[task], size + 1):
             candidate = np.full(budget + 1, -np.inf)
             candidate[n:] = best[: budget + 1 - n] + value[n]
             better = candidate > new

@@ -12,6 +12,9 @@ import numpy as np
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.io import atomic_write_text
 
+# <model name>.json: fits measured by this project (BENCHMARKS.md), shipped with this package
+PACKAGED_FITS = Path(__file__).parent / "fits"
+
 
 @dataclass(frozen=True)
 class LinearFit:
@@ -78,3 +81,14 @@ def correlations(signal: np.ndarray, auc: np.ndarray) -> dict[str, float]:
         "pearson": float(np.corrcoef(signal, auc)[0, 1]),
         "spearman": float(np.corrcoef(rank(signal), rank(auc))[0, 1]),
     }
+
+
+def choose_fit(path: str | None, model_name: str) -> LinearFit | None:
+    """The fit given, else the one this project measured for the model, else none."""
+    if path:
+        return LinearFit.load(Path(path))
+    packaged = PACKAGED_FITS / f"{model_name}.json"
+    if packaged.is_file():
+        print(f"using the fit measured for {model_name}: {packaged} (pass fit=... for your own)")
+        return LinearFit.load(packaged)
+    return None

@@ -22,6 +22,8 @@ from labelbudget.errors import ConfigError
 SCORES = "scores"  # labelbudget.scoring.scores.Scores: embeddings and confidences, in pool order
 PROMPT_SENSITIVITY = "prompt_sensitivity"  # task -> sensitivity (Kung et al. 2023)
 PREDICTED_AUC = "predicted_auc"  # labelbudget.efficiency.predicted_auc.PredictedAUC: from CoS-Low
+# learned from a two-round selector's own first round (`FirstRound.learn`), once it is labelled:
+PROBE_AUC = "probe_auc"  # PredictedAUC: CoS-Low on the probe's labels and the model's shipped fit
 TASK_KEYED = (PROMPT_SENSITIVITY,)  # one value for each of the pool's tasks, no other
 
 
@@ -71,6 +73,25 @@ class Selection:
     objective: dict[str, float] = field(default_factory=dict)  # e.g. coverage radius, log det
 
 
+@dataclass(frozen=True)
+class FirstRound:
+    """What a two-round selector has labelled before it chooses the rest.
+
+    Attributes:
+        ids: the first round's pool ids, in pick order.
+        counted: whether they are labels spent from the budget and part of the selection; False
+            where the model's own greedy answers stand in for labels (no label is spent).
+    """
+
+    ids: list[str]
+    counted: bool
+
+
+FIRST_ROUND = (
+    "first_round"  # in Candidates.signals of a two-round selector's `select`: its FirstRound
+)
+
+
 class Selector(ABC):
     """Base of all selectors: settings in, pool ids out, no model calls and no I/O.
 
@@ -106,6 +127,24 @@ class Selector(ABC):
             raise ConfigError(
                 f"budget must be between 1 and the pool size {pool_size}, got {budget}"
             )
+
+    def learns(self) -> dict[str, Any]:
+        """The signals learned from the labelled `first_round` (`PROBE_AUC`, ...), each with its
+        provider's settings; {} (the default) for a selector of one round."""
+        return {}
+
+    def first_round(
+        self, candidates: Candidates, budget: int, rng: np.random.Generator
+    ) -> FirstRound | None:
+        """The prompts to label before `select` runs, for a selector that `learns` from its own
+        labels (a probe, a first allocation round); None, the default, for one round.
+
+        The run labels them (the pool's responses in simulation, else the annotations file, else
+        it writes them out to be annotated and stops), computes what `learns` names from them,
+        and calls `select` with the round under `FIRST_ROUND` in `Candidates.signals` and the
+        same `rng`, so that both rounds follow from one seed.
+        """
+        return None
 
     @abstractmethod
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:

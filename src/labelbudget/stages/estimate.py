@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from labelbudget import efficiency
 from labelbudget.configs import check_settings
 from labelbudget.data.annotation import annotated, read_annotations, reveal_responses
 from labelbudget.data.records import existing_path
 from labelbudget.efficiency.coslow import (
     gradient_signals,
     low_confidence_sample,
-    per_example_gradients,
+    task_gradients,
 )
 from labelbudget.efficiency.curves import (
     cleaned_curve,
@@ -39,20 +37,21 @@ from labelbudget.efficiency.curves import (
 )
 from labelbudget.efficiency.planner import mean_predicted_performance, plan_budget
 from labelbudget.efficiency.predicted_auc import PredictedAUC
-from labelbudget.efficiency.predictor import LinearFit, correlations, fit_line, leave_one_out_errors
+from labelbudget.efficiency.predictor import (
+    LinearFit,
+    choose_fit,
+    correlations,
+    fit_line,
+    leave_one_out_errors,
+)
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
-from labelbudget.models.loading import LoadedModel
 from labelbudget.rendering import markdown_table, png_bytes, pyplot
 from labelbudget.runs import finished_runs
 from labelbudget.stages.common import LazyModel, instantiate, pool_scores
-from labelbudget.training.data import RightPadCollator, encode_sft_rows
-from labelbudget.training.lora import fresh_adapters
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
-# <model name>.json: fits measured by this project (BENCHMARKS.md), shipped with the efficiency package
-PACKAGED_FITS = Path(efficiency.__file__).parent / "fits"
 
 
 def run_estimate(cfg: DictConfig) -> dict[str, Any]:
@@ -73,39 +72,6 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
 
 
 # --- coslow -------------------------------------------------------------------------------------
-
-
-def task_gradients(loaded: LoadedModel, examples, settings: DictConfig, seed: int) -> torch.Tensor:
-    """Per-example LoRA gradients of the examples' answers, under fresh adapters seeded by `seed`."""
-    rows = encode_sft_rows(
-        loaded.template, loaded.tokenizer, examples, settings.max_length, "coslow.max_length"
-    )
-    lora = {"rank": settings.rank, "alpha": settings.alpha, "dropout": 0.0}
-    with fresh_adapters(
-        loaded.model, **lora, target_modules=list(settings.target_modules), seed=seed
-    ) as model:
-        model.eval()
-        collate = RightPadCollator(loaded.tokenizer.pad_token_id)
-        parts = []
-        for start in range(0, len(rows), settings.batch_size):
-            batch = collate(rows[start : start + settings.batch_size])
-            parts.append(
-                per_example_gradients(
-                    model, batch["input_ids"], batch["attention_mask"], batch["labels"]
-                )
-            )
-        return torch.cat(parts)
-
-
-def choose_fit(path: str | None, model_name: str) -> LinearFit | None:
-    """The fit given, else the one this project measured for the model, else none."""
-    if path:
-        return LinearFit.load(Path(path))
-    packaged = PACKAGED_FITS / f"{model_name}.json"
-    if packaged.is_file():
-        print(f"using the fit measured for {model_name}: {packaged} (pass fit=... for your own)")
-        return LinearFit.load(packaged)
-    return None
 
 
 def run_coslow(cfg: DictConfig) -> dict[str, Any]:

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from labelbudget.configs import check_settings
-from labelbudget.data.schema import Pool, TaskData
+from labelbudget.data.annotation import (
+    Annotations,
+    examples_of,
+    labelled_subset,
+    merged,
+    read_annotations,
+    reveal_responses,
+)
+from labelbudget.data.schema import Example, Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError
-from labelbudget.selection.base import SCORES, Candidates, Selection, Selector
+from labelbudget.io import atomic_write_text
+from labelbudget.scoring.scores import Scores
+from labelbudget.selection.base import (
+    FIRST_ROUND,
+    SCORES,
+    Candidates,
+    FirstRound,
+    Selection,
+    Selector,
+)
 from labelbudget.stages.common import (
     LazyModel,
     instantiate,
@@ -22,8 +39,14 @@ from labelbudget.stages.common import (
     run_identity,
     write_metrics,
 )
-from labelbudget.stages.signals import check_signals, provide_signals
+from labelbudget.stages.signals import (
+    check_learned,
+    check_signals,
+    provide_learned,
+    provide_signals,
+)
 from labelbudget.tracking.selection_report import (
+    selection_jsonl,
     selection_statistics,
     summary_table,
     task_rows,
@@ -61,6 +84,7 @@ class Prepared:
     data: TaskData
     budget: int
     selector: Selector
+    annotations: Annotations | None  # the `annotations` files, read and checked; None: simulated
 
 
 def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
@@ -76,6 +100,8 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
     if budget:
         selector.check_budget(data.pool.task_sizes(), budget)
         check_signals(selector, data.pool)
+        check_learned(selector, cfg)
+    annotations = imported_annotations(cfg.get("annotations"), data.pool)
     asked = (
         f" ({cfg.budget} of the pool)"
         if isinstance(cfg.budget, float) and 0 < cfg.budget < 1
@@ -89,7 +115,20 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
         budget,
         asked,
     )
-    return Prepared(data, budget, selector)
+    return Prepared(data, budget, selector, annotations)
+
+
+def imported_annotations(node, pool: Pool) -> Annotations | None:
+    """The `annotations` setting read and checked: a file (`annotations=FILE`, shorthand for
+    `annotations.path=FILE`) or a list of files (a two-round selector's rounds), or
+    `{path, require_fingerprint}`; None where no file is given (simulated annotation)."""
+    path, required = (
+        (node.path, node.require_fingerprint) if isinstance(node, DictConfig) else (node, False)
+    )
+    if not path:
+        return None
+    paths = list(path) if isinstance(path, (list, ListConfig)) else [path]
+    return merged([read_annotations(p, pool, required) for p in paths])
 
 
 @dataclass
@@ -98,20 +137,31 @@ class Chosen:
     metrics: dict[str, float]  # task coverage and the selector's own objective
 
 
-def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen:
+def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen | None:
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
     the tracker the allocation table and plot; the coverage statistics and the selector's
-    objective are returned for the run's metrics."""
-    pool = prepared.data.pool
-    signals = provide_signals(prepared.selector, pool, cfg, model)
+    objective are returned for the run's metrics. A two-round selector's first round is
+    labelled and learned from first; None where it is still to be annotated (its file written)."""
+    pool, selector = prepared.data.pool, prepared.selector
+    signals = provide_signals(selector, pool, cfg, model)
     candidates = Candidates(pool.ids, pool.tasks, signals)
     # the allocation table shows each task's confidence where the pool was scored already
     scores = signals[SCORES] if SCORES in signals else pool_scores(cfg, pool, False)
-    selection = prepared.selector.select(
-        candidates, prepared.budget, np.random.default_rng(cfg.seed)
-    )
-    _check_selection(selection, pool, prepared.budget, prepared.selector.name)
     folder = Path(cfg.paths.output_dir)
+    rng = np.random.default_rng(cfg.seed)
+    first = selector.first_round(candidates, prepared.budget, rng)
+    if first is not None:
+        labelled = first_round_examples(first, pool, prepared.annotations, scores)
+        if labelled is None:
+            write_first_round(folder, pool, first)
+            return None
+        learned = provide_learned(selector, labelled, cfg, model)
+        for name, signal in learned.items():  # e.g. the probe's predicted AUCs, for the report
+            if is_main_process() and hasattr(signal, "write"):
+                signal.write(folder / f"{name}.json")
+        candidates = Candidates(pool.ids, pool.tasks, {**signals, **learned, FIRST_ROUND: first})
+    selection = selector.select(candidates, prepared.budget, rng)
+    _check_selection(selection, pool, prepared.budget, selector.name)
     rows = task_rows(pool, selection, scores)
     if is_main_process():  # every rank of a DDP job selects the same prompts; one writes them
         write_selection_outputs(
@@ -126,6 +176,40 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     if logger is not None:
         log_allocation(logger, rows, folder / "allocation.png")
     return Chosen(selection, metrics)
+
+
+FIRST_ROUND_FILE = "first_round.jsonl"
+
+
+def first_round_examples(
+    first: FirstRound, pool: Pool, annotations: Annotations | None, scores: Scores | None
+) -> list[Example] | None:
+    """A two-round selector's first round with its targets: the model's own greedy answers
+    where it spends no labels, else the annotations file's (which must answer every prompt of
+    the round: a file from another selection is refused), else the pool's own in simulation;
+    None where the pool has none and no file was given (the round is to be annotated first)."""
+    if not first.counted:
+        row = {id_: i for i, id_ in enumerate(pool.ids)}
+        return [replace(pool[row[i]], response=scores.generations[row[i]]) for i in first.ids]
+    if annotations is not None:
+        return labelled_subset(annotations, pool, first.ids, "the selector's first round")
+    if Pool(examples_of(pool, first.ids), pool.source).unanswered_ids():
+        return None
+    return reveal_responses(pool, first.ids)
+
+
+def write_first_round(folder: Path, pool: Pool, first: FirstRound) -> None:
+    """Round 1 of a two-round selection with real annotators: the prompts to annotate now, and
+    how to go on."""
+    path = folder / FIRST_ROUND_FILE
+    if is_main_process():
+        atomic_write_text(path, selection_jsonl(pool, Selection(ids=first.ids)))
+    print_once(
+        f"round 1 of 2: wrote the {len(first.ids)} prompts this selector labels first to {path}. "
+        "Annotate them ({id, response, fingerprint} rows), then rerun the same command with "
+        "annotations=<that file> to choose the rest; train.py then takes both files, "
+        "annotations.path=[<round 1>,<round 2>]"
+    )
 
 
 def log_allocation(logger, rows, plot: Path) -> None:
@@ -167,6 +251,8 @@ def run_select(cfg: DictConfig) -> Selection:
     """
     prepared = prepare(cfg)
     chosen = choose(cfg, prepared, LazyModel(cfg.model))
+    if chosen is None:  # a first round to annotate: no selection yet
+        return None
     write_metrics(
         Path(cfg.paths.output_dir),
         run_identity(cfg, prepared.data, prepared.budget, prepared.selector),

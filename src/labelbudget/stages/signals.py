@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
-from labelbudget.data.schema import Pool
+from labelbudget.data.schema import Example, Pool
+from labelbudget.efficiency.coslow import gradient_signals, task_gradients
 from labelbudget.efficiency.predicted_auc import PredictedAUC
+from labelbudget.efficiency.predictor import choose_fit
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
-from labelbudget.selection.base import PREDICTED_AUC, PROMPT_SENSITIVITY, SCORES, Selector
+from labelbudget.selection.base import (
+    PREDICTED_AUC,
+    PROBE_AUC,
+    PROMPT_SENSITIVITY,
+    SCORES,
+    Selector,
+)
 from labelbudget.stages.common import LazyModel, model_identity, pool_scores, predict_trainer
 
 
@@ -70,11 +79,85 @@ class PredictedAUCProvider:
         return PredictedAUC.read(settings)
 
 
+class LearnedSignalProvider(Protocol):
+    """Checks and computes one signal learned from a two-round selector's labelled first round."""
+
+    def check(self, settings: Any, cfg: DictConfig) -> None:
+        """Refuse what can be refused before a model loads."""
+
+    def provide(
+        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
+    ) -> Any:
+        """The signal from the first round's `examples`, their responses the labels."""
+
+
+class ProbeAUCProvider:
+    """Each task's predicted AUC from a probe: CoS-Low (the median cosine of the LoRA gradients
+    of the task's labelled probe prompts) through the model's AUC ~ CoS-Low fit."""
+
+    def check(self, settings: Any, cfg: DictConfig) -> None:
+        """A fit for the model exists: given, or shipped."""
+        if choose_fit(settings["fit"], cfg.model.name) is None:
+            raise ConfigError(
+                f"selector.fit: no CoS-Low fit is shipped for model {cfg.model.name!r}; measure "
+                "one (estimate.py mode=fit, README) and pass selector.fit=<fit.json>"
+            )
+
+    def provide(
+        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
+    ) -> PredictedAUC:
+        """Task -> predicted AUC, on the fit's budget axis."""
+        fit = choose_fit(settings["fit"], cfg.model.name)
+        coslow = OmegaConf.create(settings["coslow"])
+        by_task: dict[str, list[Example]] = {}
+        for example in examples:
+            by_task.setdefault(example.task, []).append(example)
+        loaded = model()
+        predicted = {
+            task: fit.predict(
+                gradient_signals(
+                    task_gradients(loaded, labelled, coslow, int(cfg.seed)), coslow.aggregate
+                ).cosine
+            )
+            for task, labelled in tqdm(sorted(by_task.items()), desc="probe CoS-Low", unit="task")
+        }
+        return PredictedAUC(predicted, fit.n_max, "the probe's CoS-Low")
+
+
 PROVIDERS: dict[str, SignalProvider] = {
     SCORES: ScoresProvider(),
     PROMPT_SENSITIVITY: PromptSensitivityProvider(),
     PREDICTED_AUC: PredictedAUCProvider(),
 }
+
+
+LEARNED_PROVIDERS: dict[str, LearnedSignalProvider] = {PROBE_AUC: ProbeAUCProvider()}
+
+
+def _learned(selector: Selector) -> dict[str, tuple[LearnedSignalProvider, Any]]:
+    unknown = sorted(set(selector.learns()) - set(LEARNED_PROVIDERS))
+    if unknown:
+        raise ConfigError(
+            f"selector '{selector.name}' learns signal(s) {unknown} that no provider computes; "
+            f"known: {sorted(LEARNED_PROVIDERS)} (labelbudget.stages.signals.LEARNED_PROVIDERS)"
+        )
+    return {name: (LEARNED_PROVIDERS[name], s) for name, s in selector.learns().items()}
+
+
+def check_learned(selector: Selector, cfg: DictConfig) -> None:
+    """Every learned signal's checks; no model is loaded."""
+    for provider, settings in _learned(selector).values():
+        provider.check(settings, cfg)
+
+
+def provide_learned(
+    selector: Selector, examples: list[Example], cfg: DictConfig, model: LazyModel
+) -> dict[str, Any]:
+    """Every signal the selector learns from its labelled first round (`examples`), by name."""
+    return {
+        name: provider.provide(settings, examples, cfg, model)
+        for name, (provider, settings) in _learned(selector).items()
+    }
 
 
 def _providers(selector: Selector) -> dict[str, tuple[SignalProvider, Any]]:

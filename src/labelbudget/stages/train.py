@@ -7,12 +7,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.data.annotation import (
-    Annotations,
     annotated,
     check_responses,
-    read_annotations,
 )
-from labelbudget.data.schema import Pool
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.models.loading import LoadedModel
 from labelbudget.runs import RunFolder
@@ -49,7 +46,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     from labelbudget.tracking.loggers import finish_wandb
 
     prepared = prepare(cfg, zero_allowed=True)
-    annotations = imported_annotations(cfg.annotations, prepared.data.pool)
+    annotations = prepared.annotations
     if prepared.budget and annotations is None:
         check_responses(prepared.data.pool)
     trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -73,16 +70,6 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         finish_wandb()
 
 
-def imported_annotations(node, pool: Pool) -> Annotations | None:
-    """The `annotations` setting read and checked: a file path (`annotations=FILE`, shorthand for
-    `annotations.path=FILE`) or `{path, require_fingerprint}`; None where no file is given
-    (simulated annotation)."""
-    path, required = (
-        (node.path, node.require_fingerprint) if isinstance(node, DictConfig) else (node, False)
-    )
-    return read_annotations(path, pool, required) if path else None
-
-
 def select_and_fine_tune(
     cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
 ) -> tuple[LoadedModel, dict[str, float]]:
@@ -90,7 +77,7 @@ def select_and_fine_tune(
     and the fit and selection metrics."""
     from labelbudget.training.fit import fine_tune
 
-    chosen = choose(cfg, prepared, model, logger)
+    chosen = choose(cfg, prepared, model, logger)  # never None: the pool's responses are checked
     examples = annotated(prepared.data.pool, chosen.selection.ids, annotations)
     trainer = instantiate(cfg.trainer)
     tuned, fit_stats = fine_tune(model(), examples, cfg.finetune, trainer, logger, int(cfg.seed))
