@@ -129,15 +129,18 @@ class Selector(ABC):
             )
 
     def learns(self) -> dict[str, Any]:
-        """The signals learned from the labelled `first_round` (`PROBE_AUC`, ...), each with its
-        provider's settings; {} (the default) for a selector of one round."""
+        """The signals learned from the labelled `first_round`, with their providers' settings.
+
+        Keys such as `PROBE_AUC`; {} (the default) for a selector of one round.
+        """
         return {}
 
     def first_round(
         self, candidates: Candidates, budget: int, rng: np.random.Generator
     ) -> FirstRound | None:
-        """The prompts to label before `select` runs, for a selector that `learns` from its own
-        labels (a probe, a first allocation round); None, the default, for one round.
+        """The prompts to label before `select` runs, for a selector that `learns` from them.
+
+        A probe, a first allocation round; None, the default, for a selector of one round.
 
         The run labels them (the pool's responses in simulation, else the annotations file, else
         it writes them out to be annotated and stops), computes what `learns` names from them,

@@ -92,8 +92,10 @@ class LearnedSignalProvider(Protocol):
 
 
 class ProbeAUCProvider:
-    """Each task's predicted AUC from a probe: CoS-Low (the median cosine of the LoRA gradients
-    of the task's labelled probe prompts) through the model's AUC ~ CoS-Low fit."""
+    """Each task's predicted AUC from a labelled probe, through the model's AUC ~ CoS-Low fit.
+
+    CoS-Low is the median cosine of the LoRA gradients of the task's probe prompts.
+    """
 
     def check(self, settings: Any, cfg: DictConfig) -> None:
         """A fit for the model exists: given, or shipped."""
