@@ -1,8 +1,9 @@
-"""Shared fixtures: composed configs, the real benchmark files in ../shared/data (skipped when
+"""Shared fixtures and helpers: composed configs, JSONL pools and annotations, the real benchmark files in ../shared/data (skipped when
 absent), an offline hub, and the `gpu` marker's skip."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,27 @@ def fake_trained_run(run: Path, saved_config: str) -> Path:
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text(saved_config)
     return run
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_unlabelled_pool(folder: Path) -> Path:
+    """A user's pool still to annotate: three tasks of five prompts, no responses."""
+    rows = [
+        {"id": f"{task}-{i}", "task": task, "prompt": f"{task} question {i}?"}
+        for task in ("alpha", "beta", "gamma")
+        for i in range(5)
+    ]
+    path = folder / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def annotate(rows: list[dict], path: Path) -> Path:
+    """What an annotator sends back: each row of the file given, with a response."""
+    path.write_text(
+        "".join(json.dumps({**r, "response": f"answer to {r['id']}"}) + "\n" for r in rows)
+    )
+    return path

@@ -166,6 +166,15 @@ def cases(tmp: Path) -> list[tuple[list[str], str]]:
             ],
             "selector.probe_targets must be one of 'labels', 'self', got 'human'",
         ),
+        (
+            [*TRAIN, "selector=adaptive", "selector.first_round=0"],
+            "selector (labelbudget.selection.adaptive.AdaptiveSelector): first_round must be a "
+            "share of the budget in (0, 1), got 0",
+        ),
+        (
+            [*TRAIN, "selector=adaptive", "selector.n_max=1"],
+            "selector.n_max must be an integer >= 2, got 1",
+        ),
         (  # the selector's signal checked against the pool by its provider
             [*TRAIN, "selector=predicted_efficiency", f"selector.predictions={one_task}"],
             f"{one_task}: has no predicted AUC for the pool's task(s) [",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import labelbudget.models.tiny
-from conftest import compose_config
+from conftest import compose_config, read_jsonl
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.stages.select import run_select
 
@@ -39,10 +39,6 @@ def no_model(monkeypatch):
         raise AssertionError("the model was loaded before the input was checked")
 
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", explode)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_weighted_task_writes_selection_allocation_and_plot(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import labelbudget.models.tiny
-from conftest import compose_config
+from conftest import annotate, compose_config, read_jsonl, write_unlabelled_pool
 from labelbudget.data.synthetic import build_synthetic_suite
 from labelbudget.efficiency.planner import plan_budget
 from labelbudget.errors import ConfigError, DataError
@@ -37,10 +37,6 @@ def select_config(tmp_path: Path, *overrides: str, output: str = "run"):
     return compose_config(
         "select", "model=tiny_llama", *synthetic, *overrides, folder=tmp_path, output=output
     )
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_the_probe_is_spent_from_the_budget_and_the_plan_starts_from_it(tmp_path, fit):
@@ -90,25 +86,6 @@ def test_a_label_free_probe_spends_no_label(tmp_path, fit):
         select_config(tmp_path, *PROBE, "selector.probe_targets=self", fit, "budget=4")
     )
     assert len(selection.ids) == 4 and selection.objective == {"probe_labels": 0.0}
-
-
-def write_unlabelled_pool(folder: Path) -> Path:
-    rows = [
-        {"id": f"{task}-{i}", "task": task, "prompt": f"{task} question {i}?"}
-        for task in ("alpha", "beta", "gamma")
-        for i in range(5)
-    ]
-    path = folder / "pool.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def annotate(rows: list[dict], path: Path) -> Path:
-    """What an annotator sends back: each row of the file given, with a response."""
-    path.write_text(
-        "".join(json.dumps({**r, "response": f"answer to {r['id']}"}) + "\n" for r in rows)
-    )
-    return path
 
 
 def test_two_annotation_rounds_and_a_file_of_another_selection_refused(tmp_path, fit):

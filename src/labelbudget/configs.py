@@ -160,6 +160,10 @@ SETTINGS: dict[str, Rule] = {
     "selector.probe": whole(2, optional=True),
     "selector.probe_targets": choice("labels", "self"),
     "selector.probe_fraction": share(closed_above=True),
+    "selector.first_round": share(closed_above=False),  # adaptive refuses 0 itself
+    "selector.holdout": share(closed_above=False),
+    "selector.n_max": whole(2),
+    "selector.max_new_tokens": whole(1),
     "selector.min_quality": share(closed_above=True),
     "selector.jitter": positive(),  # the DPP checks its float64 floor itself
     "selector.max_factor_mb": positive(),

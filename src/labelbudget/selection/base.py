@@ -24,6 +24,7 @@ PROMPT_SENSITIVITY = "prompt_sensitivity"  # task -> sensitivity (Kung et al. 20
 PREDICTED_AUC = "predicted_auc"  # labelbudget.efficiency.predicted_auc.PredictedAUC: from CoS-Low
 # learned from a two-round selector's own first round (`FirstRound.learn`), once it is labelled:
 PROBE_AUC = "probe_auc"  # PredictedAUC: CoS-Low on the probe's labels and the model's shipped fit
+ROUND_GAINS = "round_gains"  # PredictedAUC: curves fitted to what a fine-tune on round 1 gained
 TASK_KEYED = (PROMPT_SENSITIVITY,)  # one value for each of the pool's tasks, no other
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -134,31 +135,46 @@ class PredictedEfficiencySelector(Selector):
         return FirstRound(ids=picks, counted=self.probe_targets == "labels")
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
-        rows = candidates.task_rows()
-        sizes = {t: len(r) for t, r in rows.items()}
         if self.probe is None:
-            predicted: PredictedAUC = candidates.signal(PREDICTED_AUC, self.name)
-            first = FirstRound(ids=[], counted=True)
-        else:
-            predicted = candidates.signal(PROBE_AUC, self.name)
-            first = candidates.signal(FIRST_ROUND, self.name)
-        predicted.check_covers(rows)
-        held = list(first.ids) if first.counted else []
-        position = {id_: i for i, id_ in enumerate(candidates.ids)}
-        start = Counter(candidates.tasks[position[i]] for i in held)
-        counts = plan_budget(
-            {t: predicted.tasks[t] for t in rows}, sizes, budget, predicted.n_max, start
+            predicted = candidates.signal(PREDICTED_AUC, self.name)
+            return planned_selection(candidates, budget, rng, predicted, [])
+        first = candidates.signal(FIRST_ROUND, self.name)
+        selection = planned_selection(
+            candidates,
+            budget,
+            rng,
+            candidates.signal(PROBE_AUC, self.name),
+            list(first.ids) if first.counted else [],
         )
-        taken = set(held)
-        rest = [
-            candidates.ids[i]
-            for task, task_rows in rows.items()
-            for i in rng.permutation([r for r in task_rows if candidates.ids[r] not in taken])[
-                : counts[task] - start[task]
-            ]
+        return replace(selection, objective={"probe_labels": float(len(first.ids) * first.counted)})
+
+
+def planned_selection(
+    candidates: Candidates,
+    budget: int,
+    rng: np.random.Generator,
+    predicted: PredictedAUC,
+    held: list[str],
+) -> Selection:
+    """The planner's split of `budget` on the predicted curves, each task starting from the
+    labels `held` gives it; `held` first, then a random draw of each task's other prompts."""
+    rows = candidates.task_rows()
+    predicted.check_covers(rows)
+    position = {id_: i for i, id_ in enumerate(candidates.ids)}
+    start = Counter(candidates.tasks[position[i]] for i in held)
+    counts = plan_budget(
+        {t: predicted.tasks[t] for t in rows},
+        {t: len(r) for t, r in rows.items()},
+        budget,
+        predicted.n_max,
+        start,
+    )
+    taken = set(held)
+    rest = [
+        candidates.ids[i]
+        for task, task_rows in rows.items()
+        for i in rng.permutation([r for r in task_rows if candidates.ids[r] not in taken])[
+            : counts[task] - start[task]
         ]
-        return Selection(
-            ids=held + rest,
-            allocation={t: float(n) for t, n in counts.items()},
-            objective={"probe_labels": float(len(held))} if self.probe is not None else {},
-        )
+    ]
+    return Selection(ids=held + rest, allocation={t: float(n) for t, n in counts.items()})

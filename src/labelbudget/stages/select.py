@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from labelbudget.stages.signals import (
     provide_signals,
 )
 from labelbudget.tracking.selection_report import (
+    allocation_csv,
     selection_jsonl,
     selection_statistics,
     summary_table,
@@ -141,7 +143,9 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
     the tracker the allocation table and plot; the coverage statistics and the selector's
     objective are returned for the run's metrics. A two-round selector's first round is
-    labelled and learned from first; None where it is still to be annotated (its file written)."""
+    labelled and learned from first (its allocation in allocation_round1.csv, the seconds that
+    took in `selection/learn_seconds`); None where it is still to be annotated (its file
+    written)."""
     pool, selector = prepared.data.pool, prepared.selector
     signals = provide_signals(selector, pool, cfg, model)
     candidates = Candidates(pool.ids, pool.tasks, signals)
@@ -149,16 +153,22 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     scores = signals[SCORES] if SCORES in signals else pool_scores(cfg, pool, False)
     folder = Path(cfg.paths.output_dir)
     rng = np.random.default_rng(cfg.seed)
+    learn_seconds: dict[str, float] = {}
     first = selector.first_round(candidates, prepared.budget, rng)
     if first is not None:
         labelled = first_round_examples(first, pool, prepared.annotations, scores)
         if labelled is None:
             write_first_round(folder, pool, first)
             return None
+        started = time.perf_counter()
         learned = provide_learned(selector, labelled, cfg, model)
-        for name, signal in learned.items():  # e.g. the probe's predicted AUCs, for the report
-            if is_main_process() and hasattr(signal, "write"):
-                signal.write(folder / f"{name}.json")
+        learn_seconds["selection/learn_seconds"] = time.perf_counter() - started
+        if is_main_process():
+            for name, signal in learned.items():  # e.g. the probe's predicted AUCs
+                if hasattr(signal, "write"):
+                    signal.write(folder / f"{name}.json")
+            first_rows = task_rows(pool, Selection(ids=first.ids), scores)
+            atomic_write_text(folder / "allocation_round1.csv", allocation_csv(first_rows))
         candidates = Candidates(pool.ids, pool.tasks, {**signals, **learned, FIRST_ROUND: first})
     selection = selector.select(candidates, prepared.budget, rng)
     _check_selection(selection, pool, prepared.budget, selector.name)
@@ -172,6 +182,7 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
     metrics = {
         **selection_statistics(rows),
         **{f"selection/{k}": float(v) for k, v in selection.objective.items()},
+        **learn_seconds,
     }
     if logger is not None:
         log_allocation(logger, rows, folder / "allocation.png")

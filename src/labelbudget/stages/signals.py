@@ -7,13 +7,17 @@ nothing here; a new kind of model pass is one provider more.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any, Protocol
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from labelbudget.data.schema import Example, Pool
 from labelbudget.efficiency.coslow import gradient_signals, task_gradients
+from labelbudget.efficiency.curves import log_budget
 from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.efficiency.predictor import choose_fit
 from labelbudget.errors import ConfigError
@@ -22,10 +26,17 @@ from labelbudget.selection.base import (
     PREDICTED_AUC,
     PROBE_AUC,
     PROMPT_SENSITIVITY,
+    ROUND_GAINS,
     SCORES,
     Selector,
 )
-from labelbudget.stages.common import LazyModel, model_identity, pool_scores, predict_trainer
+from labelbudget.stages.common import (
+    LazyModel,
+    instantiate,
+    model_identity,
+    pool_scores,
+    predict_trainer,
+)
 
 
 class SignalProvider(Protocol):
@@ -133,7 +144,101 @@ PROVIDERS: dict[str, SignalProvider] = {
 }
 
 
-LEARNED_PROVIDERS: dict[str, LearnedSignalProvider] = {PROBE_AUC: ProbeAUCProvider()}
+class RoundGainsProvider:
+    """Each task's curve from what a fine-tune on the first round gained.
+
+    A fresh copy of the model is fine-tuned on round 1 less a held-out part of each task, that
+    part is graded (the test split's rules) before and after, and y = x(n)^p is fitted through
+    (0, 0) and (n, y) (`fitted_auc`). Tasks too small to hold one out take the others' median.
+    """
+
+    def check(self, settings: Any, cfg: DictConfig) -> None:
+        """The extra fine-tune takes the run's `finetune` settings: select.py must choose them."""
+        if cfg.get("finetune") is None:
+            raise ConfigError(
+                "selector=adaptive fine-tunes on its first round with the run's finetune "
+                "settings, and this run has none: add finetune=lora (train.py has it)"
+            )
+
+    def provide(
+        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
+    ) -> PredictedAUC:
+        """Task -> the AUC of its fitted curve, on the budget axis up to settings' n_max."""
+        from labelbudget.evaluation.tasks import TaskEvaluation, generate_answers, grade
+        from labelbudget.training.fit import fine_tune
+
+        trained, graded = held_out_split(examples, settings["holdout"])
+        counts = Counter(e.task for e in trained)
+        if max(counts.values()) >= settings["n_max"]:
+            raise ConfigError(
+                f"selector.n_max={settings['n_max']} must exceed every task's round-1 labels "
+                f"(up to {max(counts.values())} here): raise it"
+            )
+        held_out = Pool(graded, "adaptive round 1 (held out)")
+        answering = TaskEvaluation(max_new_tokens=settings["max_new_tokens"])
+
+        def accuracy(loaded) -> dict[str, float]:
+            answers = generate_answers(loaded, held_out, answering, predict_trainer(cfg))
+            per_task, _ = grade(held_out, answers)
+            return {t: per_task[f"tasks/{t}"] for t in held_out.task_sizes()}
+
+        fresh = LazyModel(cfg.model)()  # its own copy: fine-tuning puts adapters in its modules
+        before = accuracy(fresh)
+        tuned, _ = fine_tune(
+            fresh, trained, cfg.finetune, instantiate(cfg.trainer), None, int(cfg.seed)
+        )
+        after = accuracy(tuned)
+        fitted = {
+            task: fitted_auc(counts[task], before.get(task), after.get(task), settings["n_max"])
+            for task in sorted({e.task for e in examples})
+        }
+        known = [auc for auc in fitted.values() if auc is not None]
+        prior = float(np.median(known)) if known else 0.5
+        return PredictedAUC(
+            {task: prior if auc is None else auc for task, auc in fitted.items()},
+            settings["n_max"],
+            "adaptive round 1",
+        )
+
+
+def held_out_split(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:
+    """Each task's labels split into (trained on, held out), in the order given.
+
+    A task with n >= 2 labels holds out its last round(share * n), at least one and keeping at
+    least one to train on; a task with one label trains on it.
+    """
+    by_task: dict[str, list[Example]] = {}
+    for example in examples:
+        by_task.setdefault(example.task, []).append(example)
+    trained, held = [], []
+    for task_examples in by_task.values():
+        n = len(task_examples)
+        k = min(n - 1, max(1, round(share * n))) if n >= 2 else 0
+        trained += task_examples[: n - k]
+        held += task_examples[n - k :]
+    return trained, held
+
+
+def fitted_auc(n: int, before: float | None, after: float | None, n_max: int) -> float | None:
+    """The AUC, 1 / (1 + p), of the curve y = x(n)^p through the point (n, y).
+
+    y = (after - before) / (1 - before) is the held-out gain as a share of what was left to
+    gain, clipped into [0.001, 0.999]. None where nothing was held out, or n < 2 (x(n) = 0: no
+    curve passes through it).
+    """
+    if before is None or after is None or n < 2:
+        return None
+    left = 1.0 - before
+    gain = (after - before) / left if left > 0 else 0.0
+    y = float(np.clip(gain, 1e-3, 1 - 1e-3))
+    p = math.log(y) / math.log(log_budget(n, n_max))
+    return 1.0 / (1.0 + p)
+
+
+LEARNED_PROVIDERS: dict[str, LearnedSignalProvider] = {
+    PROBE_AUC: ProbeAUCProvider(),
+    ROUND_GAINS: RoundGainsProvider(),
+}
 
 
 def _learned(selector: Selector) -> dict[str, tuple[LearnedSignalProvider, Any]]:
