@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,11 +41,13 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             real answers to the selection by id, else the pool's own are revealed.
 
     Returns:
-        The evaluations' metrics with the fine-tune's and the selection's, also written to
-        metrics.json in `paths.output_dir` and to the tracker; the adapter is in `adapter/`.
+        The evaluations' metrics with the fine-tune's and the selection's, and the run's wall
+        time (`run/seconds`), also written to metrics.json in `paths.output_dir` and to the
+        tracker; the adapter is in `adapter/`.
     """
     from labelbudget.tracking.loggers import finish_wandb
 
+    started = time.perf_counter()
     prepared = prepare(cfg, zero_allowed=True)
     annotations = prepared.annotations
     if prepared.budget and annotations is None:
@@ -62,6 +65,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
             tuned, trained = model(), {"train/examples": 0.0}
         metrics, settings = run_evaluations(cfg, evals, tuned)
         metrics.update(trained)
+        metrics["run/seconds"] = time.perf_counter() - started
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
         write_metrics(folder.path, identity, metrics, settings, logger, cfg, prepared.data)
         print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
