@@ -1,11 +1,14 @@
 """Recompute a study's report.md from its run files, without labelbudget's code.
 
     python studies/check_report.py studies/synthetic [--bootstrap-seeds 6]
+    python studies/check_report.py studies/allocation --cells dataset.composition_seed
 
 An independent check of `python -m labelbudget.report <study>`: the headline table (mean and
-standard error over seeds), the paired difference with random (its mean exactly; its 95% crossed
-bootstrap interval, tasks and seeds resampled independently, redrawn with several seeds, and
-whether any verdict flips), and the premise check's Spearman rho. Reads only each run's
+standard error over seeds), the paired differences with random and with task_diversity (the mean
+exactly; the 95% crossed bootstrap interval, tasks and seeds resampled independently, and the
+minimum detectable effect at 80% power, redrawn with several seeds, and whether any verdict
+flips), and the premise check's Spearman rho. `--cells`: as the report's, settings that join the
+seed in the cell a row repeats over. Reads only each run's
 metrics.json and allocation.csv and the report's own tables; numpy is its one dependency.
 Exits 1 on any disagreement.
 """
@@ -24,6 +27,7 @@ import numpy as np
 PER_TASK_PREFIX = {"tasks/macro": "tasks/", "bbh/macro": "bbh/task/"}
 DRAWS = 10_000
 INTERVAL_TOLERANCE = 0.005  # Monte Carlo error of a 10,000-draw percentile end
+MDE_Z = 1.959964 + 0.841621  # z of a two-sided 5% test plus z of 80% power
 
 
 def row_name(run: dict) -> str:
@@ -32,15 +36,25 @@ def row_name(run: dict) -> str:
     return run["selector"] + (f" ({shown})" if shown else "")
 
 
-def load_runs(study: Path, headline: str) -> dict[tuple[str, int], dict[int, dict]]:
-    """(row, budget) -> seed -> {"headline", "tasks": {task: score}, "allocation": {task: row}}."""
+def setting(config: dict, key: str):
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def load_runs(
+    study: Path, headline: str, cells: list[str]
+) -> dict[tuple[str, int], dict[tuple, dict]]:
+    """(row, budget) -> cell (the `cells` settings' values and the seed) -> {"headline",
+    "tasks": {task: score}, "allocation": {task: row}}."""
     prefix = PER_TASK_PREFIX[headline]
-    groups: dict[tuple[str, int], dict[int, dict]] = {}
+    groups: dict[tuple[str, int], dict[tuple, dict]] = {}
     for file in sorted(study.glob("*/metrics.json")):
         record = json.loads(file.read_text())
         run, metrics = record["run"], record["metrics"]
         allocation = file.parent / "allocation.csv"
-        groups.setdefault((row_name(run), int(run["budget"])), {})[int(run["seed"])] = {
+        cell = (*(json.dumps(setting(record["config"], k)) for k in cells), int(run["seed"]))
+        groups.setdefault((row_name(run), int(run["budget"])), {})[cell] = {
             "headline": metrics[headline],
             "tasks": {
                 k.removeprefix(prefix): v
@@ -82,8 +96,9 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
-def crossed_interval(cells: np.ndarray, seed: int) -> tuple[float, float]:
-    """95% percentile interval of the mean over (task, seed) cells, tasks and seeds resampled."""
+def crossed_interval(cells: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """95% percentile interval of the mean over (task, seed) cells, tasks and seeds resampled,
+    and the minimum detectable effect: MDE_Z standard deviations of the resampled means."""
     rng = np.random.default_rng(seed)
     n_tasks, n_seeds = cells.shape
     means = np.empty(DRAWS)
@@ -92,22 +107,23 @@ def crossed_interval(cells: np.ndarray, seed: int) -> tuple[float, float]:
         seeds = rng.integers(0, n_seeds, n_seeds)
         means[draw] = cells[np.ix_(tasks, seeds)].mean()
     low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+    return float(low), float(high), MDE_Z * float(means.std())
 
 
 def verdict(low: float, high: float) -> str:
-    return "better" if low > 0 else "worse" if high < 0 else "no difference"
+    return "better" if low > 0 else "worse" if high < 0 else "not shown"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
     parser.add_argument("--bootstrap-seeds", type=int, default=6)
+    parser.add_argument("--cells", nargs="+", default=[], metavar="KEY")
     args = parser.parse_args(argv)
     report = (args.study / "report.md").read_text()
     headline = report_table(report, "headline metrics")
     metric = re.search(r"^\| selector \| budget \| seeds \| (\S+) \|", report, flags=re.M).group(1)
-    groups = load_runs(args.study, metric)
+    groups = load_runs(args.study, metric, args.cells)
     problems = []
 
     for name, budget, _, shown in headline:
@@ -118,43 +134,54 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"headline {name} at {budget}: report {shown}, recomputed {mine}")
     print(f"headline: {len(headline)} cells checked")
 
-    widest = 0.0
-    for name, budget, difference, interval, _, shown in report_table(report, f"{metric}: paired"):
-        row, random = groups[(name, int(budget))], groups[("random", int(budget))]
-        seeds = sorted(set(row) & set(random))
-        tasks = sorted(
-            set.intersection(*(set(row[s]["tasks"]) & set(random[s]["tasks"]) for s in seeds))
-        )
-        cells = np.array(
-            [[row[s]["tasks"][t] - random[s]["tasks"][t] for s in seeds] for t in tasks]
-        )
-        if f"{cells.mean():+.4f}" != difference:
-            problems.append(
-                f"{name} at {budget}: difference {difference}, recomputed {cells.mean():+.4f}"
+    widest, compared = 0.0, 0
+    for baseline in ("random", "task_diversity"):
+        title = f"{metric}: paired difference with {baseline} "
+        paired = report_table(report, title) if f"### {title}" in report else []
+        for name, budget, difference, interval, _, shown, mde in paired:
+            row, base = groups[(name, int(budget))], groups[(baseline, int(budget))]
+            seeds = sorted(set(row) & set(base))
+            tasks = sorted(
+                set.intersection(*(set(row[s]["tasks"]) & set(base[s]["tasks"]) for s in seeds))
             )
-        low, high = (float(v) for v in interval.strip("[]").split(","))
-        for seed in range(args.bootstrap_seeds):
-            mine = crossed_interval(cells, seed)
-            widest = max(widest, abs(mine[0] - low), abs(mine[1] - high))
-            if verdict(*mine) != shown:
+            cells = np.array(
+                [[row[s]["tasks"][t] - base[s]["tasks"][t] for s in seeds] for t in tasks]
+            )
+            if f"{round(cells.mean(), 4) + 0.0:+.4f}" != difference:
                 problems.append(
-                    f"{name} at {budget}: verdict {shown}, bootstrap seed {seed} gives {verdict(*mine)} {mine}"
+                    f"{name} at {budget}: difference {difference}, recomputed {cells.mean():+.4f}"
                 )
+            low, high = (float(v) for v in interval.strip("[]").split(","))
+            for seed in range(args.bootstrap_seeds):
+                *ends, detectable = crossed_interval(cells, seed)
+                widest = max(
+                    widest,
+                    abs(ends[0] - low),
+                    abs(ends[1] - high),
+                    abs(detectable - float(mde)),
+                )
+                if verdict(*ends) != shown:
+                    problems.append(
+                        f"{name} at {budget} against {baseline}: verdict {shown}, "
+                        f"bootstrap seed {seed} gives {verdict(*ends)} {ends}"
+                    )
+            compared += 1
     print(
-        f"paired: interval ends within {widest:.4f} of the report's over {args.bootstrap_seeds} bootstrap seeds"
+        f"paired: {compared} rows; interval ends and MDEs within {widest:.4f} of the report's over "
+        f"{args.bootstrap_seeds} bootstrap seeds"
     )
     if widest > INTERVAL_TOLERANCE:
         problems.append(f"an interval end differs by {widest:.4f} (> {INTERVAL_TOLERANCE})")
 
-    confidences: dict[str, set[float]] = {}
+    confidences: dict[str, list[float]] = {}  # every run's reading, as the report averages them
     for runs in groups.values():
         for run in runs.values():
             for task, row in run["allocation"].items():
                 if row.get("mean_confidence"):
-                    confidences.setdefault(task, set()).add(float(row["mean_confidence"]))
-    if any(len(values) > 1 for values in confidences.values()):
+                    confidences.setdefault(task, []).append(float(row["mean_confidence"]))
+    if not args.cells and any(len(set(values)) > 1 for values in confidences.values()):
         problems.append("runs disagree on a task's mean confidence")
-    confidence = {task: min(values) for task, values in confidences.items()}
+    confidence = {task: float(np.mean(values)) for task, values in confidences.items()}
     zero_shot = groups[("zero-shot", 0)]
     premise = report_table(report, f"{metric}: do low")
     for name, budget, rho, _, n_tasks in premise:

@@ -31,11 +31,12 @@ def write_run(
     options: dict | None = None,
     dataset: str = "d",
     allocation: dict[str, tuple[int, float]] | None = None,
+    composition: int | None = None,
     **metrics: float,
 ) -> None:
     folder.mkdir(parents=True)
     config = {
-        "dataset": {"name": dataset},
+        "dataset": {"name": dataset, "composition_seed": composition},
         "finetune": {"learning_rate": 3e-4},
         "seed": seed,
         "budget": budget,
@@ -97,7 +98,7 @@ def test_crossed_bootstrap_by_hand():
     # 1 task, 2 seeds: 0.1 and -0.3 -> means 0.1, -0.1, -0.3: the interval holds 0
     result = crossed_bootstrap(np.array([[0.1, -0.3]]))
     assert (result.low, result.high) == pytest.approx((-0.3, 0.1))
-    assert result.verdict == "no difference"
+    assert result.verdict == "not shown"
     assert crossed_bootstrap(np.full((4, 3), -0.05)).verdict == "worse"
 
 
@@ -115,6 +116,8 @@ def test_crossed_bootstrap_matches_the_exact_resampling_distribution():
         tuple(np.percentile(exact, [2.5, 97.5], method="inverted_cdf"))
     )
     assert result.mean == pytest.approx(np.mean(exact))
+    # the minimum detectable effect: (1.96 + 0.84) standard deviations of the same distribution
+    assert result.mde == pytest.approx((1.959964 + 0.841621) * np.std(exact), rel=0.01)
 
 
 def test_rows_are_selector_and_options_and_settings_split_tables(tmp_path):
@@ -136,9 +139,11 @@ def test_rows_are_selector_and_options_and_settings_split_tables(tmp_path):
     assert "| weighted_task | 10 | 2 | 0.4000 ± 0.0000 |" in d_table
     assert "| weighted_task (confidence=token_geomean) | 10 | 2 | 0.3000 ± 0.0000 |" in d_table
     # paired with random: +0.1 on every (task, seed) cell -> better; the variant ties random
-    assert "| weighted_task | 10 | +0.1000 | [+0.1000, +0.1000] | 2 x 2 | better |" in d_table
     assert (
-        "| weighted_task (confidence=token_geomean) | 10 | +0.0000 | [+0.0000, +0.0000] | 2 x 2 | no difference |"
+        "| weighted_task | 10 | +0.1000 | [+0.1000, +0.1000] | 2 x 2 | better | 0.0000 |" in d_table
+    )
+    assert (
+        "| weighted_task (confidence=token_geomean) | 10 | +0.0000 | [+0.0000, +0.0000] | 2 x 2 | not shown | 0.0000 |"
         in d_table
     )
     assert "0.9000" not in d_table  # the bbh runs are not averaged in
@@ -268,7 +273,7 @@ def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):
         write_report([tmp_path], tmp_path)
     write_run(tmp_path / "a", "random", 10, 0, **macro(0.2, 0.4))
     write_run(tmp_path / "b", "random", 10, 0, **macro(0.3, 0.4))
-    with pytest.raises(DataError, match="repeats row 'random', budget 10, seed 0"):
+    with pytest.raises(DataError, match="repeats row 'random', budget 10, seed=0 of"):
         write_report([tmp_path], tmp_path)
 
 
@@ -302,3 +307,49 @@ def test_runs_of_one_table_made_on_an_edited_pool_are_refused_not_averaged(tmp_p
         write_report([tmp_path], tmp_path / "out2")
     assert str(tmp_path / "b") in str(error.value) and str(tmp_path / "a") in str(error.value)
     assert not (tmp_path / "out2" / "report.md").exists()
+
+
+def test_every_row_is_paired_with_task_diversity_too(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / f"r{seed}", "random", 10, seed, **macro(0.2, 0.4))
+        write_run(tmp_path / f"t{seed}", "task_diversity", 10, seed, **macro(0.4, 0.4))
+        write_run(tmp_path / f"w{seed}", "weighted_task", 10, seed, **macro(0.3, 0.5))
+    text = write_report([tmp_path], tmp_path / "out")
+    versus = text[text.index("paired difference with task_diversity") :]
+    # weighted_task - task_diversity: a -0.1, b +0.1 in both seeds: mean 0; resampling the two
+    # tasks gives means -0.1, 0, 0, +0.1 (each seed the same): interval [-0.1, +0.1]
+    assert "| weighted_task | 10 | +0.0000 | [-0.1000, +0.1000] | 2 x 2 | not shown |" in versus
+    assert "| random | 10 | -0.1000 | [-0.2000, +0.0000] | 2 x 2 | not shown |" in versus
+    assert (tmp_path / "out" / "plots" / "paired_vs_task_diversity_tasks_macro.png").is_file()
+
+
+def test_cells_pool_compositions_and_seeds_in_one_table(tmp_path):
+    for composition, seed in itertools.product((1, 2), (0, 1)):
+        name = f"c{composition}s{seed}"
+        lift = 0.1 if composition == 1 else 0.3  # weighted_task gains more in composition 2
+        write_run(
+            tmp_path / f"r{name}", "random", 10, seed, composition=composition, **macro(0.2, 0.2)
+        )
+        write_run(
+            tmp_path / f"w{name}",
+            "weighted_task",
+            10,
+            seed,
+            composition=composition,
+            **macro(0.2 + lift, 0.2 + lift),
+        )
+    apart = write_report([tmp_path], tmp_path / "apart")
+    assert "## dataset.composition_seed=1" in apart and "## dataset.composition_seed=2" in apart
+    text = write_report([tmp_path], tmp_path / "out", cells=("dataset.composition_seed",))
+    assert "##" not in text.replace("###", "")  # one table
+    assert text.startswith("Cells: (dataset.composition_seed, seed)")
+    # 2 tasks x 4 cells, differences 0.1 (composition 1) and 0.3 (composition 2): mean 0.2
+    assert "| weighted_task | 10 | +0.2000 |" in text and "| 2 x 4 | better |" in text
+    assert "| weighted_task | 10 | 4 | 0.4000 ± 0.0577 |" in text  # n = 4 cells, sd 0.11547
+    with pytest.raises(
+        DataError,
+        match=r"repeats row 'random', budget 10, "
+        r"dataset.composition_seed=1, seed=0 of",
+    ):
+        write_run(tmp_path / "again", "random", 10, 0, composition=1, **macro(0.2, 0.2))
+        write_report([tmp_path], tmp_path / "out", cells=("dataset.composition_seed",))

@@ -1,4 +1,4 @@
-"""Compare runs: python -m labelbudget.report <run or sweep folder> [...] [--out DIR]
+"""Compare runs: python -m labelbudget.report <run or sweep folder> [...] [--out DIR] [--cells KEY]
 
 Finds every metrics.json below the folders and lays the runs out as the paper's tables, with a
 verdict on each selector:
@@ -8,10 +8,14 @@ verdict on each selector:
   learning rates are never averaged together.
 - Rows are the selector plus its non-default options (`weighted_task (confidence=token_geomean)`),
   columns the budget, cells the mean ± standard error over seeds.
-- Each row is compared with random at the same budget, paired by seed and task: the mean
-  difference of the macro headline and a 95% interval from a crossed bootstrap that resamples
-  tasks and seeds independently (so both the spread of tasks and the noise of seeds count).
-  A cell says "better" or "worse" only where the interval excludes 0.
+- Each row is compared with random, and with task_diversity (even spreading, the bar an allocator
+  has to beat), at the same budget, paired by seed and task: the mean difference of the macro
+  headline and a 95% interval from a crossed bootstrap that resamples tasks and seeds
+  independently (so both the spread of tasks and the noise of seeds count), with the minimum
+  detectable effect at 80% power. A cell says "better" or "worse" only where the interval
+  excludes 0, else "not shown".
+- `--cells KEY ...`: settings that repeat a row with the seed rather than separate tables (a
+  study's pool compositions, `dataset.composition_seed`); each (value, seed) pair is one cell.
 - The paper's premise, that low-confidence tasks gain more per label, is checked per row: the
   Spearman correlation over tasks of a task's mean confidence with its gain over zero-shot per
   label, with a permutation p-value. The premise predicts a negative correlation.
@@ -49,7 +53,11 @@ from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_cell, csv_
 from labelbudget.rendering import png_bytes, pyplot
 from labelbudget.runs import RunFolder, RunRecord, changed_data, finished_runs
 
-BASELINE = "random"
+BASELINE = "random"  # the floor; the mechanism check compares with it
+# every row is paired with each: random, and even spreading, the bar an allocator has to beat
+BASELINES = (BASELINE, "task_diversity")
+# the true difference a paired comparison finds 80% of the time at the two-sided 5% level
+MDE_Z = 1.959964 + 0.841621
 ZERO_SHOT = "zero-shot"
 BOOTSTRAP_DRAWS = 10_000
 PERMUTATIONS = 10_000
@@ -62,7 +70,7 @@ class Run:
     folder: Path
     row: str  # selector and its non-default options
     budget: int
-    seed: int
+    cell: tuple[str, ...]  # what repeats a row: its seed, and the `--cells` settings' values
     metrics: dict[str, float]
     setting: tuple[tuple[str, str], ...]  # every other config value, flattened
     data: dict[str, Any] | None = None  # the pool's and test split's hashes (RunRecord.data)
@@ -79,13 +87,16 @@ def row_name(identity: dict[str, Any]) -> str:
     )
 
 
-def as_run(folder: RunFolder, record: RunRecord) -> Run:
+def as_run(folder: RunFolder, record: RunRecord, cells: tuple[str, ...] = ()) -> Run:
+    """The run as the report lays it out; the settings named in `cells` (with the seed) make the
+    cell that repeats a row, rather than separating tables."""
     identity = record.identity
     config = {
         k: v
         for k, v in determining_settings(record.config or {}).items()
         if k.split(".")[0] not in WITHIN_TABLE
     }
+    cell = tuple(f"{key}={json.dumps(config.pop(key, None))}" for key in cells)
     setting = tuple(
         sorted((key, json.dumps(value, sort_keys=True)) for key, value in config.items() if key)
     )
@@ -93,7 +104,7 @@ def as_run(folder: RunFolder, record: RunRecord) -> Run:
         folder.path,
         row_name(identity),
         int(identity["budget"]),
-        int(identity["seed"]),
+        (*cell, f"seed={int(identity['seed'])}"),
         record.metrics,
         setting,
         record.data,
@@ -139,12 +150,12 @@ def check_one_data_per_table(runs: list[Run]) -> None:
 def check_one_run_per_cell(runs: list[Run]) -> None:
     seen: dict[tuple, Path] = {}
     for run in runs:
-        key = (run.row, run.budget, run.seed)
+        key = (run.row, run.budget, run.cell)
         if key in seen:
             raise DataError(
                 str(run.folder),
-                f"repeats row {run.row!r}, budget {run.budget}, seed {run.seed} of {seen[key]} "
-                "with the same settings; report one of them",
+                f"repeats row {run.row!r}, budget {run.budget}, {', '.join(run.cell)} of "
+                f"{seen[key]} with the same settings; report one of them",
             )
         seen[key] = run.folder
 
@@ -163,7 +174,7 @@ Cells = dict[tuple[str, int], tuple[float, float, int]]
 
 
 def aggregate(runs: list[Run]) -> dict[str, Cells]:
-    """metric -> (row, budget) -> (mean, standard error, number of seeds)."""
+    """metric -> (row, budget) -> (mean, standard error, number of cells: seeds, by default)."""
     grouped: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for metric, value in run.metrics.items():
@@ -182,11 +193,13 @@ class Paired:
     low: float
     high: float
     tasks: int
-    seeds: int
+    seeds: int  # cells: seeds, or (`--cells` settings, seed) pairs
+    mde: float  # minimum detectable effect: MDE_Z bootstrap standard errors
 
     @property
     def verdict(self) -> str:
-        return "better" if self.low > 0 else "worse" if self.high < 0 else "no difference"
+        """ "not shown" where the interval holds 0: no difference is shown, and none is proved."""
+        return "better" if self.low > 0 else "worse" if self.high < 0 else "not shown"
 
 
 def crossed_bootstrap(
@@ -200,7 +213,8 @@ def crossed_bootstrap(
     task_counts, seed_counts = (draw_counts(rng, n, draws) for n in (n_tasks, n_seeds))
     means = np.einsum("dt,ts,ds->d", task_counts, differences, seed_counts) / (n_tasks * n_seeds)
     low, high = np.percentile(means, [2.5, 97.5])
-    return Paired(float(differences.mean()), float(low), float(high), n_tasks, n_seeds)
+    mde = MDE_Z * float(means.std())
+    return Paired(float(differences.mean()), float(low), float(high), n_tasks, n_seeds, mde)
 
 
 def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
@@ -209,25 +223,25 @@ def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
     return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n)
 
 
-# (row, budget) -> seed -> task -> a value of that run
-SeedTables = dict[tuple[str, int], dict[int, dict[str, Any]]]
+# (row, budget) -> cell -> task -> a value of that run
+SeedTables = dict[tuple[str, int], dict[tuple[str, ...], dict[str, Any]]]
 
 
 def seed_tables(runs: list[Run], value: Callable[[Run], dict[str, Any]]) -> SeedTables:
     tables: SeedTables = defaultdict(dict)
     for run in runs:
-        tables[(run.row, run.budget)][run.seed] = value(run)
+        tables[(run.row, run.budget)][run.cell] = value(run)
     return tables
 
 
 def against_baseline(
-    tables: SeedTables,
-) -> Iterator[tuple[tuple[str, int], list[int], list[str]]]:
-    """Each row but random at a budget random ran: its (row, budget), the seeds both ran and the
-    tasks all of those runs have, so that every comparison with random is paired by seed."""
+    tables: SeedTables, baseline_row: str = BASELINE
+) -> Iterator[tuple[tuple[str, int], list[tuple[str, ...]], list[str]]]:
+    """Each other row at a budget the baseline ran: its (row, budget), the cells both ran and the
+    tasks all of those runs have, so that every comparison is paired by cell (seed) and task."""
     for key, seeds in sorted(tables.items()):
-        baseline = tables.get((BASELINE, key[1]))
-        if key[0] == BASELINE or baseline is None:
+        baseline = tables.get((baseline_row, key[1]))
+        if key[0] == baseline_row or baseline is None:
             continue
         common = sorted(set(seeds) & set(baseline))
         if common:
@@ -236,12 +250,15 @@ def against_baseline(
                 yield key, common, sorted(tasks)
 
 
-def paired_with_baseline(runs: list[Run], headline: str) -> dict[tuple[str, int], Paired]:
-    """(row, budget) -> each row against random at its budget, on the seeds and tasks both have."""
+def paired_with_baseline(
+    runs: list[Run], headline: str, baseline_row: str = BASELINE
+) -> dict[tuple[str, int], Paired]:
+    """(row, budget) -> each row against the baseline at its budget, on the cells and tasks both
+    have."""
     scores = seed_tables(runs, lambda run: per_task(run.metrics, headline))
     results = {}
-    for key, seeds, tasks in against_baseline(scores):
-        row, baseline = scores[key], scores[(BASELINE, key[1])]
+    for key, seeds, tasks in against_baseline(scores, baseline_row):
+        row, baseline = scores[key], scores[(baseline_row, key[1])]
         table = np.array([[row[s][t] - baseline[s][t] for s in seeds] for t in tasks])
         results[key] = crossed_bootstrap(table)
     return results
@@ -269,7 +286,9 @@ TaskGains = dict[tuple[str, int], list[tuple[str, float, float, float | None]]]
 
 def task_gains(runs: list[Run], headline: str) -> TaskGains:
     """(row, budget) -> per task: (task, labels it got, gain over zero-shot, mean confidence),
-    means over seeds; from each run's allocation.csv. Empty without zero-shot runs."""
+    means over seeds; from each run's allocation.csv. The confidence is the mean of every run's
+    reading: one value, unless the task's pool differs between cells (pool compositions).
+    Empty without zero-shot runs."""
     zero = [per_task(r.metrics, headline) for r in runs if r.row == ZERO_SHOT]
     if not zero:
         return {}
@@ -280,14 +299,14 @@ def task_gains(runs: list[Run], headline: str) -> TaskGains:
     collected: dict[tuple[str, int], dict[str, list[tuple[float, float]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    confidence: dict[str, float] = {}
+    readings: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         if run.row == ZERO_SHOT:
             continue
         values = per_task(run.metrics, headline)
         for task, (selected, task_confidence) in read_allocation(run.folder).items():
             if task_confidence is not None:
-                confidence[task] = task_confidence
+                readings[task].append(task_confidence)
             if task in values and task in base:
                 collected[(run.row, run.budget)][task].append((selected, values[task] - base[task]))
     return {
@@ -296,7 +315,7 @@ def task_gains(runs: list[Run], headline: str) -> TaskGains:
                 task,
                 float(np.mean([p[0] for p in points])),
                 float(np.mean([p[1] for p in points])),
-                confidence.get(task),
+                float(np.mean(readings[task])) if readings[task] else None,
             )
             for task, points in sorted(tasks.items())
         ]
@@ -457,16 +476,27 @@ def section_markdown(title: str, intro: str, header: str, rule: str, rows: list[
     return "\n".join([f"### {title}\n", f"{intro}\n", header, rule, *rows]) + "\n"
 
 
-def paired_markdown(headline: str, paired: dict[tuple[str, int], Paired]) -> str:
+def signed(value: float) -> str:
+    """+0.1234; a difference that rounds to zero is +0.0000, never -0.0000 from float noise."""
+    return f"{round(value, 4) + 0.0:+.4f}"
+
+
+def paired_markdown(
+    headline: str, paired: dict[tuple[str, int], Paired], baseline_row: str = BASELINE
+) -> str:
     return section_markdown(
-        f"{headline}: paired difference with {BASELINE} at the same budget",
-        f"Mean over (task, seed) cells of the row's minus {BASELINE}'s per-task score; 95% interval "
-        f"from a crossed bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws).",
-        "| selector | budget | difference | 95% interval | tasks x seeds | verdict |",
-        "|---|---:|---:|---|---:|---|",
+        f"{headline}: paired difference with {baseline_row} at the same budget",
+        f"Mean over (task, seed) cells of the row's minus {baseline_row}'s per-task score; 95% "
+        f"interval from a crossed bootstrap over tasks and seeds ({BOOTSTRAP_DRAWS:,} draws). "
+        "MDE: the true difference this comparison finds with 80% power (two-sided 5%), 2.8 "
+        'bootstrap standard errors. "not shown": the interval holds 0; differences beyond its '
+        "ends are excluded, smaller ones are not.",
+        "| selector | budget | difference | 95% interval | tasks x seeds | verdict | MDE |",
+        "|---|---:|---:|---|---:|---|---:|",
         [
-            f"| {row} | {budget} | {result.mean:+.4f} | [{result.low:+.4f}, {result.high:+.4f}] | "
-            f"{result.tasks} x {result.seeds} | {result.verdict} |"
+            f"| {row} | {budget} | {signed(result.mean)} | "
+            f"[{signed(result.low)}, {signed(result.high)}] | "
+            f"{result.tasks} x {result.seeds} | {result.verdict} | {result.mde:.4f} |"
             for (row, budget), result in by_budget(paired)
         ],
     )
@@ -589,12 +619,17 @@ def plot_metric(metric: str, cells: Cells, title: str = "") -> bytes:
     return png_bytes(fig, dpi=110)
 
 
-VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:grey"}
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "not shown": "tab:grey"}
 
 
-def plot_paired(headline: str, paired: dict[tuple[str, int], Paired], title: str = "") -> bytes:
-    """The paired differences with random and their 95% intervals, a panel per budget, rows sorted
-    by difference and coloured by verdict."""
+def plot_paired(
+    headline: str,
+    paired: dict[tuple[str, int], Paired],
+    title: str = "",
+    baseline_row: str = BASELINE,
+) -> bytes:
+    """The paired differences with the baseline and their 95% intervals, a panel per budget, rows
+    sorted by difference and coloured by verdict."""
     plt = pyplot()
     budgets = sorted({budget for _, budget in paired})
     rows_at = {
@@ -626,10 +661,10 @@ def plot_paired(headline: str, paired: dict[tuple[str, int], Paired], title: str
         ax.set_title(f"budget {budget}", fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel(
-        f"{headline}: difference with {BASELINE}, mean over (task, seed) and 95% interval"
+        f"{headline}: difference with {baseline_row}, mean over (task, seed) and 95% interval"
     )
     fig.suptitle(
-        "paired with random: green better, red worse, grey no difference"
+        f"paired with {baseline_row}: green better, red worse, grey not shown"
         + (f"\n{title}" if title else ""),
         fontsize=9,
     )
@@ -749,9 +784,12 @@ def plot_allocation(gains: TaskGains, budget: int) -> bytes:
     return png_bytes(fig, dpi=110)
 
 
-def write_report(folders: list[Path], out: Path) -> str:
-    runs = [as_run(folder, record) for folder, record in finished_runs(folders)]
-    tables, parts = [], []
+def write_report(folders: list[Path], out: Path, cells: tuple[str, ...] = ()) -> str:
+    """report.md, report.csv and plots/ in `out`; the settings in `cells` repeat rows (each value
+    with each seed is one cell of the paired bootstraps) instead of separating tables."""
+    runs = [as_run(folder, record, cells) for folder, record in finished_runs(folders)]
+    tables = []
+    parts = [f'Cells: ({", ".join(cells)}, seed); read "seeds" below as these.\n'] if cells else []
     for index, (title, members) in enumerate(split_by_setting(runs)):
         check_one_data_per_table(members)
         check_one_run_per_cell(members)
@@ -762,11 +800,15 @@ def write_report(folders: list[Path], out: Path) -> str:
         parts.append(headline_markdown(table))
         for headline in (m for m in HEADLINES if m in table):
             name = headline.replace("/", "_")
-            paired = paired_with_baseline(members, headline)
-            parts.append(paired_markdown(headline, paired))
             plots = {f"{name}{suffix}.png": plot_metric(headline, table[headline], title)}
-            if paired:
-                plots[f"paired_{name}{suffix}.png"] = plot_paired(headline, paired, title)
+            for baseline in BASELINES:
+                paired = paired_with_baseline(members, headline, baseline)
+                parts.append(paired_markdown(headline, paired, baseline))
+                versus = "" if baseline == BASELINE else f"_vs_{baseline}"
+                if paired:
+                    plots[f"paired{versus}_{name}{suffix}.png"] = plot_paired(
+                        headline, paired, title, baseline
+                    )
             if headline in PER_TASK:
                 gains = task_gains(members, headline)
                 premise = premise_check(gains)
@@ -797,5 +839,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write (default: the first folder)"
     )
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="settings that repeat a row with the seed instead of separating tables "
+        "(e.g. dataset.composition_seed: the study's pool compositions)",
+    )
     args = parser.parse_args(argv)
-    print(write_report(args.folders, args.out or args.folders[0]))
+    print(write_report(args.folders, args.out or args.folders[0], tuple(args.cells)))
