@@ -561,3 +561,45 @@ def test_mmlu_config_mistakes(tmp_path):
         load_mmlu(tmp_path, pool_split="val", test_split="val")
     with pytest.raises(MissingResourceError, match=str(tmp_path / "test")):
         load_mmlu(tmp_path)
+
+
+def test_a_lone_surrogate_is_refused_naming_its_row_and_field(tmp_path):
+    good = json.dumps({"id": "a", "task": "t", "prompt": "fine", "response": "r"})
+    # "\ud800" as JSON writes it: valid JSON, but no character (it cannot be UTF-8)
+    bad = '{"id": "b", "task": "t", "prompt": "cut \\ud800 here", "response": "r"}'
+    path = write_lines(tmp_path / "pool.jsonl", [good, bad])
+    with pytest.raises(
+        DataError,
+        match=r"pool.jsonl, row 2, field 'prompt': holds a lone "
+        r"surrogate '\\ud800' at character 4",
+    ):
+        load_jsonl_dataset(path)
+    # in a field name of the metadata, and in a .json list: the same, by position
+    nested = {"id": "c", "task": "t", "prompt": "p", "response": "r", "meta": {"\ud800": 1}}
+    listed = tmp_path / "pool.json"
+    listed.write_text(json.dumps([json.loads(good), nested]))  # json.dumps escapes it as \ud800
+    with pytest.raises(DataError, match=r"pool.json, row 2, field 'meta': holds a lone surrogate"):
+        load_jsonl_dataset(listed)
+
+
+def nest(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_deep_nesting_is_refused_naming_its_row(tmp_path):
+    row = '{{"id": "a", "task": "t", "prompt": "p", "response": "r", "meta": {}}}'
+    # the row's object is level 1: 63 arrays inside it make 64 levels, the most allowed
+    fine = write_lines(tmp_path / "fine.jsonl", [row.format(nest(63))])
+    pool = load_jsonl_dataset(fine, fields={"metadata": ["meta"]}).pool
+    assert len(pool) == 1
+    deep = write_lines(tmp_path / "deep.jsonl", [row.format(nest(63)), row.format(nest(64))])
+    with pytest.raises(
+        DataError,
+        match=r"deep.jsonl, row 2, field 'meta': nests arrays or "
+        r"objects more than 64 levels deep",
+    ):
+        load_jsonl_dataset(deep)
+    # beyond Python's own recursion limit: json.loads itself gives up; still the row is named
+    huge = write_lines(tmp_path / "huge.jsonl", [row.format(nest(63)), row.format(nest(100_000))])
+    with pytest.raises(DataError, match=r"huge.jsonl, row 2: nests arrays or objects more than 64"):
+        load_jsonl_dataset(huge)

@@ -353,3 +353,41 @@ def test_cells_pool_compositions_and_seeds_in_one_table(tmp_path):
     ):
         write_run(tmp_path / "again", "random", 10, 0, composition=1, **macro(0.2, 0.2))
         write_report([tmp_path], tmp_path / "out", cells=("dataset.composition_seed",))
+
+
+def report_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "labelbudget.report", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_report_cli_ends_bad_input_in_one_line_and_can_skip_unreadable_runs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes" / "x").mkdir(parents=True)
+    for folder in ("empty", "notes"):
+        result = report_cli(str(tmp_path / folder))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr == (
+            f"error: {tmp_path / folder}: contains no metrics.json (is it a train.py run or "
+            "multirun folder?)\n"
+        )
+    study = tmp_path / "study"
+    for seed in range(2):
+        write_run(study / f"r{seed}", "random", 10, seed, **macro(0.2, 0.4))
+    (study / "r2").mkdir()
+    (study / "r2" / "metrics.json").write_text('{"trunc')
+    result = report_cli(str(study))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {study / 'r2' / 'metrics.json'}: is not valid JSON")
+    assert result.stderr.endswith("; --skip-unreadable reports the other runs\n")
+    result = report_cli(str(study), "--skip-unreadable")
+    assert result.returncode == 0, result.stderr
+    assert "Left out, unreadable (--skip-unreadable):\n- " + str(study / "r2") in result.stdout
+    assert "| random | 10 | 2 | 0.3000 ± 0.0000 |" in result.stdout  # the two good runs
+    (study / "r0" / "metrics.json").write_text("[]")
+    (study / "r1" / "metrics.json").write_text("")
+    result = report_cli(str(study), "--skip-unreadable")
+    assert result.returncode == 2 and "and no other metrics.json is readable" in result.stderr

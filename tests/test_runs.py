@@ -187,3 +187,20 @@ def test_a_finished_run_folder_is_refused_for_a_new_run(tmp_path):
     RunFolder(tmp_path / "done").write(RunRecord(IDENTITY, {}))
     with pytest.raises(ConfigError, match="holds a finished run"):
         RunFolder(tmp_path / "done").refuse_finished()
+
+
+def test_a_record_is_finished_only_with_its_evaluations_metrics(tmp_path):
+    run = RunFolder(tmp_path)
+    config = {"eval": {"tasks": {"max_new_tokens": 4}}}
+    run.write(RunRecord({"seed": 0}, {"tasks/macro": 0.5}, config=config))
+    assert run.damage() is None
+    run.write(RunRecord({"seed": 0}, {"train/examples": 3.0}, config=config))
+    assert run.damage() == (
+        f"{run.metrics_file}: holds no metrics of the evaluation(s) ['tasks'] it ran"
+    )
+    run.metrics_file.write_text('{"run": {}}')
+    assert run.damage() == f"{run.metrics_file}, field 'metrics': is not a labelbudget metrics file"
+    assert run.set_aside_damaged() == tmp_path / "metrics.json.damaged"
+    run.metrics_file.write_text("{")
+    assert run.set_aside_damaged() == tmp_path / "metrics.json.damaged-2"
+    assert not run.finished and (tmp_path / "metrics.json.damaged").read_text() == '{"run": {}}'

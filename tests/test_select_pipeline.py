@@ -247,6 +247,28 @@ def test_bad_input_ends_with_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ["select.py", "dataset=jsonl", "dataset.path={pool}"],
+        ["train.py", "dataset=jsonl", "dataset.path={pool}"],
+        ["estimate.py", "mode=coslow", "dataset=jsonl", "dataset.path={pool}"],
+        ["evaluate.py", "adapter={tmp}/no_such_adapter"],
+        ["-m", "labelbudget.report", "{tmp}"],
+    ],
+    ids=lambda entry: entry[1] if entry[0] == "-m" else entry[0],
+)
+def test_every_entry_point_ends_bad_input_in_one_line_and_exit_code_2(entry, tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"id": "a", "task": "t", "prompt": "cut \\ud800", "response": "r"}\n')
+    args = [a.format(pool=pool, tmp=tmp_path) for a in entry]
+    result = run_cli(tmp_path, *args, *(["model=tiny_llama"] if entry[0] != "-m" else []))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(tmp_path) in last
+
+
 def test_select_py_does_not_shadow_the_standard_library():
     # from the repo root, `import select` finds select.py first; subprocess needs the real one
     for code in (

@@ -148,3 +148,72 @@ def test_every_selector_config_builds_what_make_selector_of_its_name_builds(name
     from_python = make_selector(name, **given)
     assert type(from_python) is type(from_config)
     assert vars(from_python) == vars(from_config)
+
+
+def identical_candidates(tmp_path: Path) -> tuple[Candidates, dict]:
+    """Two tasks of 5 prompts whose embeddings are all the same vector, with every signal a
+    selector could ask for; and the options each conf/selector needs to build."""
+    from labelbudget.efficiency.predicted_auc import PredictedAUC
+    from labelbudget.selection.base import PREDICTED_AUC, PROBE_AUC, PROMPT_SENSITIVITY, ROUND_GAINS
+
+    ids = [f"{task}-{i}" for task in "ab" for i in range(5)]
+    tasks = [i.split("-")[0] for i in ids]
+    logprob = np.log(np.linspace(0.1, 0.9, len(ids)))
+    scores = Scores.with_columns(
+        ids,
+        embeddings=np.ones((len(ids), 8)),
+        seq_logprob=logprob,
+        mean_logprob=logprob,
+        mean_prob=np.exp(logprob),
+        mean_margin=np.full(len(ids), 0.5),
+        min_margin=np.full(len(ids), 0.5),
+        mean_entropy=np.full(len(ids), 1.0),
+    )
+    curves = PredictedAUC({"a": 0.3, "b": 0.6}, 100)
+    predictions = tmp_path / "predicted_auc.json"
+    curves.write(predictions)
+    signals = {
+        SCORES: scores,
+        PROMPT_SENSITIVITY: {"a": 0.2, "b": 0.4},
+        PREDICTED_AUC: curves,
+        PROBE_AUC: curves,
+        ROUND_GAINS: curves,
+    }
+    return Candidates(ids, tasks, signals), {
+        "predicted_efficiency": {"predictions": str(predictions)}
+    }
+
+
+@pytest.mark.parametrize("k", [1, 10])
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (REPO / "conf" / "selector").glob("*.yaml"))
+)
+def test_every_selector_picks_exactly_k_from_identical_embeddings(name, k, tmp_path):
+    """Embeddings all equal (a model whose pooled states collapse): every pair at distance 0,
+    the rbf kernel's scale undefined, the DPP's kernel of rank one; still exactly k picks."""
+    from hydra.utils import instantiate
+
+    from labelbudget.selection.base import FIRST_ROUND
+
+    candidates, options = identical_candidates(tmp_path)
+    given = options.get(name, {})
+    cfg = compose_config(
+        "select", f"selector={name}", *[f"selector.{a}={v}" for a, v in given.items()]
+    )
+    selector = instantiate(cfg.selector)
+    budget = max(k, 2) if name == "adaptive" else k  # two rounds need two labels
+    sizes = {"a": 5, "b": 5}
+    if name == "weighted_task" and k == 1:  # below its base of 5 per task: refused, not run
+        with pytest.raises(ConfigError, match="smaller than the base allocation 10"):
+            selector.check_budget(sizes, budget)
+        return
+    selector.check_budget(sizes, budget)
+    rng = np.random.default_rng(0)
+    first = selector.first_round(candidates, budget, rng)
+    if first is not None:
+        candidates = Candidates(
+            candidates.ids, candidates.tasks, {**candidates.signals, FIRST_ROUND: first}
+        )
+    selection = selector.select(candidates, budget, rng)
+    assert len(selection.ids) == len(set(selection.ids)) == budget
+    assert set(selection.ids) <= set(candidates.ids)

@@ -350,3 +350,26 @@ def test_a_sweep_over_an_edited_pool_is_refused_and_never_resumed(tmp_path):
     assert {k: v for k, v in snapshot(sweep / "0").items()} == {
         k.removeprefix("0/"): v for k, v in before.items() if k.startswith("0/")
     }
+
+
+def test_a_damaged_metrics_json_is_set_aside_and_its_job_reruns(tmp_path):
+    write_pool(tmp_path)
+    sweep = tmp_path / "sweep"
+    assert select_sweep(tmp_path, sweep, "seed=0,1").returncode == 0
+    whole = (sweep / "0" / "metrics.json").read_text()
+    (sweep / "0" / "metrics.json").write_text('{"trunc')  # a copy or a full disk cut it short
+    kept = snapshot(sweep / "1")
+    rerun = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = rerun.stdout + rerun.stderr
+    assert f"{sweep / '0' / 'metrics.json'}: is not valid JSON" in log
+    assert f"set aside as {sweep / '0' / 'metrics.json.damaged'}, and the job reruns" in log
+    assert "skip #1" in log and snapshot(sweep / "1") == kept
+    assert (sweep / "0" / "metrics.json.damaged").read_text() == '{"trunc'  # kept, not deleted
+    assert (sweep / "0" / "metrics.json").read_text() == whole  # the same seed, the same record
+    # a damaged record in a folder the sweeper did not mark is not its to touch
+    (sweep / "1" / ".labelbudget-job").unlink()
+    (sweep / "1" / "metrics.json").write_text("[]")
+    refused = select_sweep(tmp_path, sweep, "seed=0,1")
+    assert refused.returncode == 2 and "has no .labelbudget-job" in refused.stderr
+    assert (sweep / "1" / "metrics.json").read_text() == "[]"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -13,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.configs import check_settings
-from labelbudget.errors import LabelbudgetError
+from labelbudget.errors import LabelbudgetError, exit_on, one_line_errors
 
 log = logging.getLogger("labelbudget")
 
@@ -58,8 +57,7 @@ def run_entry(stage: str, cfg: DictConfig) -> object:
         log.error("%s", error)
         if in_sweep():
             raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        exit_on(error)
 
 
 def in_sweep() -> bool:
@@ -78,8 +76,4 @@ class RefuseFinishedRunFolder(Callback):
         from labelbudget.runs import RunFolder
 
         folder = OmegaConf.select(config, "hydra.run.dir")
-        try:
-            RunFolder(Path(str(folder))).refuse_finished()
-        except LabelbudgetError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+        one_line_errors(RunFolder(Path(str(folder))).refuse_finished)()

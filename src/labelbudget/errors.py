@@ -1,7 +1,9 @@
-"""Errors a user can act on: each names where the bad input is."""
+"""Errors a user can act on, each naming where the bad input is, and how an entry point ends on one."""
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any, Callable
 
 
@@ -19,7 +21,7 @@ class DataError(LabelbudgetError):
     """Bad input data, located by file (or source), row (1-based) and field."""
 
     def __init__(self, source: str, message: str, row: int | None = None, field: str | None = None):
-        self.source, self.row, self.field = source, row, field
+        self.source, self.message, self.row, self.field = source, message, row, field
         where = source
         if row is not None:
             where += f", row {row}"
@@ -39,3 +41,22 @@ class DiskFullError(LabelbudgetError):
 
 class MissingResourceError(LabelbudgetError):
     """A package or file is missing; the message says how to install it or where to put it."""
+
+
+def one_line_errors(function: Callable) -> Callable:
+    """`function` for an entry point: a LabelbudgetError (bad input or setup) ends the program
+    with its message on one line and exit code 2; anything else keeps its traceback (a bug)."""
+
+    @functools.wraps(function)
+    def entry(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except LabelbudgetError as error:
+            exit_on(error)
+
+    return entry
+
+
+def exit_on(error: LabelbudgetError) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)

@@ -28,6 +28,8 @@ METRICS = "metrics.json"
 ADAPTER = "adapter"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 JOB_MARK = ".labelbudget-job"
+# a metrics.json that is no finished run's record, renamed so: kept beside the rerun, never removed
+DAMAGED = METRICS + ".damaged"
 # every file and folder a stage, Hydra, a logger or the sweeper writes in a run folder: the
 # only entries an interrupted job's folder may hold before it is cleared for a rerun
 RUN_FILES = frozenset(
@@ -174,6 +176,40 @@ class RunFolder:
         """
         return RunRecord.from_json(self.metrics_file.read_text(), str(self.metrics_file))
 
+    def damage(self) -> str | None:
+        """Why this folder's metrics.json is no finished run's record, or None where it is one.
+
+        It must parse as a record, and hold metrics under each evaluation its config chose
+        (`tasks/...` for eval.tasks): a file cut short by a full disk or a copy fails either.
+        """
+        try:
+            record = self.read()
+        except DataError as error:
+            return str(error)
+        if not isinstance(record.metrics, dict):
+            return f"{self.metrics_file}: holds no metrics table"
+        chosen = (record.config or {}).get("eval") or {}
+        missing = [
+            name
+            for name in chosen
+            if not any(str(key).startswith(f"{name}/") for key in record.metrics)
+        ]
+        if missing:
+            return f"{self.metrics_file}: holds no metrics of the evaluation(s) {missing} it ran"
+        return None
+
+    def set_aside_damaged(self) -> Path:
+        """Rename the damaged metrics.json to metrics.json.damaged (-2, -3, ... where taken).
+
+        The job can then rerun while the file stays for a person to look at.
+        """
+        target, number = self.path / DAMAGED, 1
+        while target.exists():
+            number += 1
+            target = self.path / f"{DAMAGED}-{number}"
+        self.metrics_file.rename(target)
+        return target
+
     def write(self, record: RunRecord) -> None:
         """Write the record atomically.
 
@@ -207,13 +243,15 @@ class RunFolder:
     def foreign_entries(self) -> list[str]:
         """Entries of the folder that labelbudget does not write: a user's, never removed.
 
-        labelbudget writes `RUN_FILES` and the hidden temporary files of its atomic writes.
+        labelbudget writes `RUN_FILES` and the hidden temporary files of its atomic writes; the
+        damaged records it set aside are its own too, and are kept.
         """
         return sorted(
             entry.name
             for entry in self.path.iterdir()
             if entry.name not in RUN_FILES
             and not (entry.name.startswith(".") and entry.name.endswith(".tmp"))
+            and not _set_aside(entry)
         )
 
     def not_clearable(self) -> str | None:
@@ -247,6 +285,8 @@ class RunFolder:
         if problem is not None:
             raise DataError(str(self.path), problem)
         for entry in self.path.iterdir():
+            if _set_aside(entry):
+                continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
@@ -273,11 +313,21 @@ class RunFolder:
         return cls(Path(adapter).parent)
 
 
-def finished_runs(folders: list[Path]) -> list[tuple[RunFolder, RunRecord]]:
+def _set_aside(entry: Path) -> bool:
+    return entry.is_file() and entry.name.startswith(DAMAGED)
+
+
+def finished_runs(
+    folders: list[Path], skipped: list[DataError] | None = None
+) -> list[tuple[RunFolder, RunRecord]]:
     """Every finished run below the folders, in path order, with its record.
 
+    `skipped`: where given, an unreadable metrics.json is left out and its error appended to it,
+    rather than raised.
+
     Raises:
-        DataError: a folder holds no finished run (it is not a run or sweep folder).
+        DataError: a folder holds no finished run (it is not a run or sweep folder), or a
+            metrics.json is unreadable and `skipped` is None.
     """
     runs = []
     for folder in folders:
@@ -288,5 +338,13 @@ def finished_runs(folders: list[Path]) -> list[tuple[RunFolder, RunRecord]]:
             )
         for file in files:
             run = RunFolder(file.parent)
-            runs.append((run, run.read()))
+            try:
+                runs.append((run, run.read()))
+            except DataError as error:
+                if skipped is None:
+                    raise
+                skipped.append(error)
+    if not runs:  # every one unreadable
+        first = skipped[0]
+        raise DataError(first.source, f"{first.message}; and no other {METRICS} is readable")
     return runs

@@ -11,7 +11,9 @@ looks in the job's folder:
   refused, naming the folder and what differs, so that no result is ever overwritten by, or
   reported beside, a run of other settings or data;
 - no `metrics.json` but the sweeper's mark (`.labelbudget-job`, written before each job starts):
-  interrupted, the files labelbudget writes removed and the job rerun. A folder that holds
+  interrupted, the files labelbudget writes removed and the job rerun. A `metrics.json` that does
+  not parse as a record or lacks its evaluations' metrics (cut short) is named, renamed to
+  `metrics.json.damaged` (kept, never deleted) and its job counts as interrupted. A folder that holds
   anything else, or files without the mark, was not written by this sweep: it is refused, and
   nothing in it is ever deleted.
 
@@ -95,6 +97,14 @@ def job_state(
     other settings or other data (`data_now`: the job's `TaskData.record`, computed only here),
     or files that labelbudget did not write there."""
     run = RunFolder(folder)
+    damage = run.damage() if run.finished else None
+    if damage is not None:
+        if not run.marked:
+            raise SweepRefused(
+                f"{damage}; and {folder} has no {JOB_MARK}, so this sweep did not write it: "
+                "move it away or choose another hydra.sweep.dir"
+            )
+        log.warning("%s; set aside as %s, and the job reruns", damage, run.set_aside_damaged())
     if not run.finished:
         if not (folder.exists() and any(folder.iterdir())):
             return "new"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,32 +51,95 @@ def _load_pool(path: Path, fields: FieldMap) -> Pool:
     return Pool(examples, source)
 
 
+# deeper than this, a row is refused: no pool, annotation or metadata field needs it, and the
+# recursive code that copies and hashes rows would otherwise fail far from the row
+MAX_DEPTH = 64
+# a lone UTF-16 surrogate ("\ud800"): JSON allows it, but it is no character and cannot be
+# written as UTF-8, so hashing, tokenizing and writing the row would all fail on it
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def read_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based row, parsed value) pairs: positions in a `.json` list, line numbers in JSON Lines."""
+    """(1-based row, parsed value) pairs: positions in a `.json` list, line numbers in JSON Lines.
+    Every row is checked (`check_row`): no lone surrogate in its text, nesting within MAX_DEPTH."""
     if path.suffix == ".json":
         records = read_json(path)
         if not isinstance(records, list):
             raise DataError(
                 str(path), "must hold a list of objects (for one object per line, name it .jsonl)"
             )
-        yield from enumerate(records, start=1)
+        for row, record in enumerate(records, start=1):
+            yield row, check_row(record, str(path), row)
         return
     # split on "\n" only: JSON strings may legally hold raw U+2028, which str.splitlines would split on.
     for line_number, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield line_number, json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
+        except DuplicateKey as err:
+            raise DataError(str(path), _TWICE, line_number, str(err)) from None
         except json.JSONDecodeError as err:
             raise DataError(
                 str(path), f"line is not valid JSON: {err.msg} (column {err.colno})", line_number
             ) from None
+        except RecursionError:
+            raise DataError(str(path), _TOO_DEEP, line_number) from None
+        yield line_number, check_row(record, str(path), line_number)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that names one field twice: json.loads would keep the last silently."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
+
+
+_TWICE = "is named twice in one object (JSON would keep the last silently)"
+_TOO_DEEP = f"nests arrays or objects more than {MAX_DEPTH} levels deep"
+
+
+def check_row(record: Any, source: str, row: int) -> Any:
+    """The row itself, once no string in it (key or value) holds a lone surrogate and it nests at
+    most MAX_DEPTH arrays and objects, itself included; else a DataError naming the row and its
+    top-level field."""
+    stack = [(record, 1, None)]
+    while stack:
+        value, depth, field = stack.pop()
+        if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
+            raise DataError(source, _TOO_DEEP, row, field)
+        if isinstance(value, str):
+            found = LONE_SURROGATE.search(value)
+            if found:
+                raise DataError(
+                    source,
+                    f"holds a lone surrogate {found.group()!r} at character {found.start()}, "
+                    "which is no character: fix the exporter, or replace it (U+FFFD)",
+                    row,
+                    field,
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if field is None else field
+                stack += [(key, depth, name), (item, depth + 1, name)]
+        elif isinstance(value, list):
+            stack += [(item, depth + 1, field) for item in value]
+    return record
 
 
 def read_json(path: Path) -> Any:
     """Parse a whole JSON file; a syntax error names the file, line and column."""
     try:
-        return json.loads(_read_text(path))
+        return json.loads(_read_text(path), object_pairs_hook=_unique_keys)
+    except DuplicateKey as err:
+        raise DataError(str(path), f"an object: {_TWICE}", field=str(err)) from None
+    except RecursionError:
+        raise DataError(str(path), _TOO_DEEP) from None
     except json.JSONDecodeError as err:
         raise DataError(
             str(path), f"is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"

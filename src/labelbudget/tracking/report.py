@@ -784,12 +784,27 @@ def plot_allocation(gains: TaskGains, budget: int) -> bytes:
     return png_bytes(fig, dpi=110)
 
 
-def write_report(folders: list[Path], out: Path, cells: tuple[str, ...] = ()) -> str:
+def write_report(
+    folders: list[Path], out: Path, cells: tuple[str, ...] = (), skip_unreadable: bool = False
+) -> str:
     """report.md, report.csv and plots/ in `out`; the settings in `cells` repeat rows (each value
-    with each seed is one cell of the paired bootstraps) instead of separating tables."""
-    runs = [as_run(folder, record, cells) for folder, record in finished_runs(folders)]
+    with each seed is one cell of the paired bootstraps) instead of separating tables. An
+    unreadable metrics.json stops the report, naming it, unless `skip_unreadable`: then the
+    report leaves it out and lists it first."""
+    skipped: list[DataError] = []
+    found = finished_runs(folders, skipped)
+    if skipped and not skip_unreadable:
+        first, more = skipped[0], f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise DataError(
+            first.source, f"{first.message}{more}; --skip-unreadable reports the other runs"
+        )
+    runs = [as_run(folder, record, cells) for folder, record in found]
     tables = []
     parts = [f'Cells: ({", ".join(cells)}, seed); read "seeds" below as these.\n'] if cells else []
+    if skipped:
+        parts.append(
+            "Left out, unreadable (--skip-unreadable):\n" + "".join(f"- {e}\n" for e in skipped)
+        )
     for index, (title, members) in enumerate(split_by_setting(runs)):
         check_one_data_per_table(members)
         check_one_run_per_cell(members)
@@ -847,5 +862,11 @@ def main(argv: list[str] | None = None) -> None:
         help="settings that repeat a row with the seed instead of separating tables "
         "(e.g. dataset.composition_seed: the study's pool compositions)",
     )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out (and list) each metrics.json that cannot be read, rather than stop",
+    )
     args = parser.parse_args(argv)
-    print(write_report(args.folders, args.out or args.folders[0], tuple(args.cells)))
+    out = args.out or args.folders[0]
+    print(write_report(args.folders, out, tuple(args.cells), args.skip_unreadable))
