@@ -19,8 +19,12 @@ from labelbudget.data.jsonl import load_jsonl_dataset
 from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import DataError
 
-# every code point, lone surrogates (category Cs) and control characters included
-TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
+# every code point, and often the ones that break text handling: lone surrogates (which JSON
+# allows), NUL and other controls, line and paragraph separators, a byte-order mark, spaces
+SPECIAL = ["\ud800", "\udfff", "\x00", "\x1f", "\r", "\u2028", "\u2029", "\ufeff", " ", "\n"]
+# (joined by hand: st.text and st.characters leave lone surrogates out whatever they are told)
+CHARACTER = st.characters(codec=None) | st.sampled_from(SPECIAL)
+TEXT = st.lists(CHARACTER, max_size=30).map("".join)
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | TEXT
 VALUES = st.recursive(
     SCALARS,
@@ -36,13 +40,21 @@ def nested(levels: int) -> str:
 
 @st.composite
 def row_lines(draw, fields: tuple[str, ...]) -> str:
-    """One JSONL line: an object with some of `fields` (usually text) and extra keys, or another
-    JSON value, or a deeply nested value, or the same key twice."""
-    kind = draw(st.sampled_from(["object", "object", "object", "value", "deep", "twice"]))
+    """One JSONL line: an object with every one of `fields` as text, or some of them (usually
+    text) and extra keys, or another JSON value, or a deeply nested value, or a key twice."""
+    kind = draw(st.sampled_from(["text", "text", "object", "value", "deep", "twice"]))
     if kind == "value":
         return json.dumps(draw(VALUES))
-    record = {name: draw(TEXT | FIELD_VALUES) for name in fields if draw(st.integers(0, 9)) > 0}
-    record.update(draw(st.dictionaries(TEXT, VALUES, max_size=2)))
+    if kind == "text":  # every field text: the rows that load, odd characters and all
+        record = {name: draw(TEXT.filter(str.strip)) for name in fields}
+    else:  # each field usually present, usually text
+        record = {
+            name: draw(st.one_of(TEXT, TEXT, FIELD_VALUES))
+            for name in fields
+            if draw(st.integers(0, 19)) > 0
+        }
+    if kind != "text":
+        record.update(draw(st.dictionaries(TEXT, VALUES, max_size=2)))
     line = json.dumps(record)  # ensure_ascii: a lone surrogate is written as \udXXX, valid JSON
     if kind == "deep":
         return (
@@ -63,12 +75,13 @@ def write(folder: Path, name: str, lines: list[str]) -> Path:
 
 
 def same_as_written(example: Example, record: dict) -> bool:
-    """The example holds the row's fields unchanged (ints as ids become strings; a task trimmed)."""
-    response = record.get("response")
+    """The example holds the row's fields unchanged (an int id becomes a string, a task name is
+    trimmed, an empty context is none: the documented changes)."""
     return (
         example.prompt == record["prompt"]
         and example.task == record["task"].strip()
-        and example.response == response
+        and example.context == (record["context"] or None)
+        and example.response == record["response"]
         and (record.get("id") is None or example.id == str(record["id"]))
     )
 
@@ -79,11 +92,16 @@ FUZZ = settings(
 
 
 @FUZZ
-@given(lines=st.lists(row_lines(("id", "task", "prompt", "response")), min_size=1, max_size=4))
+@given(
+    lines=st.lists(
+        row_lines(("id", "task", "prompt", "context", "response")), min_size=1, max_size=4
+    )
+)
 def test_a_generated_pool_loads_exactly_or_fails_naming_the_file(lines, tmp_path):
     path = write(tmp_path, "pool.jsonl", lines)
     try:
-        pool = load_jsonl_dataset(path).pool
+        # the shipped dataset=jsonl mapping, with a context field
+        pool = load_jsonl_dataset(path, fields={"context": "context", "response": "response"}).pool
     except DataError as error:
         assert error.source == str(path)
         return
