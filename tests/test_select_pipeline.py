@@ -255,6 +255,7 @@ def test_bad_input_ends_with_one_clear_line(tmp_path):
         ["estimate.py", "mode=coslow", "dataset=jsonl", "dataset.path={pool}"],
         ["evaluate.py", "adapter={tmp}/no_such_adapter"],
         ["-m", "labelbudget.report", "{tmp}"],
+        ["annotate.py", "action=push", "selection={tmp}/no_such_run"],
     ],
     ids=lambda entry: entry[1] if entry[0] == "-m" else entry[0],
 )
@@ -262,7 +263,8 @@ def test_every_entry_point_ends_bad_input_in_one_line_and_exit_code_2(entry, tmp
     pool = tmp_path / "pool.jsonl"
     pool.write_text('{"id": "a", "task": "t", "prompt": "cut \\ud800", "response": "r"}\n')
     args = [a.format(pool=pool, tmp=tmp_path) for a in entry]
-    result = run_cli(tmp_path, *args, *(["model=tiny_llama"] if entry[0] != "-m" else []))
+    modelled = entry[0] in ("select.py", "train.py", "estimate.py", "evaluate.py")
+    result = run_cli(tmp_path, *args, *(["model=tiny_llama"] if modelled else []))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -1,0 +1,1 @@
+"""Annotation tools that labelbudget pushes selections to and pulls answers from."""
