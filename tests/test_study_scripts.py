@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 import sys
 
@@ -165,3 +166,29 @@ def test_check_report_catches_a_run_that_no_longer_matches_its_report(synthetic_
     assert check_report.main([str(synthetic_copy), "--bootstrap-seeds", "1"]) == 1
     out = capsys.readouterr().out
     assert "DISAGREES: task_diversity at 150: difference +0.0021, recomputed" in out
+
+
+probe_agreement = load_script("probe_agreement")
+
+
+def test_probe_agreement_measures_each_tasks_curve_from_zero_shot_random_and_full(tmp_path):
+    def run(name: str, selector: str, budget: int, score: float, labels: int | None) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        record = {
+            "run": {"selector": selector, "budget": budget, "seed": 0},
+            "metrics": {"tasks/t": score, "tasks/macro": score},
+        }
+        (folder / "metrics.json").write_text(json.dumps(record))
+        if labels is not None:
+            (folder / "allocation.csv").write_text(f"task,selected\nt,{labels}\n")
+
+    run("zero", "zero-shot", 0, 0.2, None)
+    run("random", "random", 150, 0.4, 4)
+    run("full", "full", 872, 0.6, 8)
+    run("other", "task_diversity", 150, 0.9, 4)  # not a measured row
+    # normalised 0, 1/2, 1 at x(4) = 2 / log2 5000 and x(8) = 3 / log2 5000, then 1 up to x = 1:
+    # trapezoids 1/4 x(4) + 3/4 (x(8) - x(4)) + (1 - x(8))
+    x4, x8 = 2 / math.log2(5000), 3 / math.log2(5000)
+    expected = 0.25 * x4 + 0.75 * (x8 - x4) + (1 - x8)
+    assert probe_agreement.measured_auc(tmp_path) == {"t": pytest.approx(expected)}
