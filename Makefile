@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test benchmarks constraints label-studio
+.PHONY: setup demo lint test benchmarks constraints label-studio browser
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ LABEL_STUDIO_SDK := label-studio-sdk==2.1.2
 LABEL_STUDIO_SDK_IMPORTS := jsonschema xmljson jsf smart_open rstr lxml pyjwt appdirs faker wrapt
 
 label-studio: $(LABEL_STUDIO_VENV)/.installed
+
+# a real browser for the Label Studio page check (Debian's headless Chromium and its driver);
+# without it that one test is skipped, saying why
+browser:
+	apt-get install -y -qq chromium chromium-driver
 
 $(LABEL_STUDIO_VENV)/.installed: Makefile
 	python3 -m venv $(LABEL_STUDIO_VENV)

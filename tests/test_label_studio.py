@@ -338,3 +338,74 @@ def test_a_second_round_goes_into_the_first_rounds_project(label_studio, sdk, to
     assert [r["response"] for r in read_jsonl(out)] == [
         f"round {1 if i < 2 else 2}: {r['id']}" for i, r in enumerate(rows)
     ]
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+    reason="no headless Chromium here (make browser installs Debian's)",
+)
+def test_the_task_page_shows_the_prompt_and_takes_a_response(label_studio, sdk, token, tmp_path):
+    """In a real browser: log in, open the pushed task, see the prompt, type and submit; the
+    pull then writes what was typed."""
+    from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run = selected(tmp_path, budget=3)
+    annotate(label_studio, "push", run, folder=tmp_path)
+    rows = read_jsonl(run / "selection.jsonl")
+    project = project_of(sdk, run)
+    task = tasks_by_id(sdk, project)[rows[0]["id"]].id
+    options = webdriver.ChromeOptions()
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
+    wait = WebDriverWait(driver, 90)
+    try:
+        driver.get(f"{label_studio.url}/user/login/")
+        wait.until(shown.presence_of_element_located((By.NAME, "email"))).send_keys(
+            "annotator@example.com"
+        )
+        driver.find_element(By.NAME, "password").send_keys("labelbudget-test")
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "/user/login" not in d.current_url)
+        driver.get(f"{label_studio.url}/projects/{project}/data?task={task}")
+        first_line = rows[0]["prompt"].splitlines()[0]
+        wait.until(
+            shown.presence_of_element_located(
+                (By.XPATH, f"//*[contains(text(), {json.dumps(first_line[:30])})]")
+            )
+        )
+        for attempt in range(5):  # the page renders the editor more than once as it loads
+            try:
+                area = wait.until(shown.element_to_be_clickable((By.TAG_NAME, "textarea")))
+                area.click()
+                area.send_keys("typed in the page")
+                break
+            except StaleElementReferenceException:
+                time.sleep(1)
+        assert area.get_attribute("value") == "typed in the page"
+        driver.save_screenshot(str(tmp_path / "task_page.png"))
+        driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
+        wait.until(lambda d: tasks_by_id(sdk, project)[rows[0]["id"]].annotations)
+    finally:
+        driver.quit()
+    out = annotate(label_studio, "pull", run, "allow_partial=true", folder=tmp_path)
+    assert read_jsonl(out) == [
+        {
+            "id": rows[0]["id"],
+            "response": "typed in the page",
+            "fingerprint": rows[0]["fingerprint"],
+        }
+    ]
