@@ -387,7 +387,7 @@ def test_the_task_page_shows_the_prompt_and_takes_a_response(label_studio, sdk, 
                 (By.XPATH, f"//*[contains(text(), {json.dumps(first_line[:30])})]")
             )
         )
-        for attempt in range(5):  # the page renders the editor more than once as it loads
+        for _ in range(5):  # the page renders the editor more than once as it loads
             try:
                 area = wait.until(shown.element_to_be_clickable((By.TAG_NAME, "textarea")))
                 area.click()
