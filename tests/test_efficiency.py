@@ -182,33 +182,20 @@ def brute_force_plan(auc, sizes, budget, n_max, start=None):
     )
 
 
-def test_planner_is_optimal_on_400_random_cases():
-    rng = np.random.default_rng(0)
-    for _ in range(400):
+@pytest.mark.parametrize("from_probe", [False, True], ids=["from nothing", "from a probe"])
+def test_planner_is_optimal_on_random_cases(from_probe):
+    rng = np.random.default_rng(int(from_probe))
+    for _ in range(300 if from_probe else 400):
         n_tasks = int(rng.integers(2, 5))
         auc = {f"t{i}": float(rng.uniform(0.05, 0.95)) for i in range(n_tasks)}
-        sizes = {f"t{i}": int(rng.integers(0, 9)) for i in range(n_tasks)}
-        budget = int(rng.integers(0, sum(sizes.values()) + 3))
-        counts = plan_budget(auc, sizes, budget, n_max=50)
-        assert sum(counts.values()) == min(budget, sum(sizes.values())) and all(
-            counts[t] <= sizes[t] for t in sizes
+        sizes = {f"t{i}": int(rng.integers(int(from_probe), 9)) for i in range(n_tasks)}
+        start = (
+            {t: int(rng.integers(0, min(3, n) + 1)) for t, n in sizes.items()} if from_probe else {}
         )
-        assert mean_predicted_performance(counts, auc, 50) == pytest.approx(
-            brute_force_plan(auc, sizes, budget, 50), abs=1e-12
-        )
-
-
-def test_planner_from_a_probes_counts_is_optimal_on_300_random_cases():
-    rng = np.random.default_rng(1)
-    for _ in range(300):
-        n_tasks = int(rng.integers(2, 5))
-        auc = {f"t{i}": float(rng.uniform(0.05, 0.95)) for i in range(n_tasks)}
-        sizes = {f"t{i}": int(rng.integers(1, 9)) for i in range(n_tasks)}
-        start = {t: int(rng.integers(0, min(3, n) + 1)) for t, n in sizes.items()}
         budget = int(rng.integers(sum(start.values()), sum(sizes.values()) + 3))
         counts = plan_budget(auc, sizes, budget, n_max=50, start=start)
         assert sum(counts.values()) == min(budget, sum(sizes.values()))
-        assert all(start[t] <= counts[t] <= sizes[t] for t in sizes)
+        assert all(start.get(t, 0) <= counts[t] <= sizes[t] for t in sizes)
         assert mean_predicted_performance(counts, auc, 50) == pytest.approx(
             brute_force_plan(auc, sizes, budget, 50, start), abs=1e-12
         )

@@ -242,13 +242,7 @@ LEARNED_PROVIDERS: dict[str, LearnedSignalProvider] = {
 
 
 def _learned(selector: Selector) -> dict[str, tuple[LearnedSignalProvider, Any]]:
-    unknown = sorted(set(selector.learns()) - set(LEARNED_PROVIDERS))
-    if unknown:
-        raise ConfigError(
-            f"selector '{selector.name}' learns signal(s) {unknown} that no provider computes; "
-            f"known: {sorted(LEARNED_PROVIDERS)} (labelbudget.stages.signals.LEARNED_PROVIDERS)"
-        )
-    return {name: (LEARNED_PROVIDERS[name], s) for name, s in selector.learns().items()}
+    return _chosen(selector, selector.learns(), LEARNED_PROVIDERS, "LEARNED_PROVIDERS")
 
 
 def check_learned(selector: Selector, cfg: DictConfig) -> None:
@@ -268,13 +262,23 @@ def provide_learned(
 
 
 def _providers(selector: Selector) -> dict[str, tuple[SignalProvider, Any]]:
-    unknown = sorted(set(selector.signals()) - set(PROVIDERS))
+    return _chosen(selector, selector.signals(), PROVIDERS, "PROVIDERS")
+
+
+def _chosen(
+    selector: Selector, asked: dict[str, Any], registry: dict[str, Any], registry_name: str
+) -> dict[str, tuple[Any, Any]]:
+    """The provider of each signal the selector asks for, with its settings.
+
+    An unknown signal is refused, naming the registry where a provider for it would go.
+    """
+    unknown = sorted(set(asked) - set(registry))
     if unknown:
         raise ConfigError(
             f"selector '{selector.name}' asks for signal(s) {unknown} that no provider computes; "
-            f"known: {sorted(PROVIDERS)} (labelbudget.stages.signals.PROVIDERS)"
+            f"known: {sorted(registry)} (labelbudget.stages.signals.{registry_name})"
         )
-    return {name: (PROVIDERS[name], settings) for name, settings in selector.signals().items()}
+    return {name: (registry[name], settings) for name, settings in asked.items()}
 
 
 def check_signals(selector: Selector, pool: Pool) -> None:
