@@ -30,7 +30,7 @@ from labelbudget.data.bbh import load_bbh
 from labelbudget.data.schema import Pool
 from labelbudget.evaluation.bbh import extract_answer, grade_outputs, is_correct, normalise_answer
 from labelbudget.evaluation.tasks import limit_per_task
-from labelbudget.tracking.report import row_name
+from labelbudget.report import row_name
 
 ONE_ANSWER_SHARE = 0.9  # a task "has one answer" when one answer is given to this share of it
 

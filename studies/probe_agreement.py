@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbudget.efficiency.curves import data_efficiency_auc
-from labelbudget.tracking.report import spearman
+from labelbudget.report import spearman
 
 MEASURED_ROWS = ("zero-shot", "random", "full")  # full: the whole pool (budget=all)
 POOL = ["dataset.pool_per_task=40", "dataset.test_per_task=20", "dataset.pool_sizes=varied"]

@@ -10,7 +10,7 @@ import pytest
 from test_train import TINY_RUN, compose_train, run_cli
 
 from conftest import compose_config
-from labelbudget.tracking.report import write_report
+from labelbudget.report import write_report
 
 QUICK_BENCHMARKS = [
     "eval.mmlu.subjects=[anatomy,virology]",

@@ -22,9 +22,9 @@ LAYERS = [  # bottom first
     {"evaluation"},
     {"efficiency"},
     {"selection"},
-    {"tracking", "annotators"},
+    {"tracking", "annotators", "report"},
     {"stages"},
-    {"report", "cli", "__init__"},
+    {"cli", "__init__"},
 ]
 
 

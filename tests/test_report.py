@@ -14,13 +14,8 @@ import numpy as np
 import pytest
 
 from labelbudget.errors import DataError
-from labelbudget.tracking.report import (
-    crossed_bootstrap,
-    main,
-    premise_check,
-    spearman,
-    write_report,
-)
+from labelbudget.report import crossed_bootstrap, premise_check, spearman, write_report
+from labelbudget.report.__main__ import main
 
 
 def write_run(
@@ -278,7 +273,7 @@ def test_report_refuses_a_folder_without_runs_and_a_repeated_cell(tmp_path):
 
 
 def test_the_report_imports_without_torch_or_lightning():
-    code = "import sys, labelbudget.tracking.report; assert not {'torch', 'lightning'} & set(sys.modules), sorted(sys.modules)"
+    code = "import sys, labelbudget.report, labelbudget.report.__main__; assert not {'torch', 'lightning'} & set(sys.modules), sorted(sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
