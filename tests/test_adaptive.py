@@ -62,8 +62,8 @@ def read_allocation(path: Path) -> dict[str, int]:
         return {row["task"]: int(row["selected"]) for row in csv.DictReader(handle)}
 
 
-def test_adaptive_spends_the_budget_exactly_and_plans_from_round_one(tmp_path):
-    budget = 14
+def test_adaptive_spends_the_budget_exactly_and_plans_from_round_one(tmp_path, caplog):
+    budget = 20
     selection = run_select(compose_config("select", *ADAPTIVE, f"budget={budget}", folder=tmp_path))
     assert len(selection.ids) == budget == len(set(selection.ids))
     sizes = build_synthetic_suite(pool_per_task=6, tasks=TASKS).pool.task_sizes()
@@ -71,20 +71,25 @@ def test_adaptive_spends_the_budget_exactly_and_plans_from_round_one(tmp_path):
     run = tmp_path / "run"
     round1 = read_allocation(run / "allocation_round1.csv")
     assert round1 == {
-        "arith_add_small": 2,
-        "cls_prime": 2,
+        "arith_add_small": 3,
+        "cls_prime": 3,
         "extract_price": 2,
-        "str_reverse_letters": 1,
-    }  # Task Diversity's spread of 7, by name
+        "str_reverse_letters": 2,
+    }  # Task Diversity's spread of 10, by name
     held = selection.ids[: sum(round1.values())]
     assert Counter(task_of[i] for i in held) == {t: n for t, n in round1.items() if n}
     gains = json.loads((run / "round_gains.json").read_text())
     assert gains["n_max"] == 100 and set(gains["tasks"]) == set(sizes)
+    # the two tasks of 3 labels are fitted (2 trained, 1 graded); the two of 2 take their median
+    fitted = [gains["tasks"]["arith_add_small"], gains["tasks"]["cls_prime"]]
+    assert gains["tasks"]["extract_price"] == gains["tasks"]["str_reverse_letters"]
+    assert gains["tasks"]["extract_price"] == pytest.approx(sum(fitted) / 2)
+    assert "2 of 4 tasks had too few round-1 labels for a curve" in caplog.text
     expected = plan_budget(gains["tasks"], sizes, budget, 100, start=round1)
     assert read_allocation(run / "allocation.csv") == expected
     assert Counter(task_of[i] for i in selection.ids) == {t: n for t, n in expected.items() if n}
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert metrics["selection/round1_labels"] == 7.0 and metrics["selection/learn_seconds"] > 0
+    assert metrics["selection/round1_labels"] == 10.0 and metrics["selection/learn_seconds"] > 0
 
 
 def test_adaptive_without_finetune_settings_is_refused_before_a_model_loads(tmp_path, monkeypatch):
@@ -93,9 +98,16 @@ def test_adaptive_without_finetune_settings_is_refused_before_a_model_loads(tmp_
     )
     settings = [o for o in ADAPTIVE if not o.startswith("finetune")]
     with pytest.raises(ConfigError, match="add finetune=lora"):
-        run_select(compose_config("select", *settings, "budget=8", folder=tmp_path))
+        run_select(compose_config("select", *settings, "budget=20", folder=tmp_path))
     with pytest.raises(ConfigError, match="at least 2, got 1"):
         run_select(compose_config("select", *ADAPTIVE, "budget=1", folder=tmp_path))
+    # round 1 of 16 is 8 labels, 2 per task: none has the third a curve needs; 17 gives 9
+    with pytest.raises(
+        ConfigError,
+        match=r"round 1 \(0.5 of 16 = 8 labels, spread evenly\) "
+        r"gives no task the 3 labels .* raise the budget to at least 17",
+    ):
+        run_select(compose_config("select", *ADAPTIVE, "budget=16", folder=tmp_path))
 
 
 def test_two_annotation_rounds_with_real_annotators(tmp_path):
@@ -107,17 +119,17 @@ def test_two_annotation_rounds_with_real_annotators(tmp_path):
         "dataset.fields.id=id",
         "dataset.fields.response=null",
         *ADAPTIVE[3:],
-        "budget=9",
+        "budget=14",
     ]
     assert run_select(compose_config("select", *real, folder=tmp_path, output="r1")) is None
     first = read_jsonl(tmp_path / "r1" / "first_round.jsonl")
-    assert Counter(r["task"] for r in first) == {"alpha": 2, "beta": 2, "gamma": 1}  # 4.5 of 9
+    assert Counter(r["task"] for r in first) == {"alpha": 3, "beta": 2, "gamma": 2}  # 7 of 14
     one = annotate(first, tmp_path / "one.jsonl")
     selection = run_select(
         compose_config("select", *real, f"annotations={one}", folder=tmp_path, output="r2")
     )
-    assert len(selection.ids) == 9 and selection.ids[:5] == [r["id"] for r in first]
-    with pytest.raises(DataError, match=r"one.jsonl, field 'id': answers 5 of the 6 prompts"):
+    assert len(selection.ids) == 14 and selection.ids[:7] == [r["id"] for r in first]
+    with pytest.raises(DataError, match=r"one.jsonl, field 'id': answers 7 of the 10 prompts"):
         run_select(  # a larger round 1 than the file answers
             compose_config(
                 "select", *real, f"annotations={one}", "selector.first_round=0.7", folder=tmp_path
@@ -128,7 +140,7 @@ def test_two_annotation_rounds_with_real_annotators(tmp_path):
 def test_train_fine_tunes_on_both_rounds_and_reports_the_extra_fine_tune(tmp_path):
     from labelbudget.stages.train import run_train
 
-    settings = [*ADAPTIVE, "budget=10", "dataset.test_per_task=2", "eval.tasks.max_new_tokens=2"]
+    settings = [*ADAPTIVE, "budget=20", "dataset.test_per_task=2", "eval.tasks.max_new_tokens=2"]
     metrics = run_train(compose_config("train", *settings, folder=tmp_path))
-    assert metrics["train/examples"] == 10.0
-    assert 0 < metrics["selection/learn_seconds"] and metrics["selection/round1_labels"] == 5.0
+    assert metrics["train/examples"] == 20.0
+    assert 0 < metrics["selection/learn_seconds"] and metrics["selection/round1_labels"] == 10.0

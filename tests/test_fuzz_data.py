@@ -39,7 +39,7 @@ def nested(levels: int) -> str:
 
 
 @st.composite
-def row_lines(draw, fields: tuple[str, ...]) -> str:
+def row_lines(draw, fields: tuple[str, ...], ids: tuple[str, ...] = ()) -> str:
     """One JSONL line: an object with every one of `fields` as text, or some of them (usually
     text) and extra keys, or another JSON value, or a deeply nested value, or a key twice."""
     kind = draw(st.sampled_from(["text", "text", "object", "value", "deep", "twice"]))
@@ -47,6 +47,10 @@ def row_lines(draw, fields: tuple[str, ...]) -> str:
         return json.dumps(draw(VALUES))
     if kind == "text":  # every field text: the rows that load, odd characters and all
         record = {name: draw(TEXT.filter(str.strip)) for name in fields}
+        if ids:  # ids a file may really hold (an annotation names a pool prompt), or not
+            record["id"] = draw(st.sampled_from(ids) | TEXT.filter(str.strip))
+            if draw(st.booleans()):  # the minimal {id, response} form, which loads
+                record = {"id": record["id"], "response": record["response"]}
     else:  # each field usually present, usually text
         record = {
             name: draw(st.one_of(TEXT, TEXT, FIELD_VALUES))
@@ -118,7 +122,11 @@ POOL_ROWS = [
 
 @FUZZ
 @given(
-    lines=st.lists(row_lines(("id", "response", "fingerprint", "prompt")), min_size=1, max_size=4)
+    lines=st.lists(
+        row_lines(("id", "response", "fingerprint", "prompt"), ("p0", "p1", "p2")),
+        min_size=1,
+        max_size=4,
+    )
 )
 def test_generated_annotations_are_read_exactly_or_fail_naming_the_file(lines, tmp_path):
     pool_file = write(tmp_path, "pool.jsonl", [json.dumps(r) for r in POOL_ROWS])

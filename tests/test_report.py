@@ -27,6 +27,7 @@ def write_run(
     dataset: str = "d",
     allocation: dict[str, tuple[int, float]] | None = None,
     composition: int | None = None,
+    data: dict | None = None,
     **metrics: float,
 ) -> None:
     folder.mkdir(parents=True)
@@ -48,6 +49,7 @@ def write_run(
         },
         "metrics": metrics,
         "config": config,
+        **({"data": data} if data else {}),
     }
     (folder / "metrics.json").write_text(json.dumps(record))
     if allocation:
@@ -322,8 +324,16 @@ def test_cells_pool_compositions_and_seeds_in_one_table(tmp_path):
     for composition, seed in itertools.product((1, 2), (0, 1)):
         name = f"c{composition}s{seed}"
         lift = 0.1 if composition == 1 else 0.3  # weighted_task gains more in composition 2
+        # each composition is another pool, with its own hash: compared only within the cell
+        pool = {"pool": {"source": "s", "examples": 8, "sha256": f"{composition}" * 64}}
         write_run(
-            tmp_path / f"r{name}", "random", 10, seed, composition=composition, **macro(0.2, 0.2)
+            tmp_path / f"r{name}",
+            "random",
+            10,
+            seed,
+            composition=composition,
+            data=pool,
+            **macro(0.2, 0.2),
         )
         write_run(
             tmp_path / f"w{name}",
@@ -331,6 +341,7 @@ def test_cells_pool_compositions_and_seeds_in_one_table(tmp_path):
             10,
             seed,
             composition=composition,
+            data=pool,
             **macro(0.2 + lift, 0.2 + lift),
         )
     apart = write_report([tmp_path], tmp_path / "apart")
@@ -341,12 +352,23 @@ def test_cells_pool_compositions_and_seeds_in_one_table(tmp_path):
     # 2 tasks x 4 cells, differences 0.1 (composition 1) and 0.3 (composition 2): mean 0.2
     assert "| weighted_task | 10 | +0.2000 |" in text and "| 2 x 4 | better |" in text
     assert "| weighted_task | 10 | 4 | 0.4000 ± 0.0577 |" in text  # n = 4 cells, sd 0.11547
+    with pytest.raises(DataError, match="--cells: no run has the setting 'dataset.composition'"):
+        write_report([tmp_path], tmp_path / "typo", cells=("dataset.composition",))
+    # within a cell a pool edited in place is still refused
+    edited = {"pool": {"source": "s", "examples": 8, "sha256": "e" * 64}}
+    write_run(
+        tmp_path / "edited", "task_diversity", 10, 0, composition=1, data=edited, **macro(0.2, 0.2)
+    )
+    with pytest.raises(DataError, match="but other data: the pool s has changed"):
+        write_report([tmp_path], tmp_path / "out", cells=("dataset.composition_seed",))
+    subprocess.run(["rm", "-r", str(tmp_path / "edited")], check=True)
+    first = {"pool": {"source": "s", "examples": 8, "sha256": "1" * 64}}  # composition 1's
     with pytest.raises(
         DataError,
         match=r"repeats row 'random', budget 10, "
         r"dataset.composition_seed=1, seed=0 of",
     ):
-        write_run(tmp_path / "again", "random", 10, 0, composition=1, **macro(0.2, 0.2))
+        write_run(tmp_path / "again", "random", 10, 0, composition=1, data=first, **macro(0.2, 0.2))
         write_report([tmp_path], tmp_path / "out", cells=("dataset.composition_seed",))
 
 

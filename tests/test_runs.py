@@ -194,6 +194,10 @@ def test_a_record_is_finished_only_with_its_evaluations_metrics(tmp_path):
     config = {"eval": {"tasks": {"max_new_tokens": 4}}}
     run.write(RunRecord({"seed": 0}, {"tasks/macro": 0.5}, config=config))
     assert run.damage() is None
+    # eval=bbh: `data_dir` and `max_examples_per_task` beside it are shortcuts, not evaluations
+    shortcuts = {"eval": {"bbh": {"shots": 3}, "data_dir": "d", "max_examples_per_task": None}}
+    run.write(RunRecord({"seed": 0}, {"bbh/macro": 0.3}, config=shortcuts))
+    assert run.damage() is None
     run.write(RunRecord({"seed": 0}, {"train/examples": 3.0}, config=config))
     assert run.damage() == (
         f"{run.metrics_file}: holds no metrics of the evaluation(s) ['tasks'] it ran"

@@ -201,10 +201,14 @@ def test_every_selector_picks_exactly_k_from_identical_embeddings(name, k, tmp_p
         "select", f"selector={name}", *[f"selector.{a}={v}" for a, v in given.items()]
     )
     selector = instantiate(cfg.selector)
-    budget = max(k, 2) if name == "adaptive" else k  # two rounds need two labels
+    budget = k
     sizes = {"a": 5, "b": 5}
-    if name == "weighted_task" and k == 1:  # below its base of 5 per task: refused, not run
-        with pytest.raises(ConfigError, match="smaller than the base allocation 10"):
+    refusals = {  # k = 1 is below what these need: refused, not run
+        "weighted_task": "smaller than the base allocation 10",  # its base of 5 per task
+        "adaptive": "it needs at least 2, got 1",  # two rounds
+    }
+    if name in refusals and k == 1:
+        with pytest.raises(ConfigError, match=refusals[name]):
             selector.check_budget(sizes, budget)
         return
     selector.check_budget(sizes, budget)

@@ -188,7 +188,12 @@ class RunFolder:
             return str(error)
         if not isinstance(record.metrics, dict):
             return f"{self.metrics_file}: holds no metrics table"
-        chosen = (record.config or {}).get("eval") or {}
+        # the evaluations are the mappings under `eval`; plain keys beside them are shortcuts
+        chosen = [
+            name
+            for name, value in ((record.config or {}).get("eval") or {}).items()
+            if isinstance(value, dict)
+        ]
         missing = [
             name
             for name in chosen
@@ -346,5 +351,10 @@ def finished_runs(
                 skipped.append(error)
     if not runs:  # every one unreadable
         first = skipped[0]
-        raise DataError(first.source, f"{first.message}; and no other {METRICS} is readable")
+        raise DataError(
+            first.source,
+            f"{first.message}; and no other {METRICS} is readable",
+            first.row,
+            first.field,
+        )
     return runs

@@ -178,24 +178,27 @@ class LabelStudio:
                     f"Label Studio at {self.url} has no project '{title}': push the selection "
                     "first (action=push), or name it with annotator.project"
                 )
-            tasks = {t.data[ID_KEY]: t for t in self._tasks(client, project)}
+            tasks: dict[str, list[Any]] = {}  # a prompt imported twice (by hand): both its tasks
+            for task in self._tasks(client, project):
+                tasks.setdefault(task.data[ID_KEY], []).append(task)
         answers, cancelled, several, missing = {}, 0, 0, []
         for prompt in prompts:
-            task = tasks.get(prompt.id)
-            if task is None:
+            if prompt.id not in tasks:
                 missing.append(prompt.id)
                 continue
-            shown = task.data.get("fingerprint")
-            if shown != prompt.fingerprint:
-                raise DataError(
-                    f"Label Studio project {project}, task {task.id}",
-                    f"was shown with fingerprint {shown!r}, not the selection's "
-                    f"{prompt.fingerprint!r} for {prompt.id!r}: it is another prompt's answer",
-                    field="fingerprint",
-                )
-            done = [a for a in (task.annotations or []) if not _field(a, "was_cancelled")]
-            cancelled += len(task.annotations or []) - len(done)
-            texts = [(_field(a, "updated_at"), _field(a, "id"), _text(a)) for a in done]
+            for task in tasks[prompt.id]:
+                shown = task.data.get("fingerprint")
+                if shown != prompt.fingerprint:
+                    raise DataError(
+                        f"Label Studio project {project}, task {task.id}",
+                        f"was shown with fingerprint {shown!r}, not the selection's "
+                        f"{prompt.fingerprint!r} for {prompt.id!r}: it is another prompt's answer",
+                        field="fingerprint",
+                    )
+            given = [a for task in tasks[prompt.id] for a in (task.annotations or [])]
+            done = [a for a in given if not _field(a, "was_cancelled")]
+            cancelled += len(given) - len(done)
+            texts = [(_field(a, "updated_at") or "", _field(a, "id"), _text(a)) for a in done]
             texts = [t for t in texts if t[2].strip()]
             if not texts:
                 missing.append(prompt.id)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labelbudget.configs import determining_settings
 from labelbudget.errors import DataError
 from labelbudget.evaluation.base import HEADLINES, PER_TASK
 from labelbudget.io import atomic_write_bytes, atomic_write_text
@@ -78,8 +79,16 @@ def write_report(
     if skipped and not skip_unreadable:
         first, more = skipped[0], f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         raise DataError(
-            first.source, f"{first.message}{more}; --skip-unreadable reports the other runs"
+            first.source,
+            f"{first.message}{more}; --skip-unreadable reports the other runs",
+            first.row,
+            first.field,
         )
+    for key in cells:  # a misspelt key would make every cell "=null" without a word
+        if not any(key in determining_settings(record.config or {}) for _, record in found):
+            raise DataError(
+                ", ".join(map(str, folders)), f"--cells: no run has the setting {key!r}"
+            )
     runs = [as_run(folder, record, cells) for folder, record in found]
     tables = []
     parts = [f'Cells: ({", ".join(cells)}, seed); read "seeds" below as these.\n'] if cells else []

@@ -111,17 +111,23 @@ def split_by_setting(runs: list[Run]) -> list[tuple[str, list[Run]]]:
 def check_one_data_per_table(runs: list[Run]) -> None:
     """Runs of equal settings made on different contents of their pool or test file (edited in
     place between them) are never averaged: the report stops, naming both runs and the file.
-    Runs recorded before labelbudget kept the hashes cannot be checked and are let through."""
-    first = next((run for run in runs if run.data is not None), None)
+    Runs of different `--cells` values (pool compositions) are other pools by design, and are
+    compared only among their own. Runs recorded before labelbudget kept the hashes cannot be
+    checked and are let through."""
+    groups: dict[tuple[str, ...], list[Run]] = defaultdict(list)
     for run in runs:
-        changes = changed_data(first.data, run.data) if run.data is not None else []
-        if changes:
-            raise DataError(
-                str(run.folder),
-                f"has the settings of {first.folder} but other data: {'; '.join(changes)} "
-                f"(there: {first.folder}, now: this run); rerun the runs of the old data, or "
-                "report the two apart",
-            )
+        groups[run.cell[:-1]].append(run)  # the cell less its seed
+    for members in groups.values():
+        first = next((run for run in members if run.data is not None), None)
+        for run in members:
+            changes = changed_data(first.data, run.data) if run.data is not None else []
+            if changes:
+                raise DataError(
+                    str(run.folder),
+                    f"has the settings of {first.folder} but other data: {'; '.join(changes)} "
+                    f"(there: {first.folder}, now: this run); rerun the runs of the old data, or "
+                    "report the two apart",
+                )
 
 
 def check_one_run_per_cell(runs: list[Run]) -> None:

@@ -11,6 +11,7 @@ holds. Everything is trained on at the end; no label outside the budget is used.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,8 @@ from labelbudget.selection.base import (
 )
 from labelbudget.selection.predicted_efficiency import planned_selection
 from labelbudget.selection.task_diversity import TaskDiversitySelector
+
+FITTED = 3  # round-1 labels a task needs for a fitted curve: two to train on, one to grade
 
 
 @register
@@ -78,10 +81,31 @@ class AdaptiveSelector(Selector):
         return max(1, min(budget - 1, math.floor(self.first_round_share * budget + 0.5)))
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
+        """Round 1 must give some task the FITTED labels a curve needs (two trained on, one
+        graded); the refusal says the least budget that does."""
         super().check_budget(task_sizes, budget)
         if budget < 2:
             raise ConfigError(
                 f"adaptive spends its budget in two rounds: it needs at least 2, got {budget}"
+            )
+        if max(task_sizes.values()) < FITTED:
+            raise ConfigError(
+                f"adaptive fits a task's curve from {FITTED} of its round-1 labels, and no task "
+                f"of this pool holds {FITTED} prompts"
+            )
+        # Task Diversity's round robin gives every task min(size, 2) before any task a third
+        needed = sum(min(n, FITTED - 1) for n in task_sizes.values()) + 1
+        if self.round_one_budget(budget) < needed:
+            least = next(
+                b
+                for b in itertools.count(max(2, int(needed / self.first_round_share) - 2))
+                if self.round_one_budget(b) >= needed
+            )
+            raise ConfigError(
+                f"adaptive's round 1 ({self.first_round_share:g} of {budget} = "
+                f"{self.round_one_budget(budget)} labels, spread evenly) gives no task the "
+                f"{FITTED} labels a fitted curve needs (two trained on, one graded): raise the "
+                f"budget to at least {least}, or selector.first_round"
             )
 
     def first_round(

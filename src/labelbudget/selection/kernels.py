@@ -298,12 +298,14 @@ def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[s
         return {}
     median = median_sq_distance(pairwise, memory_limit_mb)
     scale = pairwise.gamma * median
-    if median == 0:  # at least half the pairs coincide: no gamma gives the kernel a scale
-        log.warning(
-            "%s: the median squared distance between embeddings is 0 (most of them coincide): "
-            "the rbf kernel cannot be scaled, and the picks among coinciding prompts are ties",
-            who,
-        )
+    if median == 0:  # one embedding, or at least half the pairs coincide: no scale to give
+        if pairwise.n > 1:
+            log.warning(
+                "%s: the median squared distance between embeddings is 0 (most of them "
+                "coincide): the rbf kernel cannot be scaled, and the picks among coinciding "
+                "prompts are ties",
+                who,
+            )
         return {"median_sq_dist": 0.0, "gamma_times_median_sq_dist": 0.0}
     log.info(
         "%s: rbf gamma=%g, median squared distance %.4g, gamma * median = %.4g",

@@ -69,7 +69,7 @@ def project_title(file: Path, prompts: list[Prompt]) -> str:
     """The selection's own project: the file's name and a digest of what it asks (Label Studio
     keeps titles to 50 characters), so that a re-push finds it and another selection does not."""
     digest = hashlib.sha256("".join(f"{p.id}\t{p.fingerprint}\n" for p in prompts).encode())
-    return f"labelbudget {file.stem} {digest.hexdigest()[:12]}"
+    return f"labelbudget {file.stem[:24]} {digest.hexdigest()[:12]}"  # 49 characters at most
 
 
 def run_annotate(cfg: DictConfig) -> Path | None:

@@ -7,6 +7,7 @@ nothing here; a new kind of model pass is one provider more.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import Any, Protocol
@@ -37,6 +38,8 @@ from labelbudget.stages.common import (
     pool_scores,
     predict_trainer,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SignalProvider(Protocol):
@@ -194,6 +197,16 @@ class RoundGainsProvider:
         }
         known = [auc for auc in fitted.values() if auc is not None]
         prior = float(np.median(known)) if known else 0.5
+        unfitted = sorted(task for task, auc in fitted.items() if auc is None)
+        if unfitted:
+            log.warning(
+                "adaptive: %d of %d tasks had too few round-1 labels for a curve (3: two trained "
+                "on, one graded) and take the fitted ones' median AUC %.3f: %s",
+                len(unfitted),
+                len(fitted),
+                prior,
+                ", ".join(unfitted[:10]) + (" ..." if len(unfitted) > 10 else ""),
+            )
         return PredictedAUC(
             {task: prior if auc is None else auc for task, auc in fitted.items()},
             settings["n_max"],
@@ -204,8 +217,8 @@ class RoundGainsProvider:
 def held_out_split(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:
     """Each task's labels split into (trained on, held out), in the order given.
 
-    A task with n >= 2 labels holds out its last round(share * n), at least one and keeping at
-    least one to train on; a task with one label trains on it.
+    A task with n >= 2 labels holds out its last share * n (rounded half up), at least one and
+    keeping at least one to train on; a task with one label trains on it.
     """
     by_task: dict[str, list[Example]] = {}
     for example in examples:
@@ -213,7 +226,7 @@ def held_out_split(examples: list[Example], share: float) -> tuple[list[Example]
     trained, held = [], []
     for task_examples in by_task.values():
         n = len(task_examples)
-        k = min(n - 1, max(1, round(share * n))) if n >= 2 else 0
+        k = min(n - 1, max(1, math.floor(share * n + 0.5))) if n >= 2 else 0
         trained += task_examples[: n - k]
         held += task_examples[n - k :]
     return trained, held
