@@ -356,7 +356,7 @@ def test_the_task_page_shows_the_prompt_and_takes_a_response(label_studio, sdk, 
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run = selected(tmp_path, budget=3)
+    run = selected(tmp_path, budget=2)  # a selection of its own: the server is shared
     annotate(label_studio, "push", run, folder=tmp_path)
     rows = read_jsonl(run / "selection.jsonl")
     project = project_of(sdk, run)
