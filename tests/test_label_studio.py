@@ -2,7 +2,9 @@
 
 `make label-studio` builds .venv-label-studio (and `make test` does too); the session fixture
 starts the server on a free port with its data in a temporary folder and stops it at the end.
-Annotators answer through the server's API, as its web page does.
+Annotators answer through the server's API, as its web page does (`label_studio`: these run in
+every `make test`); one test drives the page itself in headless Chromium (`browser`: skipped,
+saying why, where `make browser` has not installed it).
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from conftest import REPO_ROOT, compose_config, read_jsonl
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.stages.annotate import run_annotate
 from labelbudget.stages.select import run_select
-
-pytestmark = pytest.mark.label_studio
 
 SERVER = REPO_ROOT / ".venv-label-studio" / "bin" / "label-studio"
 TOKEN = "5f0c1d2e3b4a59687766554433221100ffeeddcc"  # the test user's, given at start
@@ -181,6 +181,7 @@ def tasks_by_id(sdk, project: int) -> dict[str, object]:
     return {t.data["labelbudget_id"]: t for t in sdk.tasks.list(project=project, fields="all")}
 
 
+@pytest.mark.label_studio
 def test_select_push_annotate_pull_train(label_studio, sdk, token, tmp_path, capsys, monkeypatch):
     run = selected(tmp_path)
     rows = read_jsonl(run / "selection.jsonl")
@@ -240,6 +241,7 @@ def test_select_push_annotate_pull_train(label_studio, sdk, token, tmp_path, cap
             assert not file.is_file() or TOKEN not in file.read_text(errors="replace")
 
 
+@pytest.mark.label_studio
 def test_a_partial_pull_is_refused_unless_allowed(label_studio, sdk, token, tmp_path):
     run = selected(tmp_path, budget=4)
     annotate(label_studio, "push", run, folder=tmp_path)
@@ -266,6 +268,7 @@ def test_a_partial_pull_is_refused_unless_allowed(label_studio, sdk, token, tmp_
     assert len(read_jsonl(again)) == 2
 
 
+@pytest.mark.label_studio
 def test_bad_states_end_in_one_line_that_says_what_to_do(
     label_studio, sdk, token, tmp_path, monkeypatch
 ):
@@ -319,6 +322,7 @@ def test_bad_states_end_in_one_line_that_says_what_to_do(
         annotate(label_studio, "push", edited, folder=tmp_path)
 
 
+@pytest.mark.label_studio
 def test_a_second_round_goes_into_the_first_rounds_project(label_studio, sdk, token, tmp_path):
     run = selected(tmp_path, budget=5)
     rows = read_jsonl(run / "selection.jsonl")
@@ -343,6 +347,7 @@ def test_a_second_round_goes_into_the_first_rounds_project(label_studio, sdk, to
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
     reason="no headless Chromium here (make browser installs Debian's)",
