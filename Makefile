@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # you want, e.g. `make setup TORCH="torch==2.5.1"` or TORCH= to keep an installed one.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo lint test benchmarks constraints label-studio browser
+.PHONY: setup demo lint test benchmarks constraints label-studio label-studio-constraints browser
 
 setup: $(VENV)/.installed
 
@@ -36,11 +36,17 @@ label-studio: $(LABEL_STUDIO_VENV)/.installed
 browser:
 	apt-get install -y -qq chromium chromium-driver
 
-$(LABEL_STUDIO_VENV)/.installed: Makefile
+# its versions are pinned (label-studio-constraints.txt): label-studio leaves most of its own open
+$(LABEL_STUDIO_VENV)/.installed: Makefile label-studio-constraints.txt
 	python3 -m venv $(LABEL_STUDIO_VENV)
 	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
-	$(LABEL_STUDIO_VENV)/bin/pip install --quiet label-studio==1.23.2
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet -c label-studio-constraints.txt label-studio==1.23.2
 	touch $@
+
+# after a deliberate upgrade of the server's venv, with the label_studio tests passing
+label-studio-constraints: label-studio
+	{ head -3 label-studio-constraints.txt; $(LABEL_STUDIO_VENV)/bin/pip freeze; } > label-studio-constraints.txt.new
+	mv label-studio-constraints.txt.new label-studio-constraints.txt
 
 demo: setup
 	$(PY) select.py

@@ -9,6 +9,7 @@ saying why, where `make browser` has not installed it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,6 +102,12 @@ def label_studio(tmp_path_factory) -> Server:
             time.sleep(1)
         yield Server(url, log)
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the server's process group; one that already exited (a failed start) is not an error."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
