@@ -59,6 +59,8 @@ lint: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m ruff check --select D $(EXTENSION_POINTS)
+	# every public class, function and package in src says what it is for
+	$(PY) -m ruff check --select D101,D102,D103,D104 src
 
 test: lint label-studio
 	$(PY) -m pytest

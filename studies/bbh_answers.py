@@ -31,6 +31,7 @@ from labelbudget.data.schema import Pool
 from labelbudget.evaluation.bbh import extract_answer, grade_outputs, is_correct, normalise_answer
 from labelbudget.evaluation.tasks import limit_per_task
 from labelbudget.report import row_name
+from labelbudget.runs import RunRecord
 
 ONE_ANSWER_SHARE = 0.9  # a task "has one answer" when one answer is given to this share of it
 
@@ -139,19 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path)
     study = parser.parse_args(argv).study
-    records = {f.parent: json.loads(f.read_text()) for f in study.glob("*/metrics.json")}
+    records = {
+        f.parent: RunRecord.from_json(f.read_text(), str(f)) for f in study.glob("*/metrics.json")
+    }
     jobs = sorted(
         (job for job in records if (job / "bbh_predictions.jsonl").exists()),
-        key=lambda job: (row_name(records[job]["run"]), records[job]["run"]["seed"]),
+        key=lambda job: (row_name(records[job].identity), records[job].identity.seed),
     )
     if not jobs:
         print(
             f"{study}: no job folder holds metrics.json and bbh_predictions.jsonl", file=sys.stderr
         )
         return 1
-    settings = records[jobs[0]]["config"]["eval"]["bbh"]
+    settings = records[jobs[0]].config["eval"]["bbh"]
     for job in jobs:
-        if records[job]["config"]["eval"]["bbh"] != settings:
+        if records[job].config["eval"]["bbh"] != settings:
             print(
                 f"{job}/metrics.json: its eval.bbh settings differ from {jobs[0].name}'s",
                 file=sys.stderr,
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if [r["id"] for r in rows] != [e.id for e in questions]:
             print(f"{file}: not the questions of the saved eval.bbh settings", file=sys.stderr)
             return 1
-        run, recorded = records[job]["run"], records[job]["metrics"]["bbh/macro"]
+        run, recorded = records[job].identity, records[job].metrics["bbh/macro"]
         read = run_answers(questions, [r["output"] for r in rows], tasks)
         if read.macro != recorded:
             print(
@@ -197,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         one_answer.update(read.one_answer_tasks)
         if read.mostly_blank_tasks:
-            mostly_blank[f"{row_name(run)}, seed {run['seed']}"] = read.mostly_blank_tasks
+            mostly_blank[f"{row_name(run)}, seed {run.seed}"] = read.mostly_blank_tasks
         print(
-            f"| {row_name(run)} | {run['seed']} | {read.macro:.4f} | {read.blank}"
+            f"| {row_name(run)} | {run.seed} | {read.macro:.4f} | {read.blank}"
             f" | {read.answered_accuracy:.4f} | {len(read.one_answer_tasks)} | {read.one_answer_is_majority} | {read.top_answer_macro:.4f} |"
         )
     if mostly_blank:

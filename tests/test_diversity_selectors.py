@@ -16,12 +16,11 @@ from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import SCORES, SELECTORS, Candidates
 from labelbudget.selection.dpp import DPPSelector, greedy_map
 from labelbudget.selection.facility_location import (
-    CachedCpuKernel,
     FacilityLocationSelector,
     dense_kernel,
-    fused_decrease,
     greedy,
 )
+from labelbudget.selection.facility_location_cpu import CachedCpuKernel, fused_decrease
 from labelbudget.selection.kcenter import KCenterSelector
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
 from labelbudget.stages.common import instantiate

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from labelbudget.errors import DataError
-from labelbudget.runs import RunFolder, RunRecord, changed_data, finished_runs
+from labelbudget.runs import RunFolder, RunIdentity, RunRecord, changed_data, finished_runs
 
 IDENTITY = {
     "dataset": "d",
@@ -22,7 +22,9 @@ IDENTITY = {
 
 
 def test_a_record_written_reads_back_equal_in_the_committed_format(tmp_path):
-    record = RunRecord(IDENTITY, {"tasks/macro": 0.5}, {"tasks": {"n": 3}}, {"seed": 0})
+    record = RunRecord(
+        RunIdentity(**IDENTITY), {"tasks/macro": 0.5}, {"tasks": {"n": 3}}, {"seed": 0}
+    )
     folder = RunFolder(tmp_path / "run")
     assert not folder.finished
     folder.write(record)
@@ -52,6 +54,17 @@ def test_a_record_without_config_or_settings_reads_with_none_and_empty(tmp_path)
         ("[1, 2]", "is not a labelbudget metrics file"),
         (json.dumps({"metrics": {}}), "field 'run'"),
         (json.dumps({"run": IDENTITY}), "field 'metrics'"),
+        (json.dumps({"run": [1], "metrics": {}}), "field 'run'"),
+        (
+            json.dumps(
+                {"run": {k: v for k, v in IDENTITY.items() if k != "budget"}, "metrics": {}}
+            ),
+            "field 'run.budget'",
+        ),
+        (
+            json.dumps({"run": {**IDENTITY, "lr": 1}, "metrics": {}}),
+            r"holds run keys no labelbudget run writes: \['lr'\]",
+        ),
     ],
 )
 def test_a_file_that_is_not_a_record_is_named(tmp_path, text, message):
@@ -78,7 +91,7 @@ def test_finished_runs_finds_every_run_below_in_path_order_and_refuses_an_empty_
     with pytest.raises(DataError, match="contains no metrics.json"):
         finished_runs([tmp_path])
     for name in ("b", "a/1", "a/0"):
-        RunFolder(tmp_path / name).write(RunRecord({**IDENTITY, "seed": name}, {}))
+        RunFolder(tmp_path / name).write(RunRecord(RunIdentity(**{**IDENTITY, "seed": name}), {}))
     (tmp_path / "c").mkdir()  # an interrupted run: no metrics.json, not listed
     found = finished_runs([tmp_path])
     assert [folder.path.relative_to(tmp_path).as_posix() for folder, _ in found] == [
@@ -86,7 +99,7 @@ def test_finished_runs_finds_every_run_below_in_path_order_and_refuses_an_empty_
         "a/1",
         "b",
     ]
-    assert [record.identity["seed"] for _, record in found] == ["a/0", "a/1", "b"]
+    assert [record.identity.seed for _, record in found] == ["a/0", "a/1", "b"]
 
 
 POOL_DATA = {"source": "pool.jsonl", "examples": 3, "sha256": "a" * 64}
@@ -95,7 +108,7 @@ POOL_DATA = {"source": "pool.jsonl", "examples": 3, "sha256": "a" * 64}
 def test_a_record_keeps_its_data_and_tells_a_changed_pool_from_an_unchanged_one(tmp_path):
     data = {"pool": POOL_DATA, "test": None}
     folder = RunFolder(tmp_path)
-    folder.write(RunRecord(IDENTITY, {}, data=data))
+    folder.write(RunRecord(RunIdentity(**IDENTITY), {}, data=data))
     assert folder.read().data == data
     assert changed_data(data, {"pool": dict(POOL_DATA), "test": None}) == []
     edited = {"pool": {**POOL_DATA, "sha256": "b" * 64}, "test": None}
@@ -184,7 +197,7 @@ def test_a_finished_run_folder_is_refused_for_a_new_run(tmp_path):
     from labelbudget.errors import ConfigError
 
     RunFolder(tmp_path / "fresh").refuse_finished()  # absent: fine
-    RunFolder(tmp_path / "done").write(RunRecord(IDENTITY, {}))
+    RunFolder(tmp_path / "done").write(RunRecord(RunIdentity(**IDENTITY), {}))
     with pytest.raises(ConfigError, match="holds a finished run"):
         RunFolder(tmp_path / "done").refuse_finished()
 
@@ -192,13 +205,13 @@ def test_a_finished_run_folder_is_refused_for_a_new_run(tmp_path):
 def test_a_record_is_finished_only_with_its_evaluations_metrics(tmp_path):
     run = RunFolder(tmp_path)
     config = {"eval": {"tasks": {"max_new_tokens": 4}}}
-    run.write(RunRecord({"seed": 0}, {"tasks/macro": 0.5}, config=config))
+    run.write(RunRecord(RunIdentity(**IDENTITY), {"tasks/macro": 0.5}, config=config))
     assert run.damage() is None
     # eval=bbh: `data_dir` and `max_examples_per_task` beside it are shortcuts, not evaluations
     shortcuts = {"eval": {"bbh": {"shots": 3}, "data_dir": "d", "max_examples_per_task": None}}
-    run.write(RunRecord({"seed": 0}, {"bbh/macro": 0.3}, config=shortcuts))
+    run.write(RunRecord(RunIdentity(**IDENTITY), {"bbh/macro": 0.3}, config=shortcuts))
     assert run.damage() is None
-    run.write(RunRecord({"seed": 0}, {"train/examples": 3.0}, config=config))
+    run.write(RunRecord(RunIdentity(**IDENTITY), {"train/examples": 3.0}, config=config))
     assert run.damage() == (
         f"{run.metrics_file}: holds no metrics of the evaluation(s) ['tasks'] it ran"
     )

@@ -97,7 +97,8 @@ def study(tmp_path):
     job = tmp_path / "study" / "budget=4,seed=0,selector=random"
     job.mkdir(parents=True)
     config = {"eval": {"bbh": {**settings, "split": "heldout", "max_examples_per_task": None}}}
-    run = {"budget": 4, "seed": 0, "selector": "random", "selector_options": {}}
+    run = {"dataset": "bbh", "selector": "random", "selector_options": {}, "budget": 4}
+    run |= {"seed": 0, "model": "m"}
     (job / "metrics.json").write_text(
         json.dumps({"config": config, "run": run, "metrics": {"bbh/macro": 0.5}})
     )

@@ -14,13 +14,9 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from labelbudget.data.synthetic import (
-    CATEGORIES,
-    SYNTHETIC_TASKS,
-    TASK_TABLE,
-    WORDS,
-    build_synthetic_suite,
-)
+from labelbudget.data.synthetic import build_synthetic_suite
+from labelbudget.data.synthetic_tasks import CATEGORIES, SYNTHETIC_TASKS, TASK_TABLE
+from labelbudget.data.synthetic_vocabulary import WORDS
 from labelbudget.errors import ConfigError
 from labelbudget.evaluation.rules import resolve_rule, score_prediction
 

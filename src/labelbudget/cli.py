@@ -62,6 +62,7 @@ def run_entry(stage: str, cfg: DictConfig) -> object:
 
 
 def in_sweep() -> bool:
+    """Whether this job runs in a Hydra multirun, where a user error fails only this job."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -74,6 +75,7 @@ class RefuseFinishedRunFolder(Callback):
     never overwrites the old run's config, selection and allocation beside its adapter."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        """End in one line when `hydra.run.dir` holds a finished run."""
         from labelbudget.runs import RunFolder
 
         folder = OmegaConf.select(config, "hydra.run.dir")

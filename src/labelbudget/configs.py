@@ -93,6 +93,7 @@ def _is_number(value: Any) -> bool:
 
 
 def whole(low: int, optional: bool = False) -> Rule:
+    """An integer of at least `low`; null too where `optional`."""
     return Rule(
         f"an integer >= {low}" + (" or null" if optional else ""),
         lambda v: (optional and v is None) or (_is_int(v) and v >= low),
@@ -100,10 +101,12 @@ def whole(low: int, optional: bool = False) -> Rule:
 
 
 def positive() -> Rule:
+    """A finite number above 0 (a bool is not a number here)."""
     return Rule("a number > 0", lambda v: _is_number(v) and v > 0)
 
 
 def share(closed_above: bool) -> Rule:
+    """A fraction in (0, 1] where `closed_above`, else in [0, 1)."""
     return Rule(
         "a number in (0, 1]" if closed_above else "a number in [0, 1)",
         lambda v: _is_number(v) and (0 < v <= 1 if closed_above else 0 <= v < 1),
@@ -111,6 +114,7 @@ def share(closed_above: bool) -> Rule:
 
 
 def choice(*options: str) -> Rule:
+    """Exactly one of `options`."""
     return Rule("one of " + ", ".join(repr(o) for o in options), lambda v: v in options)
 
 

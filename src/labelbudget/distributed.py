@@ -63,6 +63,7 @@ def gather(obj: Any, world_size: int) -> list[Any]:
 
 
 def barrier() -> None:
+    """Wait for every rank of the job; nothing to wait for in a single process."""
     if dist.is_initialized():
         dist.barrier()
 

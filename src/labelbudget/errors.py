@@ -58,5 +58,6 @@ def one_line_errors(function: Callable) -> Callable:
 
 
 def exit_on(error: LabelbudgetError) -> None:
+    """End the program on a user error: its message alone on stderr, exit code 2."""
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)

@@ -17,6 +17,8 @@ from labelbudget.errors import DiskFullError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync it and rename it over `path`; a full disk
+    ends in a DiskFullError."""
     path = Path(path)
     with room_for(path, len(data)):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,7 @@ def byte_size(n: int) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` of the text, in UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,49 @@ RUN_FILES = frozenset(
 
 
 @dataclass(frozen=True)
+class RunIdentity:
+    """What a run compares: the report's rows and columns, W&B's groups and names come from it.
+
+    Attributes:
+        dataset: the pool's name.
+        selector: the `conf/selector` option chosen; `zero-shot` at budget 0 and `full` for the
+            whole pool, whatever the selector (all pick the same).
+        selector_options: the selector settings this run changed from that option's file, so
+            that two variants of one selector are two rows.
+        budget: labels bought.
+        seed: the run's seed.
+        model: the model config's name.
+    """
+
+    dataset: str
+    selector: str
+    selector_options: dict[str, Any]
+    budget: int
+    seed: int
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The identity as metrics.json holds it (`run`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: Any, source: str) -> RunIdentity:
+        """The identity in a metrics.json's `run`; what it lacks is named with `source`."""
+        if not isinstance(record, dict):
+            raise DataError(source, "is not a labelbudget metrics file", field="run")
+        names = [f.name for f in fields(cls)]
+        for name in names:
+            if name not in record:
+                raise DataError(source, "is not a labelbudget metrics file", field=f"run.{name}")
+        unknown = sorted(set(record) - set(names))
+        if unknown:
+            raise DataError(
+                source, f"holds run keys no labelbudget run writes: {unknown}", field="run"
+            )
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What one run measured and under which settings.
 
@@ -77,7 +120,7 @@ class RunRecord:
             (`TaskData.record`); None in records written before labelbudget kept it.
     """
 
-    identity: dict[str, Any]
+    identity: RunIdentity
     metrics: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
@@ -86,7 +129,7 @@ class RunRecord:
     def to_json(self) -> str:
         """The metrics.json text: keys sorted, two-space indent, so equal records are equal bytes."""
         record: dict[str, Any] = {
-            "run": self.identity,
+            "run": self.identity.as_dict(),
             "metrics": self.metrics,
             "settings": self.settings,
         }
@@ -109,7 +152,7 @@ class RunRecord:
             if key not in record:
                 raise DataError(source, "is not a labelbudget metrics file", field=key)
         return cls(
-            record["run"],
+            RunIdentity.from_dict(record["run"], source),
             record["metrics"],
             record.get("settings", {}),
             record.get("config"),

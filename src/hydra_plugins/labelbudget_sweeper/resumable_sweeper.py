@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ResumableSweeperConf:
+    """The config node of `hydra/sweeper=resumable`; Hydra builds the sweeper from it."""
+
     _target_: str = "hydra_plugins.labelbudget_sweeper.resumable_sweeper.ResumableSweeper"
     max_batch_size: Optional[int] = None
     # swept in every job, outermost first (seeds here run every row of seed 0 before seed 1)
@@ -73,6 +75,8 @@ class JobExited(Exception):
 
 
 def exit_as_failure(task_function: TaskFunction, config: DictConfig) -> Any:
+    """Run one job; a sys.exit with an error code is raised as JobExited, so that the job
+    fails and the sweep goes on (a clean exit returns None)."""
     try:
         return task_function(config)
     except SystemExit as stop:
@@ -170,6 +174,9 @@ def as_job(config: DictConfig) -> Iterator[None]:
 
 
 class ResumableSweeper(Sweeper):
+    """Launches the union of grids in batches, after checking every job's folder: finished
+    jobs skipped, interrupted ones cleared and rerun, foreign folders refused (see the module)."""
+
     def __init__(
         self,
         max_batch_size: Optional[int] = None,
@@ -188,6 +195,7 @@ class ResumableSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        """Keep Hydra's context and config, and a launcher whose jobs fail rather than exit."""
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
@@ -225,6 +233,8 @@ class ResumableSweeper(Sweeper):
         return jobs
 
     def job_config(self, overrides: Sequence[str], number: int) -> DictConfig:
+        """Job `number`'s composed config, numbered by its place in the full list, so its
+        folder stays put when other jobs are skipped."""
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = number
@@ -232,6 +242,7 @@ class ResumableSweeper(Sweeper):
         return config
 
     def job_folder(self, config: DictConfig) -> Path:
+        """`hydra.sweep.dir`/`hydra.sweep.subdir`, resolved as the job itself resolves them."""
         with as_job(config):  # resolves ${hydra:...} in the folder names
             return Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(
                 OmegaConf.select(config, "hydra.sweep.subdir")
@@ -308,6 +319,9 @@ class ResumableSweeper(Sweeper):
         return batches
 
     def sweep(self, arguments: List[str]) -> Any:
+        """Plan every job, then launch those not finished. Exits 2 on a refusal (no folder
+        touched) and 1 once all have run if any failed; else returns the launcher's results, one
+        list per batch."""
         jobs = self.jobs(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         try:

@@ -39,6 +39,8 @@ class Prompt:
     fingerprint: str
 
     def task_data(self) -> dict[str, Any]:
+        """The task as Label Studio imports it: what the interface shows, and the pool id and
+        fingerprint that tie its answer back to the prompt."""
         return {
             ID_KEY: self.id,
             "fingerprint": self.fingerprint,
@@ -50,6 +52,8 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Answer:
+    """One prompt's answer, as pulled from its Label Studio task."""
+
     id: str
     response: str
     fingerprint: str  # the one the task carried: what the annotator was shown
@@ -57,6 +61,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Pulled:
+    """What `pull` brought back: the answers, and what it left out."""
+
     answers: dict[str, Answer]  # pool id -> its latest answer that was not cancelled
     cancelled: int  # cancelled annotations left out
     several: int  # tasks with more than one answer (the latest taken)
@@ -73,6 +79,7 @@ class LabelStudio:
         self.url, self.token_env, self.project = url.rstrip("/"), token_env, project
 
     def project_url(self, project: int) -> str:
+        """The project's page of tasks, where annotators work."""
         return f"{self.url}/projects/{project}/data"
 
     def _client(self):

@@ -62,6 +62,8 @@ def load_bbh_tasks(data_dir: str | Path, tasks: str | Sequence[str] | None = Non
 
 @dataclass(frozen=True)
 class Exemplar:
+    """One solved question of a task's few-shot prompt file."""
+
     question: str
     answer: str  # X of "So the answer is X."
     chain_of_thought: str  # the whole "Q: ...\nA: Let's think step by step. ..." block, as written

@@ -37,6 +37,7 @@ class Example:
         return content_fingerprint(self.task, self.prompt, self.context)
 
     def to_json(self) -> dict[str, Any]:
+        """Every field as a JSON object: the form `Pool.record` hashes."""
         return {
             "id": self.id,
             "task": self.task,
@@ -106,10 +107,12 @@ class Pool(Sequence[Example]):
 
     @property
     def ids(self) -> list[str]:
+        """Each example's id, in pool order."""
         return [e.id for e in self.examples]
 
     @property
     def tasks(self) -> list[str]:
+        """Each example's task, in pool order."""
         return [e.task for e in self.examples]
 
     def unanswered_ids(self) -> list[str]:

@@ -128,6 +128,8 @@ class GradientSignals:
 
 
 def gradient_signals(vectors: torch.Tensor, aggregate: str = "median") -> GradientSignals:
+    """The sample's pairwise gradient cosines reduced by `aggregate` (CoS-Low's 'median', or
+    'mean'), with the gradients' mean norm."""
     cosines = pairwise_cosines(vectors)
     reduce = {"median": np.median, "mean": np.mean}
     if aggregate not in reduce:

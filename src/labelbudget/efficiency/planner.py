@@ -72,6 +72,8 @@ def plan_budget(
 def mean_predicted_performance(
     counts: Mapping[str, int], predicted_auc: Mapping[str, float], n_max: int = 5000
 ) -> float:
+    """The planner's objective for `counts`: the mean over its tasks of the predicted
+    normalised performance at each task's count."""
     return sum(predicted_performance(n, predicted_auc[t], n_max) for t, n in counts.items()) / len(
         counts
     )

@@ -24,6 +24,7 @@ class PredictedAUC:
     source: str = "predicted AUC"
 
     def write(self, path: Path) -> None:
+        """Write the file `read` reads (tasks sorted by name), atomically."""
         record = {"n_max": self.n_max, "tasks": dict(sorted(self.tasks.items()))}
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 

@@ -18,6 +18,9 @@ PACKAGED_FITS = Path(__file__).parent / "fits"
 
 @dataclass(frozen=True)
 class LinearFit:
+    """AUC = slope * signal + intercept, fitted over `n_tasks` tasks of one model family; saved as
+    JSON (the ones this project measured ship in `fits/`)."""
+
     slope: float
     intercept: float
     signal: str  # which signal it maps, e.g. "coslow"
@@ -30,10 +33,12 @@ class LinearFit:
         return float(np.clip(self.slope * value + self.intercept, 1e-3, 1 - 1e-3))
 
     def save(self, path: Path) -> None:
+        """Write the fit as JSON, atomically: the file `load` (and `fit=...`) reads."""
         atomic_write_text(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
     @staticmethod
     def load(path: Path) -> "LinearFit":
+        """A fit written by `save`; any other file is a DataError naming it."""
         try:
             return LinearFit(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as error:

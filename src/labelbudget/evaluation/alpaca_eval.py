@@ -76,6 +76,9 @@ class AlpacaEvalExport(Evaluation):
         return self._instruction_pool()
 
     def run(self, context: EvalContext, inputs: Pool) -> EvalResult:
+        """Greedy answers, written as model_outputs.json; judged into win rates only where
+        `judge` is set and alpaca_eval installed (on the main process), else the table says how to
+        judge them."""
         pool = inputs
         answers = generate_answers(context.loaded, pool, self, context.trainer_factory)
         outputs_file = context.write_text(

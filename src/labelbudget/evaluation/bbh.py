@@ -63,16 +63,21 @@ def normalise_answer(text: str, target: str) -> str:
 
 
 def is_correct(output: str, target: str) -> bool:
+    """Whether the output's answer equals the target once both are normalised for that target."""
     return normalise_answer(extract_answer(output), target) == normalise_answer(target, target)
 
 
 def bbh_prompt(description: str, exemplars: list[Exemplar], question: str, cot: bool) -> str:
+    """The task description, the exemplars (with their chain of thought where `cot`), then the
+    question and its answer cue."""
     shots = [e.chain_of_thought if cot else f"Q: {e.question}\nA: {e.answer}" for e in exemplars]
     cue = f"A: {COT_CUE}" if cot else "A:"
     return "\n\n".join([description, *shots, f"Q: {question}\n{cue}"])
 
 
 def grade_outputs(examples: Pool, outputs: list[str]) -> tuple[dict[str, float], list[bool]]:
+    """Exact match per task ("bbh/task/<task>"), its macro and micro averages, and each
+    output's verdict."""
     by_task: dict[str, list[bool]] = defaultdict(list)
     correct = [is_correct(o, e.response) for e, o in zip(examples, outputs)]
     for example, hit in zip(examples, correct):
@@ -95,6 +100,9 @@ class BBHInputs:
 
 @dataclass
 class BBHEvaluation(Evaluation):
+    """BIG-Bench Hard (`eval=bbh`): the whole benchmark, or with `split=heldout` the test half of
+    `dataset=bbh`'s split, for a model fine-tuned on the other half."""
+
     data_dir: str  # holds bbh/<task>.json and cot-prompts/<task>.txt
     tasks: list[str] | None = None  # null: all 27
     cot: bool = (
@@ -145,6 +153,8 @@ class BBHEvaluation(Evaluation):
         return BBHInputs(examples, prompts)
 
     def run(self, context: EvalContext, inputs: BBHInputs) -> EvalResult:
+        """Generate, grade and write bbh_predictions.jsonl; the table shows the macro and micro
+        averages and each task."""
         examples, prompts = inputs.examples, inputs.prompts
         loaded = context.loaded
         texts = [
@@ -183,6 +193,8 @@ class BBHEvaluation(Evaluation):
 
 
 def predictions_jsonl(examples: Pool, outputs: list[str], correct: list[bool]) -> str:
+    """One line per question: its target, the output, the answer read from it and whether it
+    matched."""
     return jsonl_text(
         {
             "id": e.id,

@@ -37,6 +37,8 @@ CATEGORIES = ("STEM", "humanities", "social sciences", "other")
 
 
 def mmlu_prompt(question: Example, shots: list[Example]) -> str:
+    """The subject's header, the solved shots ("...\\nAnswer: B"), then the question, ending at
+    "Answer:"."""
     subject = question.task.replace("_", " ")
     header = f"The following are multiple choice questions (with answers) about {subject}.\n\n"
     return (
@@ -72,6 +74,8 @@ class MMLUInputs:
 
 @dataclass
 class MMLUEvaluation(Evaluation):
+    """MMLU by answer-letter log-probabilities (`eval=mmlu`), from local CSVs or the hub copy."""
+
     data_dir: str | None = None  # folder of dev/, val/, test/ CSVs; null: the hub copy `hub_id`
     split: str = "test"
     shots: int = (
@@ -115,6 +119,8 @@ class MMLUEvaluation(Evaluation):
         return MMLUInputs(questions, dict(shots_of))
 
     def run(self, context: EvalContext, inputs: MMLUInputs) -> EvalResult:
+        """Score the answer letters after every question, grade the best, and write
+        mmlu_predictions.jsonl."""
         questions = inputs.questions
         loaded = context.loaded
         token_ids = [
@@ -150,6 +156,8 @@ class MMLUEvaluation(Evaluation):
 
 
 def predictions_jsonl(questions: Pool, predicted: list[str], scores: list[list[float]]) -> str:
+    """One line per question: its answer, the predicted letter, and every letter's
+    log-probability."""
     return jsonl_text(
         {
             "id": q.id,

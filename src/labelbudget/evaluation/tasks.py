@@ -55,6 +55,8 @@ class TaskEvaluation(Evaluation):
         return test
 
     def run(self, context: EvalContext, inputs: Pool) -> EvalResult:
+        """Greedy answers graded by each task's rule; every prompt's answer and score go to
+        predictions.jsonl."""
         test = inputs
         answers = generate_answers(context.loaded, test, self, context.trainer_factory)
         metrics, scores = grade(test, answers)
@@ -116,10 +118,12 @@ def check_gradable(test: Pool) -> None:
 
 
 def rule_of(example: Example) -> str:
+    """The example's scoring rule: its loader's, else `DEFAULT_RULE`."""
     return example.metadata.get("rule", DEFAULT_RULE)
 
 
 def limit_per_task(pool: Pool, limit: int | None) -> Pool:
+    """The first `limit` examples of each task, in pool order (the pool itself for None)."""
     if limit is None:
         return pool
     kept, seen = [], defaultdict(int)

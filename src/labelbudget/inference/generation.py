@@ -22,6 +22,7 @@ class StopStrings:
         self.tokenizer, self.strings, self.window = tokenizer, tuple(strings), window
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the rows whose last `window` tokens decode to text holding a stop string."""
         tail = tokens[:, -self.window :].tolist()
         return torch.tensor(
             [any(s in self.tokenizer.decode(row) for s in self.strings) for row in tail],

@@ -51,6 +51,8 @@ class LetterScoringModule(L.LightningModule):
     def predict_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int
     ) -> dict[str, torch.Tensor]:
+        """Each row's log-probability of every letter at its last position, with the batch's
+        rows (to put them back in prompt order)."""
         mask = batch["attention_mask"]
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         logits = self.model(

@@ -36,6 +36,7 @@ class LeftPadCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[tuple[int, list[int]]]) -> dict[str, torch.Tensor]:
+        """The batch as tensors, padded to its longest prompt, with each item's row."""
         width = max(len(ids) for _, ids in items)
         input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(items), width), dtype=torch.long)
@@ -95,6 +96,8 @@ class RankBatches(L.LightningDataModule):
         self.prompts_here = 0
 
     def predict_dataloader(self) -> DataLoader:
+        """This rank's groups of the plan (known only now), counted for the progress
+        bar."""
         rank, world = self.trainer.global_rank, self.trainer.world_size
         mine = [
             batch
@@ -142,6 +145,7 @@ class PromptProgress(L.Callback):
         self.desc = desc
 
     def on_predict_start(self, trainer, pl_module):
+        """Open the bar, sized to this rank's prompts."""
         desc = (
             self.desc
             if trainer.world_size == 1
@@ -156,9 +160,11 @@ class PromptProgress(L.Callback):
         )
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        """Advance the bar by the batch's prompts."""
         self.bar.update(len(batch["rows"]))
 
     def on_predict_end(self, trainer, pl_module):
+        """Close the bar."""
         self.bar.close()
 
 
@@ -188,6 +194,8 @@ class GreedyModule(L.LightningModule):
     def predict_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int
     ) -> dict[str, torch.Tensor]:
+        """`greedy_score` of the batch, with its rows (to put the outputs back in prompt
+        order)."""
         scores = greedy_score(
             self.model,
             batch["input_ids"],

@@ -64,6 +64,7 @@ def checkpoint_digest(path: Path, memo_dir: Path) -> str:
 
 
 def file_sha256(file: Path) -> str:
+    """The file's SHA-256 in hex, read a megabyte at a time."""
     digest = hashlib.sha256()
     with open(file, "rb") as handle:
         while chunk := handle.read(CHUNK):

@@ -44,7 +44,9 @@ class LazyLoaded(Protocol):
     tokenizer: Any
     template: PromptTemplate
 
-    def __call__(self) -> LoadedModel: ...
+    def __call__(self) -> LoadedModel:
+        """The model, loading its weights on the first call."""
+        ...
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -52,6 +54,7 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def ready_for_inference(model, tokenizer, template: PromptTemplate) -> LoadedModel:
+    """The loaded model set up for batched generation: a pad token, left padding, eval mode."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -16,6 +16,8 @@ def user_message(example: Example) -> str:
 
 
 class PromptTemplate(ABC):
+    """How an example becomes the token ids the model answers."""
+
     @abstractmethod
     def encode_prompt(self, tokenizer, example: Example) -> list[int]:
         """Token ids of the prompt, ending where the model's answer starts."""
@@ -28,6 +30,8 @@ class ChatTemplate(PromptTemplate):
         self.system_prompt = system_prompt
 
     def encode_prompt(self, tokenizer, example: Example) -> list[int]:
+        """The example as the user turn (after `system_prompt`, where set), ending in the
+        template's generation prompt."""
         messages = [{"role": "user", "content": user_message(example)}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
@@ -44,6 +48,7 @@ class PlainTemplate(PromptTemplate):
         self.format = format
 
     def encode_prompt(self, tokenizer, example: Example) -> list[int]:
+        """BOS (where the tokenizer has one), then `format` filled with the example."""
         text = self.format.format(instruction=user_message(example))
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids

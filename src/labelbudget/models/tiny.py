@@ -33,6 +33,8 @@ def build_tiny_llama(
     intermediate_size: int = 128,
     template: PromptTemplate | None = None,
 ) -> LoadedModel:
+    """A seeded random-init Llama with the byte-level tokenizer, ready for inference; the plain
+    template unless `template` is given."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = byte_level_tokenizer()

@@ -10,6 +10,8 @@ from labelbudget.report import write_report
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write report.md, report.csv and plots/ (into the first folder unless --out) and print
+    report.md; `argv` None reads the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m labelbudget.report", description=__doc__.splitlines()[0]
     )

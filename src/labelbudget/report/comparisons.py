@@ -26,7 +26,7 @@ from labelbudget.report.statistics import (
     mean_and_standard_error,
     spearman,
 )
-from labelbudget.runs import RunFolder, RunRecord, changed_data
+from labelbudget.runs import RunFolder, RunIdentity, RunRecord, changed_data
 
 BASELINE = "random"  # the floor; the mechanism check compares with it
 
@@ -44,6 +44,8 @@ WITHIN_TABLE = ("seed", "budget", "selector")
 
 @dataclass(frozen=True)
 class Run:
+    """One run's record as the report places it: its table (`setting`), row, budget and cell."""
+
     folder: Path
     row: str  # selector and its non-default options
     budget: int
@@ -53,14 +55,13 @@ class Run:
     data: dict[str, Any] | None = None  # the pool's and test split's hashes (RunRecord.data)
 
 
-def row_name(identity: dict[str, Any]) -> str:
-    options = identity.get("selector_options") or {}
+def row_name(identity: RunIdentity) -> str:
+    """The report's row: the selector, with the options this run changed from its file."""
+    options = identity.selector_options or {}
     if not options:
-        return identity["selector"]
+        return identity.selector
     return (
-        f"{identity['selector']} ("
-        + ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
-        + ")"
+        f"{identity.selector} (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
     )
 
 
@@ -80,8 +81,8 @@ def as_run(folder: RunFolder, record: RunRecord, cells: tuple[str, ...] = ()) ->
     return Run(
         folder.path,
         row_name(identity),
-        int(identity["budget"]),
-        (*cell, f"seed={int(identity['seed'])}"),
+        int(identity.budget),
+        (*cell, f"seed={int(identity.seed)}"),
         record.metrics,
         setting,
         record.data,
@@ -131,6 +132,8 @@ def check_one_data_per_table(runs: list[Run]) -> None:
 
 
 def check_one_run_per_cell(runs: list[Run]) -> None:
+    """Refuse two runs of one row, budget and cell with the same settings: they would be
+    averaged as two seeds."""
     seen: dict[tuple, Path] = {}
     for run in runs:
         key = (run.row, run.budget, run.cell)
@@ -165,6 +168,7 @@ SeedTables = dict[tuple[str, int], dict[tuple[str, ...], dict[str, Any]]]
 
 
 def seed_tables(runs: list[Run], value: Callable[[Run], dict[str, Any]]) -> SeedTables:
+    """(row, budget) -> cell -> `value` of that run: runs laid out for pairing by cell."""
     tables: SeedTables = defaultdict(dict)
     for run in runs:
         tables[(run.row, run.budget)][run.cell] = value(run)
@@ -346,4 +350,5 @@ def _task_group(members: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> 
 
 
 def table_axes(cells: Cells) -> tuple[list[str], list[int]]:
+    """The rows and the budgets the cells span, sorted: a table's axes."""
     return sorted({row for row, _ in cells}), sorted({budget for _, budget in cells})

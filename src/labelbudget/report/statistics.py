@@ -32,6 +32,9 @@ def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Paired:
+    """A paired comparison: the mean difference, its 95% interval (low, high), the table's size and
+    the minimum detectable effect."""
+
     mean: float
     low: float
     high: float
@@ -68,6 +71,8 @@ def draw_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Correlation:
+    """Spearman's rho over `tasks` tasks, and its permutation p-value."""
+
     rho: float
     p: float
     tasks: int

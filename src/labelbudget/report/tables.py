@@ -57,6 +57,8 @@ def signed(value: float) -> str:
 def paired_markdown(
     headline: str, paired: dict[tuple[str, int], Paired], baseline_row: str = BASELINE
 ) -> str:
+    """The section of each row's paired difference with `baseline_row` at its budget, with
+    its interval, verdict and MDE."""
     return section_markdown(
         f"{headline}: paired difference with {baseline_row} at the same budget",
         f"Mean over (task, seed) cells of the row's minus {baseline_row}'s per-task score; 95% "
@@ -76,6 +78,8 @@ def paired_markdown(
 
 
 def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation]) -> str:
+    """The premise check's section: per row, the correlation of task confidence with gain
+    per label."""
     return section_markdown(
         f"{headline}: do low-confidence tasks gain more per label?",
         "Spearman's rho over tasks with labels between a task's mean confidence (the sequence "
@@ -92,6 +96,9 @@ def premise_markdown(headline: str, premise: dict[tuple[str, int], Correlation])
 
 
 def reallocation_markdown(headline: str, checks: dict[tuple[str, int], Reallocation]) -> str:
+    """The mechanism's section: per row, the tasks it gave more and fewer labels than
+    random, and what each move bought per label."""
+
     def group(g: TaskGroup | None) -> str:
         if g is None:
             return "0 | | |"
@@ -118,6 +125,7 @@ def reallocation_markdown(headline: str, checks: dict[tuple[str, int], Reallocat
 
 
 def metric_markdown(metric: str, cells: Cells) -> str:
+    """One metric's table: rows by budgets, each cell mean ± standard error (n)."""
     rows, budgets = table_axes(cells)
     lines = [
         f"### {metric}\n",
@@ -132,6 +140,7 @@ def metric_markdown(metric: str, cells: Cells) -> str:
 
 
 def cells_csv(tables: list[tuple[str, dict[str, Cells]]]) -> str:
+    """report.csv: every cell of every metric of every table, one line each."""
     return csv_text(
         ["setting", "metric", "selector", "budget", "mean", "standard_error", "n_seeds"],
         (

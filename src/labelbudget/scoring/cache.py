@@ -109,6 +109,7 @@ class ShardWriter(L.Callback):
         self.decode = decode
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        """Keep the batch's scores; write its shard once every row of the shard is in."""
         shard = self.shard_of_row[int(outputs["rows"][0])]
         self.pending.setdefault(shard, []).append({k: v.cpu() for k, v in outputs.items()})
         self.missing[shard] -= len(outputs["rows"])
@@ -128,12 +129,14 @@ class ShardWriter(L.Callback):
 
 
 def shard_stem(folder: Path, shard: int) -> Path:
+    """A shard's files' common path, without their suffix."""
     return folder / f"shard-{shard:05d}"
 
 
 def cache_folder(
     pool: Pool, model_config: dict[str, Any], settings: ScoringSettings, cache_root: str | Path
 ) -> Path:
+    """Where the pool's scores under this model and these settings are cached."""
     return Path(cache_root).expanduser() / cache_key(pool, model_config, settings)
 
 

@@ -73,11 +73,13 @@ class Instance:
     keep: np.ndarray  # (n_perturbations, len(prompt)) bool
 
     def perturbed(self) -> list[list[int]]:
+        """The prompt's tokens as each perturbation keeps them."""
         tokens = np.asarray(self.prompt)
         return [tokens[k].tolist() for k in self.keep]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     n = min(len(a), len(b))
     return next((i for i in range(n) if a[i] != b[i]), n)
 
@@ -130,6 +132,7 @@ def plan_instances(
 def left_padded(
     rows: list[list[int]], pad_token_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows as one left-padded batch on `device`: (input ids, attention mask)."""
     batch = LeftPadCollator(pad_token_id)(list(enumerate(rows)))
     return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
@@ -197,6 +200,7 @@ class SensitivityModule(L.LightningModule):
         self.max_new_tokens = max_new_tokens
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        """The sensitivity of each instance the batch's rows name, with those rows."""
         chosen = [self.instances[row] for row in batch["rows"].tolist()]
         values = batch_sensitivity(self.loaded, chosen, self.max_new_tokens)
         return {"rows": batch["rows"], "sensitivity": torch.from_numpy(values)}

@@ -39,6 +39,8 @@ class WholeTaskSelector(Selector):
         """One value per task (tasks as given), higher = more uncertain."""
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """Every row of each task, most uncertain task first, cut at the budget (the cut
+        task's rows in seeded order); the allocation counts what each task got."""
         tasks, groups = shuffled_task_rows(candidates, rng)
         order = most_uncertain_first(self.task_uncertainty(candidates, tasks, groups), rng)
         rows = np.concatenate([groups[t] for t in order])[:budget]
@@ -64,6 +66,7 @@ class ActiveITSelector(WholeTaskSelector):
     def task_uncertainty(
         self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
     ) -> np.ndarray:
+        """Minus each task's mean confidence, in log space: the least confident first."""
         log_confidence = candidates.signal(SCORES, self.name).log_confidence(self.confidence)
         return -task_log_confidence(log_confidence, dict(zip(tasks, groups)))
 
@@ -89,10 +92,12 @@ class ActiveITPromptSelector(WholeTaskSelector):
         self.sensitivity = sensitivity
 
     def signals(self) -> dict[str, Any]:
+        """Prompt sensitivity, with this selector's settings; no scoring pass."""
         return {PROMPT_SENSITIVITY: self.sensitivity}
 
     def task_uncertainty(
         self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
     ) -> np.ndarray:
+        """Each task's prompt sensitivity."""
         sensitivity = candidates.signal(PROMPT_SENSITIVITY, self.name)
         return np.array([sensitivity[t] for t in tasks])

@@ -65,9 +65,12 @@ class AdaptiveSelector(Selector):
         self.n_max, self.max_new_tokens = n_max, max_new_tokens
 
     def signals(self) -> dict[str, Any]:
+        """None: round 1 is an even spread and needs no scoring pass."""
         return {}  # round 1 is an even spread: no scoring pass
 
     def learns(self) -> dict[str, Any]:
+        """The round gains, with the holdout, budget axis and answer length of the fine-tune
+        that measures them."""
         return {
             ROUND_GAINS: {
                 "holdout": self.holdout,
@@ -116,6 +119,8 @@ class AdaptiveSelector(Selector):
         return FirstRound(ids=spread.ids, counted=True)
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """Round 1's labels first, then the planner's split of the rest on the curves fitted to
+        them."""
         first = candidates.signal(FIRST_ROUND, self.name)
         selection = planned_selection(
             candidates, budget, rng, candidates.signal(ROUND_GAINS, self.name), list(first.ids)

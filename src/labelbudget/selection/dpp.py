@@ -154,6 +154,8 @@ class DPPSelector(Selector):
         )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """The greedy MAP picks (see the module), refused before any work where the Cholesky
+        factor would exceed `max_factor_mb`."""
         scores = candidates.signal(SCORES, self.name)
         factor_mb = 8 * budget * len(scores) / MB
         if factor_mb > self.max_factor_mb:

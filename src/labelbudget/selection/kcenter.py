@@ -76,6 +76,8 @@ class KCenterSelector(Selector):
         self.device = device
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """Furthest-first centres from a seeded first one; the objective holds the covering
+        radius (measured exactly) and the mean distance to the nearest centre."""
         embeddings = candidates.signal(SCORES, self.name).embeddings
         pairwise = Pairwise(
             embeddings,

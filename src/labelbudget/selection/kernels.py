@@ -56,6 +56,7 @@ def check_kernel(kind: str, gamma: float, allowed: tuple[str, ...]) -> None:
 
 
 def check_memory_limit(memory_limit_mb: float) -> None:
+    """Refuse a memory limit that is not positive, at construction."""
     if not memory_limit_mb > 0:
         raise ConfigError(f"memory_limit_mb must be > 0, got {memory_limit_mb}")
 
@@ -146,10 +147,12 @@ class Pairwise:
 
     @property
     def n(self) -> int:
+        """The number of embeddings, N."""
         return self.zt.shape[1]
 
     @property
     def device(self) -> torch.device:
+        """Where the embeddings, and so every block, live."""
         return self.zt.device
 
     @property
@@ -252,6 +255,7 @@ class CachedPairwise:
 
     @staticmethod
     def fits(pairwise: Pairwise, memory_limit_mb: float) -> bool:
+        """Whether the whole N x N matrix, in the blocks' dtype, fits within `memory_limit_mb`."""
         return pairwise.n * pairwise.n * pairwise.dtype.itemsize <= memory_limit_mb * MB
 
     def block(
@@ -336,6 +340,7 @@ def kernel_scale(pairwise: Pairwise, memory_limit_mb: float, who: str) -> dict[s
 
 
 def progress(total: int, desc: str) -> tqdm:
+    """A bar of picks, shown only from PROGRESS_MIN picks on."""
     return tqdm(
         total=total,
         desc=desc,

@@ -85,11 +85,15 @@ class PredictedEfficiencySelector(Selector):
         self.coslow, self.fit = dict(PROBE_COSLOW if coslow is None else coslow), fit
 
     def signals(self) -> dict[str, Any]:
+        """The predictions file; or, with a probe, the scores whose confidences choose
+        it."""
         if self.probe is None:
             return {PREDICTED_AUC: self.predictions}
         return {SCORES: None}  # the probe's confidences, and the model's own answers for `self`
 
     def learns(self) -> dict[str, Any]:
+        """With a probe: its CoS-Low AUCs, with their targets, gradient settings and
+        fit; else nothing."""
         if self.probe is None:
             return {}
         return {PROBE_AUC: {"targets": self.probe_targets, "coslow": self.coslow, "fit": self.fit}}
@@ -99,6 +103,8 @@ class PredictedEfficiencySelector(Selector):
         return {task: min(self.probe, size) for task, size in task_sizes.items()}
 
     def check_budget(self, task_sizes: Mapping[str, int], budget: int) -> None:
+        """With a probe, every task must hold 2 prompts, and a probe of labels must fit in
+        the budget."""
         super().check_budget(task_sizes, budget)
         if self.probe is None:
             return
@@ -135,6 +141,8 @@ class PredictedEfficiencySelector(Selector):
         return FirstRound(ids=picks, counted=self.probe_targets == "labels")
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """The planner's split on the predicted curves; a probe of labels comes first and counts
+        in the budget."""
         if self.probe is None:
             predicted = candidates.signal(PREDICTED_AUC, self.name)
             return planned_selection(candidates, budget, rng, predicted, [])

@@ -11,12 +11,16 @@ from labelbudget.selection.base import Candidates, Selection, Selector, register
 
 @register
 class RandomSelector(Selector):
+    """Uniform without replacement over the whole pool, tasks ignored."""
+
     name = "random"
 
     def signals(self) -> dict[str, Any]:
+        """None: no scoring pass."""
         return {}
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """The first `budget` rows of a seeded shuffle of the pool."""
         rows = rng.permutation(len(candidates.ids))[:budget]
         return Selection(ids=[candidates.ids[i] for i in rows])
 

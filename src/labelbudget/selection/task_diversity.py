@@ -46,9 +46,12 @@ class TaskDiversitySelector(Selector):
     name = "task_diversity"
 
     def signals(self) -> dict[str, Any]:
+        """None: an even spread needs no scoring pass."""
         return {}
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """Water-filled equal shares, spent round robin over each task's rows in seeded
+        order."""
         tasks, groups = shuffled_task_rows(candidates, rng)
         allocation = water_filling(np.array([len(g) for g in groups]), budget)
         return _spend(candidates, tasks, groups, allocation, budget)
@@ -99,6 +102,8 @@ class WeightedTaskDiversitySelector(Selector):
             )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """A base per task plus shares in proportion to 1 / conf_t, spent round robin over
+        each task's rows in seeded order."""
         scores = candidates.signal(SCORES, self.name)
         tasks, groups = shuffled_task_rows(candidates, rng)
         log_conf = task_log_confidence(

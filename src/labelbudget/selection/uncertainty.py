@@ -40,9 +40,12 @@ class TopUncertainSelector(Selector):
     higher_is_uncertain: ClassVar[bool]
 
     def values(self, scores: Scores) -> np.ndarray:
+        """The per-prompt score ranked: the scores' `field`."""
         return getattr(scores, self.field)
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
+        """The `budget` most uncertain rows, ties in seeded order; the objective is their mean
+        score."""
         values = self.values(candidates.signal(SCORES, self.name))
         rows = most_uncertain_first(values if self.higher_is_uncertain else -values, rng)[:budget]
         return Selection(
@@ -64,11 +67,14 @@ class LeastConfidenceSelector(TopUncertainSelector):
         self.confidence = checked_confidence(confidence)
 
     def values(self, scores: Scores) -> np.ndarray:
+        """Each prompt's log confidence, of the configured kind."""
         return scores.log_confidence(self.confidence)
 
 
 @register
 class MeanEntropySelector(TopUncertainSelector):
+    """The k highest mean token entropies over the greedy answers."""
+
     name = "mean_entropy"
     field = "mean_entropy"
     higher_is_uncertain = True
@@ -76,6 +82,8 @@ class MeanEntropySelector(TopUncertainSelector):
 
 @register
 class MeanMarginSelector(TopUncertainSelector):
+    """The k lowest mean margins (p_top1 - p_top2) over the greedy answers' tokens."""
+
     name = "mean_margin"
     field = "mean_margin"
     higher_is_uncertain = False
@@ -83,6 +91,8 @@ class MeanMarginSelector(TopUncertainSelector):
 
 @register
 class MinMarginSelector(TopUncertainSelector):
+    """The k lowest minimum margins (p_top1 - p_top2) over the greedy answers' tokens."""
+
     name = "min_margin"
     field = "min_margin"
     higher_is_uncertain = False

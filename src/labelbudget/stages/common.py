@@ -24,7 +24,7 @@ from labelbudget.errors import ConfigError, LabelbudgetError
 from labelbudget.evaluation.base import EvalContext, Evaluation
 from labelbudget.models.fingerprint import checkpoint_digest
 from labelbudget.models.loading import LoadedModel
-from labelbudget.runs import RunFolder, RunRecord
+from labelbudget.runs import RunFolder, RunIdentity, RunRecord
 from labelbudget.scoring.cache import (
     ScoringSettings,
     cache_folder,
@@ -33,6 +33,7 @@ from labelbudget.scoring.cache import (
 )
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Selector
+from labelbudget.tracking.loggers import tracker_names
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class LazyModel:
 
     @property
     def tokenizer(self) -> Any:
+        """The tokenizer, without loading the weights where `model.tokenizer` names one."""
         if self.loaded is not None:
             return self.loaded.tokenizer
         if self._tokenizer is None:
@@ -94,6 +96,7 @@ class LazyModel:
 
     @property
     def template(self) -> Any:
+        """The prompt template, without loading the weights."""
         if self.loaded is not None:
             return self.loaded.template
         if self._template is None:
@@ -101,6 +104,7 @@ class LazyModel:
         return self._template
 
     def __call__(self) -> LoadedModel:
+        """The model, loaded on the first call and kept."""
         if self.loaded is None:
             log.info("loading model %s", self.model_cfg.name)
             self.loaded = instantiate(self.model_cfg.loader)()
@@ -153,22 +157,13 @@ def pool_scores(
     return scores
 
 
-def run_identity(
-    cfg: DictConfig, data: TaskData, budget: int, selector: Selector
-) -> dict[str, Any]:
+def run_identity(cfg: DictConfig, data: TaskData, budget: int, selector: Selector) -> RunIdentity:
     """What a run compares, for W&B grouping, metrics.json and the report. Budget 0 is the
     zero-shot row and the whole pool the Full row, whatever the selector (all pick the same)."""
     name, options = selector_choice(cfg, selector)
     if budget in (0, len(data.pool)):
         name, options = ("zero-shot" if budget == 0 else "full"), {}
-    return {
-        "dataset": data.name,
-        "selector": name,
-        "selector_options": options,
-        "budget": budget,
-        "seed": int(cfg.seed),
-        "model": cfg.model.name,
-    }
+    return RunIdentity(data.name, name, options, budget, int(cfg.seed), cfg.model.name)
 
 
 def selector_choice(cfg: DictConfig, selector: Selector) -> tuple[str, dict[str, Any]]:
@@ -198,25 +193,18 @@ def selector_choice(cfg: DictConfig, selector: Selector) -> tuple[str, dict[str,
     }
 
 
-def make_logger(cfg: DictConfig, identity: dict[str, Any]):
+def make_logger(cfg: DictConfig, identity: RunIdentity):
+    """The configured tracker (`logger` node), named from the run's identity; None without one."""
     if not cfg.get("logger"):
         return None
-    group = f"{identity['dataset']}/{identity['selector']}/{identity['budget']}"
-    name = f"{identity['selector']}-b{identity['budget']}-seed{identity['seed']}"
-    tags = [
-        identity["dataset"],
-        identity["selector"],
-        f"budget={identity['budget']}",
-        identity["model"],
-    ]
-    logger = instantiate(cfg.logger)(group=group, name=name, tags=tags)
+    logger = instantiate(cfg.logger)(**tracker_names(identity))
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 
 
 def write_metrics(
     folder: Path,
-    identity: dict[str, Any],
+    identity: RunIdentity,
     metrics: dict[str, float],
     settings: dict[str, Any],
     logger,

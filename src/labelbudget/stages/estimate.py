@@ -75,6 +75,7 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_coslow(cfg: DictConfig) -> dict[str, Any]:
+    """mode=coslow: each task's CoS-Low signal from its least confident prompts, and the AUC it predicts."""
     settings = cfg.coslow
     data = instantiate(cfg.dataset)
     annotations = read_annotations(cfg.annotations, data.pool) if cfg.annotations else None
@@ -192,11 +193,12 @@ def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for _, record in finished_runs([Path(f) for f in folders]):
         for task, value in per_task(record.metrics, "tasks/macro").items():
-            curves[task][int(record.identity["budget"])].append(float(value))
+            curves[task][int(record.identity.budget)].append(float(value))
     return curves
 
 
 def run_curves(cfg: DictConfig) -> dict[str, Any]:
+    """mode=curves: each task's measured learning curve and AUC from train.py learning-curve runs."""
     if not cfg.runs:
         raise ConfigError("mode=curves needs runs=[<train.py learning-curve folders>]")
     curves = read_curve_runs(list(cfg.runs))
@@ -230,6 +232,7 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
 
 
 def normalised_points(budgets, accuracies, human, n_max) -> tuple[list[float], list[float]]:
+    """A curve on the AUC's axes: log budget, and accuracy from the first point (0) to the best (1)."""
     curve = cleaned_curve(budgets, accuracies, n_max)
     first, top = curve[0][1], max(curve[-1][1], human if human is not None else -np.inf)
     span = top - first if top > first else 1.0
@@ -278,6 +281,7 @@ def plot_curves(
 
 
 def run_fit(cfg: DictConfig) -> dict[str, Any]:
+    """mode=fit: the AUC ~ CoS-Low fit through measured curves and their tasks' signals."""
     if not cfg.curves or not cfg.signals:
         raise ConfigError(
             "mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>"
@@ -340,6 +344,7 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_plan(cfg: DictConfig) -> dict[str, Any]:
+    """mode=plan: a budget split between tasks by their predicted AUCs (plan.csv)."""
     if not cfg.predictions or cfg.budget is None:
         raise ConfigError(
             "mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>"

@@ -14,7 +14,7 @@ from labelbudget.configs import check_settings, differing_keys
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
 from labelbudget.errors import ConfigError, listing
-from labelbudget.runs import SAVED_CONFIG, RunFolder
+from labelbudget.runs import SAVED_CONFIG, RunFolder, RunIdentity
 from labelbudget.stages.common import (
     LazyModel,
     evaluations,
@@ -101,14 +101,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     data: TaskData | None = instantiate(cfg.dataset) if needs_dataset else None
     evals = prepare_evaluations(chosen, data, trained_on)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
-    identity = {
-        "dataset": dataset,
-        "selector": "zero-shot",
-        "selector_options": {},
-        "budget": 0,
-        "seed": int(cfg.seed),
-        "model": cfg.model.name,
-    }
+    identity = RunIdentity(dataset, "zero-shot", {}, 0, int(cfg.seed), cfg.model.name)
     if adapter is not None:  # the training run's identity, so the report puts it on its row
         trained = RunFolder.of_adapter(adapter)
         if trained.finished:
@@ -120,7 +113,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
                 adapter,
                 adapter,
             )
-            identity = {**identity, "selector": f"adapter:{adapter}"}
+            identity = replace(identity, selector=f"adapter:{adapter}")
     loaded = LazyModel(cfg.model)()
     if adapter is not None:
         loaded = replace(loaded, model=load_adapter(loaded.model, adapter))

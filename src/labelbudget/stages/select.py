@@ -83,6 +83,8 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
 
 @dataclass
 class Prepared:
+    """What a selection needs, every part checked before any model loads."""
+
     data: TaskData
     budget: int
     selector: Selector
@@ -135,6 +137,8 @@ def imported_annotations(node, pool: Pool) -> Annotations | None:
 
 @dataclass
 class Chosen:
+    """A selection and the metrics it adds to the run's record."""
+
     selection: Selection
     metrics: dict[str, float]  # task coverage and the selector's own objective
 

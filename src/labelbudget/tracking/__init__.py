@@ -1,0 +1,1 @@
+"""What tracks a run: its selection report and its experiment tracker."""

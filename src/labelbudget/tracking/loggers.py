@@ -10,6 +10,9 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
+
+from labelbudget.runs import RunIdentity
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,17 @@ def wandb_tag(tag: str) -> str:
     return f"{tag[:55]}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
 
 
+def tracker_names(identity: RunIdentity) -> dict[str, Any]:
+    """The W&B group (dataset/selector/budget), run name (with the seed) and tags of a run."""
+    return {
+        "group": f"{identity.dataset}/{identity.selector}/{identity.budget}",
+        "name": f"{identity.selector}-b{identity.budget}-seed{identity.seed}",
+        "tags": [identity.dataset, identity.selector, f"budget={identity.budget}", identity.model],
+    }
+
+
 def wandb_has_credentials() -> bool:
+    """Whether W&B can log online: an API key in the environment or in ~/.netrc."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
@@ -65,6 +78,7 @@ def wandb_logger(
 
 
 def csv_logger(save_dir: str, group: str, name: str, tags: list[str]):
+    """Lightning's CSVLogger, for runs without W&B; it takes the naming W&B gets and needs none."""
     from lightning.pytorch.loggers import CSVLogger
 
     return CSVLogger(save_dir=save_dir, name="csv", version="")

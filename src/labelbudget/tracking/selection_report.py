@@ -19,6 +19,8 @@ from labelbudget.selection.task_diversity import task_log_confidence
 
 @dataclass(frozen=True)
 class TaskRow:
+    """One task's line of allocation.csv."""
+
     task: str
     pool_size: int
     mean_confidence: float | None  # the paper's conf_t: mean of the sequence probability
@@ -27,6 +29,7 @@ class TaskRow:
 
 
 def task_rows(pool: Pool, selection: Selection, scores: Scores | None) -> list[TaskRow]:
+    """Each task's pool size, mean confidence (where scored), allocation and selected count."""
     selected = Counter(pool[i].task for i in _rows_of(pool, selection.ids))
     confidence: dict[str, float | None] = dict.fromkeys(pool.task_sizes())
     if scores is not None:
@@ -70,6 +73,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def allocation_csv(rows: list[TaskRow]) -> str:
+    """allocation.csv's text."""
     return csv_text(
         ["task", "pool_size", "mean_confidence", "allocated", "selected"],
         (
@@ -80,6 +84,7 @@ def allocation_csv(rows: list[TaskRow]) -> str:
 
 
 def summary_table(rows: list[TaskRow], selector: str, budget: int) -> str:
+    """The allocation as a text table, most selected first, for the terminal."""
     width = max(len("task"), *(len(r.task) for r in rows))
     header = f"{'task':<{width}}  {'pool':>6}  {'mean conf':>10}  {'allocated':>9}  {'selected':>8}"
     lines = [f"selector={selector}  budget={budget}", header, "-" * len(header)]

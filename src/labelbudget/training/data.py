@@ -77,6 +77,8 @@ def encode_sft_rows(
 
 
 class SFTDataset(Dataset):
+    """(input_ids, labels) rows, as `encode_sft_rows` makes them."""
+
     def __init__(self, rows: list[tuple[list[int], list[int]]]):
         self.rows = rows
 
@@ -94,6 +96,8 @@ class RightPadCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """The rows as input_ids, attention_mask and labels, right-padded to the batch's
+        longest."""
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -145,12 +149,15 @@ class LengthGroupedBatches(Sampler[list[int]]):
         return self
 
     def set_epoch(self, epoch: int) -> None:
+        """Lightning's call each epoch: the next draw of batches is from (seed, epoch)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.global_batches())
 
     def global_batches(self) -> list[list[int]]:
+        """This epoch's global batches, in order, before each rank takes its rows: the same
+        on every rank."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.lengths))
         mega = self.batch_size * self.group
@@ -185,6 +192,7 @@ class SFTData(L.LightningDataModule):
         self.pad_token_id = pad_token_id
 
     def train_dataloader(self) -> DataLoader:
+        """Length-grouped batches of this rank's rows, each right-padded to its longest."""
         batches = LengthGroupedBatches(
             [len(ids) for ids, _ in self.rows],
             self.batch_size,

@@ -28,6 +28,8 @@ OPTIMISER_BYTES = 16  # per trainable parameter: fp32 weight, gradient and Adam'
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """A LoRA fine-tune's memory per device, by part, in bytes; `table` shows it in GiB."""
+
     parameters: int
     trainable: int
     weight_bytes: int  # the frozen base model, as loaded
@@ -38,13 +40,16 @@ class MemoryPlan:
 
     @property
     def activation_bytes(self) -> float:
+        """What the backward pass keeps for one step's tokens."""
         return self.activation_bytes_per_token * self.tokens_per_step
 
     @property
     def total_bytes(self) -> float:
+        """Weights, adapters with their optimiser state, and one step's activations."""
         return self.weight_bytes + self.lora_bytes + self.activation_bytes
 
     def table(self) -> str:
+        """The plan as a markdown table, in GiB."""
         rows = [
             ["base weights", f"{self.parameters / 1e6:,.1f}M parameters", self.weight_bytes / GIB],
             [
@@ -127,6 +132,8 @@ class FusedAttentionStandIn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, value):
+        """An empty output and log-sum-exp, saved with the queries, keys and values as a
+        fused kernel saves them."""
         output = torch.empty_like(query)
         log_sum_exp = query.new_empty(query.shape[:-1], dtype=torch.float32)
         ctx.save_for_backward(query, key, value, output, log_sum_exp)
@@ -134,6 +141,7 @@ class FusedAttentionStandIn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """Never runs: a memory plan measures the forward pass alone."""
         raise NotImplementedError("a memory plan runs no backward pass")
 
 

@@ -14,12 +14,16 @@ from labelbudget.training.data import IGNORE_INDEX
 
 
 class SFTModule(L.LightningModule):
+    """The LoRA-wrapped causal LM, trained on response tokens; only the adapter is optimised."""
+
     def __init__(self, model, learning_rate: float = 1e-4):
         super().__init__()
         self.model = model
         self.learning_rate = learning_rate
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """The batch's loss, logged with its response-token count; a loss that is not finite on
+        any rank stops every rank with a ConfigError."""
         loss = self.model(**batch).loss
         # NaN or inf: every later step would only spread it. Decided by all ranks together, so
         # that under DDP they stop together instead of waiting for one that stopped.
@@ -43,5 +47,6 @@ class SFTModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        """Adam at `learning_rate` over the trainable (adapter) parameters."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.Adam(trainable, lr=self.learning_rate)
