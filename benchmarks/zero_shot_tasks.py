@@ -17,7 +17,6 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from labelbudget.evaluation.rules import score_prediction
-from labelbudget.selection.task_diversity import task_log_confidence
 from labelbudget.stages.common import instantiate, pool_scores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +43,7 @@ def main(overrides: list[str]) -> None:
                 pool[idx[0]].metadata["category"],
                 len(idx),
                 float(np.mean(correct)),
-                float(np.exp(task_log_confidence(scores.seq_logprob, {task: idx}))[0]),
+                float(np.exp(scores.task_log_confidence({task: idx}))[0]),
                 float(np.exp(scores.mean_logprob[idx]).mean()),
                 float(scores.hit_max_tokens[idx].mean()),
             )

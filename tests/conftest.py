@@ -130,3 +130,21 @@ def annotate(rows: list[dict], path: Path) -> Path:
         "".join(json.dumps({**r, "response": f"answer to {r['id']}"}) + "\n" for r in rows)
     )
     return path
+
+
+def greedy_reference(loaded, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding written out: one token at a time, no cache, no batch. The reference the
+    batched engine's answers are checked against."""
+    import torch
+
+    from labelbudget.data.schema import Example
+
+    ids = loaded.template.encode_prompt(loaded.tokenizer, Example(id="-", task="-", prompt=prompt))
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            token = int(loaded.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+        if token in loaded.eos_token_ids:
+            break
+        new.append(token)
+    return loaded.tokenizer.decode(new, skip_special_tokens=True)

@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import REPO_ROOT, read_jsonl
-from labelbudget.data.schema import Example
+from conftest import REPO_ROOT, greedy_reference, read_jsonl
 from labelbudget.errors import ConfigError, DataError, MissingResourceError
 from labelbudget.models.tiny import build_tiny_llama
 
@@ -43,18 +41,8 @@ def write_project(folder: Path) -> Path:
 
 
 def greedy(tiny, question: str, max_new_tokens: int) -> str:
-    """The answer written out here: one token at a time, no cache, no batch, cut at the line end."""
-    ids = tiny.template.encode_prompt(
-        tiny.tokenizer, Example(id="-", task="short_qa", prompt=question)
-    )
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            token = int(tiny.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
-        if token in tiny.eos_token_ids:
-            break
-        new.append(token)
-    return tiny.tokenizer.decode(new, skip_special_tokens=True).split("\n")[0]
+    """The page's answer, written out here: the greedy reference cut at the line end."""
+    return greedy_reference(tiny, question, max_new_tokens).split("\n")[0]
 
 
 def run_entry(project: Path, script: str, *overrides: str) -> subprocess.CompletedProcess:

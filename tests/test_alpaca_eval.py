@@ -9,11 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 import labelbudget.evaluation.alpaca_eval as alpaca_eval
-from conftest import cpu_trainer
-from labelbudget.data.schema import Example
+from conftest import cpu_trainer, greedy_reference
 from labelbudget.errors import DataError
 from labelbudget.evaluation.alpaca_eval import AlpacaEvalExport, JudgeError, win_rates
 from labelbudget.evaluation.base import EvalContext
@@ -76,19 +74,6 @@ def alpaca_eval_importable(monkeypatch, importable: bool) -> None:
     )
 
 
-def greedy(tiny, prompt: str, max_new_tokens: int) -> str:
-    """Greedy decoding written out here, one token at a time with no cache: the reference answer."""
-    ids = tiny.template.encode_prompt(tiny.tokenizer, Example(id="-", task="-", prompt=prompt))
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            token = int(tiny.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
-        if token in tiny.eos_token_ids:
-            break
-        new.append(token)
-    return tiny.tokenizer.decode(new, skip_special_tokens=True)
-
-
 def fake_judge(rows: dict[str, tuple[float, float]], calls: list[list[str]]):
     """Stands in for the judge subprocess: writes a leaderboard where alpaca_eval does."""
 
@@ -110,7 +95,7 @@ def fake_judge(rows: dict[str, tuple[float, float]], calls: list[list[str]]):
 def test_outputs_file_holds_the_instructions_in_order_and_the_models_greedy_answers(tiny, tmp_path):
     result, out = run(export(tmp_path), tiny, tmp_path)
 
-    expected = [greedy(tiny, prompt, max_new_tokens=4) for prompt in PROMPTS]
+    expected = [greedy_reference(tiny, prompt, max_new_tokens=4) for prompt in PROMPTS]
     assert any(expected), "the tiny model answered nothing: the comparison below would prove little"
     records = json.loads((out / "model_outputs.json").read_text(encoding="utf-8"))
     assert records == [

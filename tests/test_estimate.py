@@ -14,7 +14,7 @@ from conftest import compose_config
 from labelbudget.efficiency import data_efficiency_auc
 from labelbudget.efficiency.curves import labels_needed
 from labelbudget.selection.base import Candidates
-from labelbudget.selection.random_sampling import NestedRandomSelector
+from labelbudget.selection.random_sampling import RandomSelector
 
 TASKS = "[convert_units,extract_last_word,reason_word_problem]"  # pools of 50, 20 and 80 prompts
 
@@ -25,11 +25,10 @@ def compose_estimate(tmp_path: Path, *overrides: str):
     )
 
 
-def test_nested_random_subsets_are_prefixes_of_one_shuffle():
+def test_random_subsets_nest_across_budgets_as_prefixes_of_one_shuffle():
     candidates = Candidates([f"p{i}" for i in range(50)], ["t"] * 50)
     picks = {
-        b: NestedRandomSelector().select(candidates, b, np.random.default_rng(7)).ids
-        for b in (5, 10, 30)
+        b: RandomSelector().select(candidates, b, np.random.default_rng(7)).ids for b in (5, 10, 30)
     }
     assert picks[10][:5] == picks[5] and picks[30][:10] == picks[10]
 

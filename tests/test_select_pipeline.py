@@ -300,7 +300,7 @@ EXPERIMENT_CLAIMS = {
         "finetune.batch_size": 8,
     },
     "learning_curve": {
-        "selector._target_": "labelbudget.selection.random_sampling.NestedRandomSelector",
+        "selector._target_": "labelbudget.selection.random_sampling.RandomSelector",
         "dataset.pool_sizes": "equal",
         "dataset.pool_per_task": 1000,
         "dataset.test_per_task": 50,

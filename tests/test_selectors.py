@@ -221,3 +221,13 @@ def test_every_selector_picks_exactly_k_from_identical_embeddings(name, k, tmp_p
     selection = selector.select(candidates, budget, rng)
     assert len(selection.ids) == len(set(selection.ids)) == budget
     assert set(selection.ids) <= set(candidates.ids)
+
+
+def test_a_tasks_confidence_is_the_mean_of_its_prompts_probabilities():
+    # conf_t = mean of conf(x): task a (0.2, 0.4) -> 0.3, task b (0.9) -> 0.9; per token
+    # (token_geomean) the same from mean_logprob
+    sequence, per_token = np.log([0.2, 0.4, 0.9]), np.log([0.5, 0.7, 0.1])
+    scores = Scores.with_columns(["p0", "p1", "p2"], seq_logprob=sequence, mean_logprob=per_token)
+    rows = {"b": np.array([2]), "a": np.array([0, 1])}
+    assert np.exp(scores.task_log_confidence(rows)) == pytest.approx([0.9, 0.3])
+    assert np.exp(scores.task_log_confidence(rows, "token_geomean")) == pytest.approx([0.1, 0.6])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -72,6 +73,16 @@ class Scores:
         if kind == "token_geomean":
             return self.mean_logprob
         raise ValueError(f"confidence must be 'sequence' or 'token_geomean', got {kind!r}")
+
+    def task_log_confidence(
+        self, rows: Mapping[str, np.ndarray], kind: str = "sequence"
+    ) -> np.ndarray:
+        """log conf_t per task of `rows` (task -> its rows), in their order: the log of the mean
+        of the prompts' confidence (`kind`, as in `log_confidence`), computed in log space."""
+        log_confidence = self.log_confidence(kind)
+        return np.array(
+            [np.logaddexp.reduce(log_confidence[r]) - np.log(len(r)) for r in rows.values()]
+        )
 
     @staticmethod
     def with_columns(ids: list[str], embeddings: np.ndarray | None = None, **columns) -> "Scores":

@@ -21,7 +21,6 @@ from labelbudget.selection.base import (
     register,
     shuffled_task_rows,
 )
-from labelbudget.selection.task_diversity import task_log_confidence
 from labelbudget.selection.uncertainty import checked_confidence, most_uncertain_first
 
 if TYPE_CHECKING:
@@ -67,8 +66,8 @@ class ActiveITSelector(WholeTaskSelector):
         self, candidates: Candidates, tasks: list[str], groups: list[np.ndarray]
     ) -> np.ndarray:
         """Minus each task's mean confidence, in log space: the least confident first."""
-        log_confidence = candidates.signal(SCORES, self.name).log_confidence(self.confidence)
-        return -task_log_confidence(log_confidence, dict(zip(tasks, groups)))
+        scores = candidates.signal(SCORES, self.name)
+        return -scores.task_log_confidence(dict(zip(tasks, groups)), self.confidence)
 
 
 @register

@@ -11,7 +11,12 @@ from labelbudget.selection.base import Candidates, Selection, Selector, register
 
 @register
 class RandomSelector(Selector):
-    """Uniform without replacement over the whole pool, tasks ignored."""
+    """Uniform without replacement over the whole pool, tasks ignored.
+
+    The picks are a prefix of one seeded shuffle, so a seed's subsets nest across budgets: the
+    100-label run of a learning curve holds the 50-label run's examples (docs/methods.md,
+    section B).
+    """
 
     name = "random"
 
@@ -23,11 +28,3 @@ class RandomSelector(Selector):
         """The first `budget` rows of a seeded shuffle of the pool."""
         rows = rng.permutation(len(candidates.ids))[:budget]
         return Selection(ids=[candidates.ids[i] for i in rows])
-
-
-@register
-class NestedRandomSelector(RandomSelector):
-    """Random subsets that nest across budgets: one shuffle per seed, each budget takes its prefix,
-    so the 100-label run of a learning curve holds the 50-label run's examples (docs/methods.md, section B)."""
-
-    name = "nested_random"

@@ -57,13 +57,6 @@ class TaskDiversitySelector(Selector):
         return _spend(candidates, tasks, groups, allocation, budget)
 
 
-def task_log_confidence(log_confidence: np.ndarray, rows: Mapping[str, np.ndarray]) -> np.ndarray:
-    """log conf_t = log of the mean of conf(x) over the task's prompts, computed in log space."""
-    return np.array(
-        [np.logaddexp.reduce(log_confidence[r]) - np.log(len(r)) for r in rows.values()]
-    )
-
-
 @register
 class WeightedTaskDiversitySelector(Selector):
     """Weighted Task Diversity: a base per task, the rest in proportion to 1 / conf_t.
@@ -106,9 +99,7 @@ class WeightedTaskDiversitySelector(Selector):
         each task's rows in seeded order."""
         scores = candidates.signal(SCORES, self.name)
         tasks, groups = shuffled_task_rows(candidates, rng)
-        log_conf = task_log_confidence(
-            scores.log_confidence(self.confidence), dict(zip(tasks, groups))
-        )
+        log_conf = scores.task_log_confidence(dict(zip(tasks, groups)), self.confidence)
         allocation = weighted_allocation(
             np.array([len(g) for g in groups]), log_conf, budget, self.base_per_task
         )

@@ -14,7 +14,6 @@ from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, json
 from labelbudget.rendering import png_bytes, pyplot
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import Candidates, Selection
-from labelbudget.selection.task_diversity import task_log_confidence
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,7 @@ def task_rows(pool: Pool, selection: Selection, scores: Scores | None) -> list[T
     if scores is not None:
         task_indices = Candidates(pool.ids, pool.tasks).task_rows()
         confidence = dict(
-            zip(
-                task_indices, np.exp(task_log_confidence(scores.seq_logprob, task_indices)).tolist()
-            )
+            zip(task_indices, np.exp(scores.task_log_confidence(task_indices)).tolist())
         )
     rows = []
     for task, size in pool.task_sizes().items():
