@@ -145,13 +145,17 @@ def test_train_py_runs_it_beside_the_held_out_tasks(evaluated):
     )
 
 
-def test_the_report_tables_its_metrics(evaluated, tmp_path):
+def test_the_report_leads_with_its_headline(evaluated, tmp_path):
     from labelbudget.report import write_report
 
     project, _, _, _ = evaluated
+    record = json.loads((project / "eval" / "metrics.json").read_text())
+    assert record["headlines"] == ["short_qa/exact_match"]
     report = write_report([project / "eval"], tmp_path / "report")
+    assert "| selector | budget | seeds | short_qa/exact_match |\n" in report  # headline table
     assert "### short_qa/exact_match\n" in report
     assert "| zero-shot | 0.4000 ± " in report
+    assert (tmp_path / "report" / "plots" / "short_qa_exact_match.png").is_file()
 
 
 @pytest.fixture

@@ -408,3 +408,21 @@ def test_the_report_cli_ends_bad_input_in_one_line_and_can_skip_unreadable_runs(
     (study / "r1" / "metrics.json").write_text("")
     result = report_cli(str(study), "--skip-unreadable")
     assert result.returncode == 2 and "and no other metrics.json is readable" in result.stderr
+
+
+def test_the_headlines_are_the_records_own_and_labelbudgets_for_older_records():
+    from labelbudget.report import reported_headlines
+    from labelbudget.runs import RunIdentity, RunRecord
+
+    identity = RunIdentity("d", "random", {}, 10, 0, "m")
+    own = RunRecord(identity, {}, headlines=("z/own", "tasks/macro", "a/own"))
+    older = RunRecord(identity, {})  # no headlines: labelbudget's four
+    assert reported_headlines([own]) == ["tasks/macro", "a/own", "z/own"]
+    assert reported_headlines([own, older]) == [
+        "tasks/macro",
+        "mmlu/micro",
+        "bbh/macro",
+        "alpaca_eval/length_controlled_winrate",
+        "a/own",
+        "z/own",
+    ]

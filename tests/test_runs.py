@@ -221,3 +221,18 @@ def test_a_record_is_finished_only_with_its_evaluations_metrics(tmp_path):
     run.metrics_file.write_text("{")
     assert run.set_aside_damaged() == tmp_path / "metrics.json.damaged-2"
     assert not run.finished and (tmp_path / "metrics.json.damaged").read_text() == '{"run": {}}'
+
+
+def test_a_records_headlines_are_written_and_read_back_and_a_bad_list_is_named(tmp_path):
+    record = RunRecord(RunIdentity(**IDENTITY), {"q/x": 1.0}, headlines=("q/x", "tasks/macro"))
+    RunFolder(tmp_path).write(record)
+    assert json.loads(RunFolder(tmp_path).metrics_file.read_text())["headlines"] == [
+        "q/x",
+        "tasks/macro",
+    ]
+    assert RunFolder(tmp_path).read() == record
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"run": IDENTITY, "metrics": {}, "headlines": "q/x"})
+    )
+    with pytest.raises(DataError, match="field 'headlines': must be a list of metric names"):
+        RunFolder(tmp_path).read()

@@ -118,6 +118,9 @@ class RunRecord:
             are reported in separate tables.
         data: the pool's and the test split's source, size and content hash
             (`TaskData.record`); None in records written before labelbudget kept it.
+        headlines: each evaluation's `headline` metric, in the order run, so that the report
+            knows an evaluation of a user's own; None where no evaluation ran (select.py) and in
+            records written before labelbudget kept them.
     """
 
     identity: RunIdentity
@@ -125,6 +128,7 @@ class RunRecord:
     settings: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
+    headlines: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
         """The metrics.json text: keys sorted, two-space indent, so equal records are equal bytes."""
@@ -137,6 +141,8 @@ class RunRecord:
             record["config"] = self.config
         if self.data is not None:
             record["data"] = self.data
+        if self.headlines is not None:
+            record["headlines"] = list(self.headlines)
         return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -157,7 +163,16 @@ class RunRecord:
             record.get("settings", {}),
             record.get("config"),
             record.get("data"),
+            _headlines(record.get("headlines"), source),
         )
+
+
+def _headlines(value: Any, source: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(source, "must be a list of metric names", field="headlines")
+    return tuple(value)
 
 
 def changed_data(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:

@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # the report imports HEADLINES: keep it free of torch and lig
     from labelbudget.models.loading import LoadedModel
 
 
-# Every evaluation's `headline`, for the report, which reads old runs' records and imports no
-# evaluation (they need torch); a test checks it against the evaluations' own.
+# labelbudget's evaluations' `headline`s, in the report's order: for the records written before
+# metrics.json named its run's (RunRecord.headlines), since the report imports no evaluation
+# (they need torch); a test checks it against the evaluations' own.
 HEADLINES = ("tasks/macro", "mmlu/micro", "bbh/macro", "alpaca_eval/length_controlled_winrate")
 # A macro headline is the mean of per-task metrics named "<prefix><task>": the report pairs runs
 # task by task through these.

@@ -62,9 +62,18 @@ from labelbudget.report.tables import (
     premise_markdown,
     reallocation_markdown,
 )
-from labelbudget.runs import finished_runs
+from labelbudget.runs import RunRecord, finished_runs
 
 __all__ = ["crossed_bootstrap", "premise_check", "row_name", "spearman", "write_report"]
+
+
+def reported_headlines(records: list[RunRecord]) -> list[str]:
+    """The headline metrics the runs name (`RunRecord.headlines`; labelbudget's own, `HEADLINES`,
+    for a record older than that), labelbudget's first in their order, then the others sorted."""
+    named = set()
+    for record in records:
+        named.update(HEADLINES if record.headlines is None else record.headlines)
+    return [h for h in HEADLINES if h in named] + sorted(named - set(HEADLINES))
 
 
 def write_report(
@@ -90,6 +99,7 @@ def write_report(
                 ", ".join(map(str, folders)), f"--cells: no run has the setting {key!r}"
             )
     runs = [as_run(folder, record, cells) for folder, record in found]
+    headlines = reported_headlines([record for _, record in found])
     tables = []
     parts = [f'Cells: ({", ".join(cells)}, seed); read "seeds" below as these.\n'] if cells else []
     if skipped:
@@ -103,8 +113,8 @@ def write_report(
         tables.append((title, table))
         suffix = f"_{index + 1}" if title else ""
         parts.append(f"## {title}\n" if title else "")
-        parts.append(headline_markdown(table))
-        for headline in (m for m in HEADLINES if m in table):
+        parts.append(headline_markdown(table, headlines))
+        for headline in (m for m in headlines if m in table):
             name = headline.replace("/", "_")
             plots = {f"{name}{suffix}.png": plot_metric(headline, table[headline], title)}
             for baseline in BASELINES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from labelbudget.evaluation.base import HEADLINES
 from labelbudget.io import csv_text
 from labelbudget.report.comparisons import BASELINE, Cells, Reallocation, TaskGroup, table_axes
 from labelbudget.report.statistics import BOOTSTRAP_DRAWS, PERMUTATIONS, Correlation, Paired
@@ -21,9 +20,9 @@ def _cell(value: tuple[float, float, int] | None, with_n: bool = False) -> str:
     return f"{value[0]:.4f} ± {value[1]:.4f}" + (f" (n={value[2]})" if with_n else "")
 
 
-def headline_markdown(table: dict[str, Cells]) -> str:
+def headline_markdown(table: dict[str, Cells], headlines: list[str]) -> str:
     """One row per (row, budget), one column per evaluation's headline number."""
-    columns = [m for m in HEADLINES if m in table]
+    columns = [m for m in headlines if m in table]
     if not columns:
         return ""
     keys = sorted({key for m in columns for key in table[m]}, key=lambda k: (k[1], k[0]))

@@ -77,8 +77,11 @@ class Scores:
     def task_log_confidence(
         self, rows: Mapping[str, np.ndarray], kind: str = "sequence"
     ) -> np.ndarray:
-        """log conf_t per task of `rows` (task -> its rows), in their order: the log of the mean
-        of the prompts' confidence (`kind`, as in `log_confidence`), computed in log space."""
+        """Log conf_t per task of `rows` (task -> its rows), in their order.
+
+        conf_t is the mean of the task's prompts' confidence (`kind`, as in `log_confidence`),
+        averaged in log space.
+        """
         log_confidence = self.log_confidence(kind)
         return np.array(
             [np.logaddexp.reduce(log_confidence[r]) - np.log(len(r)) for r in rows.values()]

@@ -210,17 +210,19 @@ def write_metrics(
     logger,
     cfg: DictConfig | None = None,
     data: TaskData | None = None,
+    evaluated: list[tuple[Evaluation, Any]] | None = None,
 ) -> None:
     """metrics.json in the run folder (what the report reads) and the same numbers to the tracker.
     `config` is the run's whole config but for where it writes (paths, logger): the report puts
     runs that differ in any of it into separate tables; `data`'s hashes tell a pool edited in
-    place, which the config cannot."""
+    place, which the config cannot; `evaluated` names the headlines the report leads with."""
     record = RunRecord(
         identity,
         metrics,
         settings,
         recorded_config(cfg) if cfg is not None else None,
         data.record() if data is not None else None,
+        tuple(e.headline for e, _ in evaluated) if evaluated is not None else None,
     )
     if is_main_process():
         RunFolder(folder).write(record)

@@ -119,6 +119,6 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
     metrics, settings = run_evaluations(cfg, evals, loaded)
     folder = RunFolder(Path(cfg.paths.output_dir))
-    write_metrics(folder.path, identity, metrics, settings, None, cfg, data)
+    write_metrics(folder.path, identity, metrics, settings, None, cfg, data, evals)
     print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
     return metrics

@@ -67,7 +67,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(trained)
         metrics["run/seconds"] = time.perf_counter() - started
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder.path, identity, metrics, settings, logger, cfg, prepared.data)
+        write_metrics(folder.path, identity, metrics, settings, logger, cfg, prepared.data, evals)
         print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
         return metrics
     finally:
