@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml Makefile constraints.txt
 # Label Studio's server, in a virtualenv of its own: it pins Django, numpy and more, which must
 # not mix with the training stack. The label_studio tests start it (tests/test_label_studio.py).
 LABEL_STUDIO_VENV ?= .venv-label-studio
+LABEL_STUDIO := label-studio==1.23.2
 LABEL_STUDIO_SDK := label-studio-sdk==2.1.2
 LABEL_STUDIO_SDK_IMPORTS := jsonschema xmljson jsf smart_open rstr lxml pyjwt appdirs faker wrapt
 
@@ -40,13 +41,19 @@ browser:
 $(LABEL_STUDIO_VENV)/.installed: Makefile label-studio-constraints.txt
 	python3 -m venv $(LABEL_STUDIO_VENV)
 	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
-	$(LABEL_STUDIO_VENV)/bin/pip install --quiet -c label-studio-constraints.txt label-studio==1.23.2
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet -c label-studio-constraints.txt $(LABEL_STUDIO)
 	touch $@
 
-# after a deliberate upgrade of the server's venv, with the label_studio tests passing
-label-studio-constraints: label-studio
+# a deliberate upgrade (a new LABEL_STUDIO, or its dependencies' new releases): the server's venv
+# resolved afresh, without the pins, and its versions recorded; then run the label_studio tests
+label-studio-constraints:
+	rm -rf $(LABEL_STUDIO_VENV)
+	python3 -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet $(LABEL_STUDIO)
 	{ head -3 label-studio-constraints.txt; $(LABEL_STUDIO_VENV)/bin/pip freeze; } > label-studio-constraints.txt.new
 	mv label-studio-constraints.txt.new label-studio-constraints.txt
+	touch $(LABEL_STUDIO_VENV)/.installed
 
 demo: setup
 	$(PY) select.py

@@ -236,3 +236,9 @@ def test_a_records_headlines_are_written_and_read_back_and_a_bad_list_is_named(t
     )
     with pytest.raises(DataError, match="field 'headlines': must be a list of metric names"):
         RunFolder(tmp_path).read()
+
+
+def test_a_record_older_than_selector_options_reads_with_none(tmp_path):
+    older = {k: v for k, v in IDENTITY.items() if k != "selector_options"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"run": older, "metrics": {}}))
+    assert RunFolder(tmp_path).read().identity == RunIdentity(**IDENTITY)

@@ -89,9 +89,13 @@ class RunIdentity:
 
     @classmethod
     def from_dict(cls, record: Any, source: str) -> RunIdentity:
-        """The identity in a metrics.json's `run`; what it lacks is named with `source`."""
+        """The identity in a metrics.json's `run`; what it lacks is named with `source`.
+
+        Records of labelbudget before selector options were kept have none: they read as {}.
+        """
         if not isinstance(record, dict):
             raise DataError(source, "is not a labelbudget metrics file", field="run")
+        record = {"selector_options": {}, **record}
         names = [f.name for f in fields(cls)]
         for name in names:
             if name not in record:
