@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 
+from labelbudget.configs import instantiate
 from labelbudget.evaluation.rules import score_prediction
-from labelbudget.stages.common import instantiate, pool_scores
+from labelbudget.stages.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,8 @@ def main(overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("select", overrides=["paths.output_dir=unused", *overrides])
     pool = instantiate(cfg.dataset).pool
-    scores = pool_scores(cfg, pool, required=True)
+    with Run.open(cfg) as run:
+        scores = run.scores(pool, required=True)
     rows = defaultdict(list)
     for i, example in enumerate(pool):
         rows[example.task].append(i)

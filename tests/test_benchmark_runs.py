@@ -78,7 +78,7 @@ def test_evaluate_with_the_single_evaluation_shortcuts(tmp_path, shared_data):
 
 def test_a_shortcut_with_several_evaluations_is_refused(tmp_path):
     from labelbudget.errors import ConfigError
-    from labelbudget.stages.common import evaluations
+    from labelbudget.stages.evaluations import evaluations
 
     cfg = compose_config("evaluate", "eval=[mmlu,bbh]", "eval.data_dir=/somewhere")
     with pytest.raises(ConfigError, match="eval.data_dir is a shortcut for a single evaluation"):

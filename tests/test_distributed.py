@@ -21,7 +21,8 @@ from conftest import compose_config
 from labelbudget.distributed import check_strategy
 from labelbudget.errors import ConfigError
 from labelbudget.inference.predict import RankBatches
-from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
+from labelbudget.scoring.cache import ScoringSettings, cache_folder
+from labelbudget.scoring.scorer import score_pool
 from labelbudget.scoring.scores import NUMERIC_FIELDS, Scores
 from labelbudget.training.data import LengthGroupedBatches
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import compose_config
+from labelbudget.configs import instantiate
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import SCORES, SELECTORS, Candidates
@@ -23,7 +24,6 @@ from labelbudget.selection.facility_location import (
 from labelbudget.selection.facility_location_cpu import CachedCpuKernel, fused_decrease
 from labelbudget.selection.kcenter import KCenterSelector
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
-from labelbudget.stages.common import instantiate
 
 
 def pool(embeddings: np.ndarray, mean_logprob: np.ndarray | None = None) -> Candidates:

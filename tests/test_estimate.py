@@ -34,7 +34,7 @@ def test_random_subsets_nest_across_budgets_as_prefixes_of_one_shuffle():
 
 
 def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
-    from labelbudget.stages.estimate import run_curves
+    from labelbudget.stages.estimate import run_estimate
     from labelbudget.stages.train import run_train
 
     runs = []
@@ -56,7 +56,7 @@ def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
         metrics = run_train(cfg)
         assert (run / "adapter").is_dir() == (budget > 0) and metrics["train/examples"] == budget
         runs.append(run)
-    summary = run_curves(
+    summary = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=curves",
@@ -79,7 +79,7 @@ def test_learning_curve_runs_become_a_curve_and_its_auc(tmp_path):
 
 def test_coslow_fit_prediction_and_plan(tmp_path):
     from labelbudget.errors import DataError
-    from labelbudget.stages.estimate import run_coslow, run_fit, run_plan
+    from labelbudget.stages.estimate import run_estimate
 
     common = [
         f"dataset.tasks={TASKS}",
@@ -89,7 +89,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
         "scoring.max_new_tokens=4",
     ]
     first = tmp_path / "coslow"
-    result = run_coslow(
+    result = run_estimate(
         compose_estimate(tmp_path, "mode=coslow", *common, f"paths.output_dir={first}")
     )
     rows = {r["task"]: r for r in result["tasks"]}
@@ -99,11 +99,11 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
     assert len(sample) == 18 and {s["task"] for s in sample} == set(rows)
     # same seed, same sample and numbers; a task alone gets the numbers it gets among others
     # (each task's adapters are fresh: the previous task's are removed)
-    again = run_coslow(
+    again = run_estimate(
         compose_estimate(tmp_path, "mode=coslow", *common, f"paths.output_dir={tmp_path / 'again'}")
     )
     assert again == result
-    alone = run_coslow(
+    alone = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=coslow",
@@ -125,7 +125,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
         },
     }
     (tmp_path / "curves.json").write_text(json.dumps(curves))
-    fitted = run_fit(
+    fitted = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=fit",
@@ -138,7 +138,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
     with pytest.raises(DataError, match=r"curves\.json, field 'n_max': is not a curves\.json"):
         (tmp_path / "bare" / "curves.json").parent.mkdir()
         (tmp_path / "bare" / "curves.json").write_text(json.dumps({"tasks": curves["tasks"]}))
-        run_fit(
+        run_estimate(
             compose_estimate(
                 tmp_path,
                 "mode=fit",
@@ -155,7 +155,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
     assert set(fitted["signals"]) == {"coslow", "cosine_random", "gradient_norm", "mean_confidence"}
     assert (tmp_path / "fit" / "predicted_vs_measured.png").is_file()
 
-    predicted = run_coslow(
+    predicted = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=coslow",
@@ -168,7 +168,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
         auc = float(np.clip(slope * row["coslow"] + intercept, 1e-3, 1 - 1e-3))
         assert row["predicted_auc"] == pytest.approx(auc)
         assert row["labels_for_0.5"] == pytest.approx(labels_needed(0.5, auc, 100))
-    plan = run_plan(
+    plan = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=plan",
@@ -184,7 +184,7 @@ def test_coslow_fit_prediction_and_plan(tmp_path):
 
 def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_path):
     from labelbudget.errors import DataError
-    from labelbudget.stages.estimate import run_coslow
+    from labelbudget.stages.estimate import run_estimate
 
     pool = tmp_path / "pool.jsonl"
     pool.write_text(
@@ -194,7 +194,7 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
         )
     )
     with pytest.raises(DataError, match="annotations="):
-        run_coslow(
+        run_estimate(
             compose_estimate(
                 tmp_path,
                 "mode=coslow",
@@ -215,7 +215,7 @@ def test_unlabelled_pool_gets_its_sample_exported_then_asks_for_annotations(tmp_
     answers.write_text(
         "".join(json.dumps({"id": e["id"], "response": "forty two"}) + "\n" for e in exported)
     )
-    result = run_coslow(
+    result = run_estimate(
         compose_estimate(
             tmp_path,
             "mode=coslow",

@@ -71,12 +71,12 @@ def test_every_import_points_to_a_lower_layer():
     [
         (
             "m.py",
-            "def f():\n    from labelbudget.stages.common import instantiate\n",
+            "def f():\n    from labelbudget.stages.run import Run\n",
         ),  # inside a function
         ("m.py", "from labelbudget import stages\n"),
-        ("m.py", "import labelbudget.stages.common\n"),
-        ("scoring/m.py", "from ..stages import common\n"),  # relative, from labelbudget.scoring
-        ("scoring/m.py", "from ..stages.common import instantiate\n"),
+        ("m.py", "import labelbudget.stages.run\n"),
+        ("scoring/m.py", "from ..stages import run\n"),  # relative, from labelbudget.scoring
+        ("scoring/m.py", "from ..stages.run import Run\n"),
     ],
 )
 def test_the_check_sees_every_form_of_import(where, line, monkeypatch, tmp_path):

@@ -38,18 +38,21 @@ def local_checkpoint_config(tmp_path: Path):
         f"model.loader.name_or_path={checkpoint}",
         "scoring.max_new_tokens=2",
         f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.output_dir={tmp_path / 'run'}",
     )
     pool = build_synthetic_suite(pool_per_task=1, test_per_task=1, tasks=["arith_add_small"]).pool
     return checkpoint, cfg, pool
 
 
 def test_the_score_cache_follows_a_local_checkpoints_weights_not_its_path(tmp_path):
-    from labelbudget.stages.common import pool_scores
+    from labelbudget.stages.run import Run
 
     checkpoint, cfg, pool = local_checkpoint_config(tmp_path)
-    first = pool_scores(cfg, pool, required=True)
+    with Run.open(cfg) as run:
+        first = run.scores(pool, required=True)
     save_tiny_checkpoint(checkpoint, seed=1)  # other weights in the same folder
-    second = pool_scores(cfg, pool, required=True)
+    with Run.open(cfg) as run:  # a run after the files changed
+        second = run.scores(pool, required=True)
     assert second.seq_logprob.tolist() != first.seq_logprob.tolist()  # the new model's scores
     assert len(list((tmp_path / "cache" / "scores").iterdir())) == 2
 
@@ -58,7 +61,7 @@ def test_a_checkpoints_hash_covers_what_the_loader_reads_and_is_memoised(tmp_pat
     import hashlib
 
     import labelbudget.models.fingerprint as fingerprint
-    from labelbudget.stages.common import model_identity
+    from labelbudget.models.fingerprint import model_identity
 
     checkpoint, cfg, _ = local_checkpoint_config(tmp_path)
     identity = model_identity(cfg.model, cfg.paths.cache_dir)

@@ -15,7 +15,8 @@ from labelbudget.data.schema import Example, Pool
 from labelbudget.errors import ConfigError, DataError
 from labelbudget.models.templates import PlainTemplate
 from labelbudget.models.tiny import build_tiny_llama, byte_level_tokenizer
-from labelbudget.scoring.cache import ScoringSettings, cache_folder, score_pool
+from labelbudget.scoring.cache import ScoringSettings, cache_folder
+from labelbudget.scoring.scorer import score_pool
 from labelbudget.scoring.scores import CorruptScores, Scores
 
 SETTINGS = ScoringSettings(max_new_tokens=4, batch_size=4, batches_per_shard=2)

@@ -493,7 +493,7 @@ def another_tokenizer():
 
 def test_a_tokenizer_loader_that_disagrees_with_the_model_is_refused(tmp_path):
     from labelbudget.errors import ConfigError
-    from labelbudget.stages.common import LazyModel
+    from labelbudget.models.loading import LazyModel
 
     agreeing = LazyModel(config(tmp_path).model)
     assert agreeing.tokenizer is not None and agreeing().model is not None

@@ -10,9 +10,11 @@ import pytest
 from labelbudget.data.schema import Example, Pool
 from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.errors import ConfigError, DataError
+from labelbudget.runs import RunFolder
 from labelbudget.selection.base import PREDICTED_AUC, SCORES, Candidates, Selection, Selector
 from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
 from labelbudget.selection.random_sampling import RandomSelector
+from labelbudget.stages.run import Run
 from labelbudget.stages.signals import PROVIDERS, check_signals, provide_signals
 
 
@@ -21,6 +23,11 @@ class NoModel:
 
     def __call__(self):
         raise AssertionError("the model was loaded")
+
+
+def run_without_model(tmp_path) -> Run:
+    """A run whose model fails if loaded, and whose config fails if read."""
+    return Run(cfg=None, identity=None, folder=RunFolder(tmp_path), model=NoModel(), logger=None)
 
 
 class WantsSomethingNew(Selector):
@@ -50,12 +57,12 @@ def test_a_signal_no_provider_computes_is_refused_naming_it_and_the_known_ones()
 
 def test_each_selector_gets_exactly_the_signals_it_declares(tmp_path):
     pool = pool_of(["a", "a", "b"])
-    assert provide_signals(RandomSelector(), pool, None, NoModel()) == {}
+    assert provide_signals(RandomSelector(), pool, run_without_model(tmp_path)) == {}
     path = tmp_path / "predicted_auc.json"
     path.write_text(json.dumps({"n_max": 100, "tasks": {"a": 0.5, "b": 0.25, "c": 0.1}}))
     selector = PredictedEfficiencySelector(str(path))
     check_signals(selector, pool)
-    assert provide_signals(selector, pool, None, NoModel()) == {
+    assert provide_signals(selector, pool, run_without_model(tmp_path)) == {
         PREDICTED_AUC: PredictedAUC({"a": 0.5, "b": 0.25, "c": 0.1}, 100, str(path))
     }
     with pytest.raises(DataError, match=r"has no predicted AUC for the pool's task\(s\) \['d'\]"):

@@ -12,7 +12,8 @@ import pytest
 from labelbudget.data.synthetic import build_synthetic_suite
 from labelbudget.models.loading import convert_smollm2, load_smollm2
 from labelbudget.models.templates import ChatTemplate
-from labelbudget.scoring.cache import ScoringSettings, score_pool
+from labelbudget.scoring.cache import ScoringSettings
+from labelbudget.scoring.scorer import score_pool
 
 pytestmark = pytest.mark.slow
 MODEL_CACHE = os.path.join(

@@ -79,7 +79,7 @@ class NoHeadline:
 def test_an_evaluation_without_a_headline_is_refused_when_built():
     from conftest import compose_config
     from labelbudget.errors import ConfigError
-    from labelbudget.stages.common import evaluations
+    from labelbudget.stages.evaluations import evaluations
 
     cfg = compose_config("evaluate", "+eval.mine._target_=test_task_evaluation.NoHeadline")
     with pytest.raises(ConfigError, match="eval.mine: NoHeadline names no `headline` metric"):

@@ -412,8 +412,8 @@ def test_evaluate_refuses_the_split_the_adapter_was_trained_on_from_its_saved_co
 
 def fit_once(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     """One fine-tune of the tiny model on 16 examples: its stats and the adapter weights."""
+    from labelbudget.configs import instantiate
     from labelbudget.data.synthetic import build_synthetic_suite
-    from labelbudget.stages.common import instantiate
     from labelbudget.training.fit import fine_tune
 
     cfg = compose_train(tmp_path, *TINY_RUN, "finetune.lora.dropout=0.0", *overrides)
@@ -621,8 +621,8 @@ def test_adapter_may_name_a_run_folder_and_a_sweep_folder_is_refused_as_ambiguou
 def test_zero_shot_and_fine_tuned_models_are_both_scored_right_in_one_process(tmp_path):
     # fine_tune returns the tuned model as a value; the base is scored before it, or inside
     # disable_adapter() after it, and CoS-Low's fresh adapters leave the base as it was
+    from labelbudget.configs import instantiate
     from labelbudget.data.synthetic import build_synthetic_suite
-    from labelbudget.stages.common import instantiate
     from labelbudget.training.fit import fine_tune
     from labelbudget.training.lora import fresh_adapters
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
+from labelbudget.configs import instantiate
 from labelbudget.errors import ConfigError
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.activeit import ActiveITPromptSelector, ActiveITSelector
@@ -25,7 +26,6 @@ from labelbudget.selection.uncertainty import (
     MeanMarginSelector,
     MinMarginSelector,
 )
-from labelbudget.stages.common import instantiate
 
 REPO = Path(__file__).resolve().parents[1]
 UNCERTAINTY = ["least_confidence", "mean_entropy", "mean_margin", "min_margin"]

@@ -1,6 +1,6 @@
-"""Composed configs: as plain data (flat dotted settings; the part of a run's config that
-determines its numbers, which metrics.json records and the report compares), and checked (every
-setting a stage reads, before any model loads)."""
+"""Composed configs: built into objects (`instantiate`), as plain data (flat dotted settings;
+the part of a run's config that determines its numbers, which metrics.json records and the
+report compares), and checked (every setting a stage reads, before any model loads)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.errors import ConfigError
+from labelbudget.errors import ConfigError, LabelbudgetError
 
 RUN_LOCAL_KEYS = ("paths", "logger", "hydra")  # where a run writes, not what it computes
 # read to check other settings, or a second way to load what the loader loads: no number changes
 CHECK_ONLY_KEYS = ("model.linear_layers", "model.tokenizer", "annotations.require_fingerprint")
 # settings that may be given as one value in place of their node: the same run either way
 SHORTHANDS = {"annotations": "annotations.path"}
+
+
+def instantiate(node: Any, *args, **kwargs) -> Any:
+    """Hydra's instantiate, but our own errors reach the user as they are, not wrapped."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, LabelbudgetError):
+            raise error.__cause__ from None
+        raise
 
 
 def flat_settings(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -255,7 +255,7 @@ class ResumableSweeper(Sweeper):
             dataset = OmegaConf.to_container(config.dataset, resolve=True)
         key = json.dumps(dataset, sort_keys=True, default=str)
         if key not in self.data_records:
-            from labelbudget.stages.common import instantiate
+            from labelbudget.configs import instantiate
 
             self.data_records[key] = instantiate(dataset).record()
         return self.data_records[key]

@@ -1,4 +1,5 @@
-"""A local checkpoint's content hash, so that whatever is keyed on a model (the score cache, an
+"""What identifies a model: its config as it determines scores (`model_identity`), a local
+checkpoint by its content hash, so that whatever is keyed on a model (the score cache, an
 adapter's record of its base) follows its weights and tokenizer, not its path: replacing the
 files in a folder changes the key. Hashing gigabytes takes a while, so each file's hash is kept
 in a memo keyed by its path, size and modification time, and recomputed only when they change."""
@@ -9,6 +10,9 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.errors import LabelbudgetError
 from labelbudget.io import atomic_write_text
@@ -70,3 +74,26 @@ def file_sha256(file: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_identity(model_cfg: DictConfig, cache_dir: str | Path) -> dict[str, Any]:
+    """The model config as it determines scores: local cache locations, the list of linear
+    layers (a check on LoRA settings) and the tokenizer-only loader (`LazyModel` checks that it
+    loads the loader's own tokenizer) do not count. A local checkpoint (`name_or_path` a folder
+    or file) counts by its content, weights and tokenizer files (`checkpoint_digest`, memo in
+    `cache_dir`), so that files replaced in place are new scores, not the old model's."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "cache_dir"}
+        return node
+
+    model = OmegaConf.to_container(model_cfg, resolve=True)
+    identity = strip({k: v for k, v in model.items() if k not in ("linear_layers", "tokenizer")})
+    for part, key in (("loader", "checkpoint_sha256"), ("tokenizer", "tokenizer_sha256")):
+        local = (model.get(part) or {}).get("name_or_path")
+        if part == "tokenizer" and local == model["loader"].get("name_or_path"):
+            continue  # the checkpoint's own tokenizer, hashed with it
+        if isinstance(local, str) and Path(local).expanduser().exists():
+            identity[key] = checkpoint_digest(Path(local).expanduser(), Path(cache_dir))
+    return identity

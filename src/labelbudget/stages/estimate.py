@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from labelbudget.configs import check_settings
+from labelbudget.configs import check_settings, instantiate
 from labelbudget.data.annotation import annotated, read_annotations, reveal_responses
 from labelbudget.data.records import existing_path
 from labelbudget.efficiency.coslow import (
@@ -49,7 +49,7 @@ from labelbudget.evaluation.base import per_task
 from labelbudget.io import atomic_write_bytes, atomic_write_text, csv_text, jsonl_text
 from labelbudget.rendering import markdown_table, png_bytes, pyplot
 from labelbudget.runs import finished_runs
-from labelbudget.stages.common import LazyModel, instantiate, pool_scores
+from labelbudget.stages.run import Run
 
 SIGNALS = ("coslow", "cosine_random", "gradient_norm", "mean_confidence")
 
@@ -66,16 +66,17 @@ def run_estimate(cfg: DictConfig) -> dict[str, Any]:
         `paths.output_dir`.
     """
     check_settings(cfg)
-    return {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}[cfg.mode](
-        cfg
-    )
+    mode = {"coslow": run_coslow, "curves": run_curves, "fit": run_fit, "plan": run_plan}[cfg.mode]
+    with Run.open(cfg) as run:
+        return mode(run)
 
 
 # --- coslow -------------------------------------------------------------------------------------
 
 
-def run_coslow(cfg: DictConfig) -> dict[str, Any]:
+def run_coslow(run: Run) -> dict[str, Any]:
     """mode=coslow: each task's CoS-Low signal from its least confident prompts, and the AUC it predicts."""
+    cfg, folder = run.cfg, run.folder.path
     settings = cfg.coslow
     data = instantiate(cfg.dataset)
     annotations = read_annotations(cfg.annotations, data.pool) if cfg.annotations else None
@@ -88,14 +89,12 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
             f"CoS-Low samples {settings.n} prompts per task; too few in {small} "
             "(choose tasks with dataset.tasks=[...] or a larger pool, or lower coslow.n)"
         )
-    model = LazyModel(cfg.model)
-    scores = pool_scores(cfg, pool, required=True, model=model)
+    scores = run.scores(pool, required=True)
     rows_of = task_rows(pool)
     samples = {
         task: sample_rows(np.asarray(rows), scores.mean_prob, settings, cfg.seed, task)
         for task, rows in rows_of.items()
     }
-    folder = Path(cfg.paths.output_dir)
     exported = [
         {"id": pool[r].id, "task": task, "prompt": pool[r].prompt, "context": pool[r].context}
         for task, (low, _) in samples.items()
@@ -110,7 +109,7 @@ def run_coslow(cfg: DictConfig) -> dict[str, Any]:
     results, predicted = [], {}
     for task, (low, random_rows) in tqdm(samples.items(), desc="CoS-Low", unit="task"):
         labelled = [labelled_by_id[pool[r].id] for r in low]
-        loaded = model()
+        loaded = run.model()
         low_signals = gradient_signals(
             task_gradients(loaded, labelled, settings, cfg.seed), settings.aggregate
         )
@@ -197,8 +196,9 @@ def read_curve_runs(folders: list[str]) -> dict[str, dict[int, list[float]]]:
     return curves
 
 
-def run_curves(cfg: DictConfig) -> dict[str, Any]:
+def run_curves(run: Run) -> dict[str, Any]:
     """mode=curves: each task's measured learning curve and AUC from train.py learning-curve runs."""
+    cfg, folder = run.cfg, run.folder.path
     if not cfg.runs:
         raise ConfigError("mode=curves needs runs=[<train.py learning-curve folders>]")
     curves = read_curve_runs(list(cfg.runs))
@@ -212,7 +212,6 @@ def run_curves(cfg: DictConfig) -> dict[str, Any]:
             "seeds": [len(points[b]) for b in budgets],
             "auc": data_efficiency_auc(budgets, accuracies, cfg.human, cfg.n_max),
         }
-    folder = Path(cfg.paths.output_dir)
     atomic_write_text(
         folder / "curves.json",
         json.dumps({"n_max": cfg.n_max, "human": cfg.human, "tasks": summary}, indent=2) + "\n",
@@ -280,8 +279,9 @@ def plot_curves(
 # --- fit ----------------------------------------------------------------------------------------
 
 
-def run_fit(cfg: DictConfig) -> dict[str, Any]:
+def run_fit(run: Run) -> dict[str, Any]:
     """mode=fit: the AUC ~ CoS-Low fit through measured curves and their tasks' signals."""
+    cfg, folder = run.cfg, run.folder.path
     if not cfg.curves or not cfg.signals:
         raise ConfigError(
             "mode=fit needs curves=<curves.json from mode=curves> and signals=<coslow.json from mode=coslow>"
@@ -316,7 +316,6 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
         )
     slope, intercept = fit_line(np.array([signals[t]["coslow"] for t in tasks]), auc)
     fit = LinearFit(slope, intercept, "coslow", signals_file.get("model", "?"), len(tasks), n_max)
-    folder = Path(cfg.paths.output_dir)
     fit.save(folder / "fit.json")
     predicted = {t: fit.predict(signals[t]["coslow"]) for t in tasks}
     atomic_write_text(
@@ -343,8 +342,9 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
 # --- plan ---------------------------------------------------------------------------------------
 
 
-def run_plan(cfg: DictConfig) -> dict[str, Any]:
+def run_plan(run: Run) -> dict[str, Any]:
     """mode=plan: a budget split between tasks by their predicted AUCs (plan.csv)."""
+    cfg, folder = run.cfg, run.folder.path
     if not cfg.predictions or cfg.budget is None:
         raise ConfigError(
             "mode=plan needs predictions=<predicted_auc.json> and budget=<total labels>"
@@ -385,10 +385,8 @@ def run_plan(cfg: DictConfig) -> dict[str, Any]:
         )
     mean = mean_predicted_performance(counts, predicted, n_max)
     atomic_write_text(
-        Path(cfg.paths.output_dir) / "plan.csv",
+        folder / "plan.csv",
         csv_text(["task", "predicted_auc", "pool", "labels"], [r[:4] for r in rows]),
     )
-    print(
-        f"mean predicted normalised performance {mean:.4f}; wrote {Path(cfg.paths.output_dir) / 'plan.csv'}"
-    )
+    print(f"mean predicted normalised performance {mean:.4f}; wrote {folder / 'plan.csv'}")
     return {"counts": counts, "mean_predicted": mean}

@@ -10,21 +10,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from labelbudget.configs import check_settings, differing_keys
+from labelbudget.configs import check_settings, differing_keys, instantiate
 from labelbudget.data.schema import TaskData
 from labelbudget.distributed import check_strategy, print_once
 from labelbudget.errors import ConfigError, listing
+from labelbudget.models.fingerprint import model_identity
 from labelbudget.runs import SAVED_CONFIG, RunFolder, RunIdentity
-from labelbudget.stages.common import (
-    LazyModel,
+from labelbudget.stages.evaluations import (
     evaluations,
     headline,
-    instantiate,
-    model_identity,
     prepare_evaluations,
     run_evaluations,
-    write_metrics,
 )
+from labelbudget.stages.run import Run, run_identity
 from labelbudget.training.adapters import (
     TRAINED_ON,
     check_adapter,
@@ -101,24 +99,29 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     data: TaskData | None = instantiate(cfg.dataset) if needs_dataset else None
     evals = prepare_evaluations(chosen, data, trained_on)
     dataset = data.name if data is not None else cfg.dataset.get("name", "-")
-    identity = RunIdentity(dataset, "zero-shot", {}, 0, int(cfg.seed), cfg.model.name)
-    if adapter is not None:  # the training run's identity, so the report puts it on its row
-        trained = RunFolder.of_adapter(adapter)
-        if trained.finished:
-            identity = trained.read().identity
-        else:
-            log.warning(
-                "no metrics.json beside %s: which selection and budget trained it is unknown, so the report lists "
-                "it as its own row 'adapter:%s'",
-                adapter,
-                adapter,
-            )
-            identity = replace(identity, selector=f"adapter:{adapter}")
-    loaded = LazyModel(cfg.model)()
-    if adapter is not None:
-        loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
-    metrics, settings = run_evaluations(cfg, evals, loaded)
-    folder = RunFolder(Path(cfg.paths.output_dir))
-    write_metrics(folder.path, identity, metrics, settings, None, cfg, data, evals)
-    print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
-    return metrics
+    with Run.open(cfg, evaluated_identity(cfg, dataset, adapter)) as run:
+        loaded = run.model()
+        if adapter is not None:
+            loaded = replace(loaded, model=load_adapter(loaded.model, adapter))
+        metrics, settings = run_evaluations(run, evals, loaded)
+        run.record(metrics, settings, data, evals)
+        print_once(f"{headline(evals, metrics)}; wrote {run.folder.metrics_file}")
+        return metrics
+
+
+def evaluated_identity(cfg: DictConfig, dataset: str, adapter: Path | None) -> RunIdentity:
+    """The zero-shot row's identity for the base model; for an adapter its training run's, so
+    that the report puts the numbers on that run's row (its own row where that is unknown)."""
+    identity = run_identity(cfg, dataset)
+    if adapter is None:
+        return identity
+    trained = RunFolder.of_adapter(adapter)
+    if trained.finished:
+        return trained.read().identity
+    log.warning(
+        "no metrics.json beside %s: which selection and budget trained it is unknown, so the "
+        "report lists it as its own row 'adapter:%s'",
+        adapter,
+        adapter,
+    )
+    return replace(identity, selector=f"adapter:{adapter}")

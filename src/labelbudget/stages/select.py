@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig
 
-from labelbudget.configs import check_settings
+from labelbudget.configs import check_settings, instantiate
 from labelbudget.data.annotation import (
     Annotations,
     examples_of,
@@ -24,6 +24,7 @@ from labelbudget.data.schema import Example, Pool, TaskData
 from labelbudget.distributed import check_strategy, is_main_process, print_once
 from labelbudget.errors import ConfigError
 from labelbudget.io import atomic_write_text
+from labelbudget.runs import RunIdentity
 from labelbudget.scoring.scores import Scores
 from labelbudget.selection.base import (
     FIRST_ROUND,
@@ -33,19 +34,14 @@ from labelbudget.selection.base import (
     Selection,
     Selector,
 )
-from labelbudget.stages.common import (
-    LazyModel,
-    instantiate,
-    pool_scores,
-    run_identity,
-    write_metrics,
-)
+from labelbudget.stages.run import Run, run_identity
 from labelbudget.stages.signals import (
     check_learned,
     check_signals,
     provide_learned,
     provide_signals,
 )
+from labelbudget.tracking.loggers import log_allocation
 from labelbudget.tracking.selection_report import (
     allocation_csv,
     selection_jsonl,
@@ -82,7 +78,7 @@ def resolve_budget(budget: Any, pool_size: int, zero_allowed: bool = False) -> i
 
 
 @dataclass
-class Prepared:
+class SelectionInputs:
     """What a selection needs, every part checked before any model loads."""
 
     data: TaskData
@@ -90,8 +86,12 @@ class Prepared:
     selector: Selector
     annotations: Annotations | None  # the `annotations` files, read and checked; None: simulated
 
+    def identity(self, cfg: DictConfig) -> RunIdentity:
+        """The identity of a run that selects from these inputs."""
+        return run_identity(cfg, self.data.name, self.budget, self.selector, len(self.data.pool))
 
-def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
+
+def selection_inputs(cfg: DictConfig, zero_allowed: bool = False) -> SelectionInputs:
     """Check every setting, load and validate the pool, resolve and check the budget: no model yet."""
     check_settings(cfg)
     check_strategy(cfg.trainer)
@@ -119,7 +119,7 @@ def prepare(cfg: DictConfig, zero_allowed: bool = False) -> Prepared:
         budget,
         asked,
     )
-    return Prepared(data, budget, selector, annotations)
+    return SelectionInputs(data, budget, selector, annotations)
 
 
 def imported_annotations(node, pool: Pool) -> Annotations | None:
@@ -143,29 +143,29 @@ class Chosen:
     metrics: dict[str, float]  # task coverage and the selector's own objective
 
 
-def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -> Chosen | None:
+def choose(run: Run, inputs: SelectionInputs) -> Chosen | None:
     """Score (cached), select, write selection.jsonl, allocation.csv and allocation.png, and give
     the tracker the allocation table and plot; the coverage statistics and the selector's
     objective are returned for the run's metrics. A two-round selector's first round is
     labelled and learned from first (its allocation in allocation_round1.csv, the seconds that
     took in `selection/learn_seconds`); None where it is still to be annotated (its file
     written)."""
-    pool, selector = prepared.data.pool, prepared.selector
-    signals = provide_signals(selector, pool, cfg, model)
+    pool, selector, budget = inputs.data.pool, inputs.selector, inputs.budget
+    signals = provide_signals(selector, pool, run)
     candidates = Candidates(pool.ids, pool.tasks, signals)
     # the allocation table shows each task's confidence where the pool was scored already
-    scores = signals[SCORES] if SCORES in signals else pool_scores(cfg, pool, False)
-    folder = Path(cfg.paths.output_dir)
-    rng = np.random.default_rng(cfg.seed)
+    scores = signals[SCORES] if SCORES in signals else run.scores(pool, required=False)
+    folder = run.folder.path
+    rng = np.random.default_rng(run.seed)
     learn_seconds: dict[str, float] = {}
-    first = selector.first_round(candidates, prepared.budget, rng)
+    first = selector.first_round(candidates, budget, rng)
     if first is not None:
-        labelled = first_round_examples(first, pool, prepared.annotations, scores)
+        labelled = first_round_examples(first, pool, inputs.annotations, scores)
         if labelled is None:
             write_first_round(folder, pool, first)
             return None
         started = time.perf_counter()
-        learned = provide_learned(selector, labelled, cfg, model)
+        learned = provide_learned(selector, labelled, run)
         learn_seconds["selection/learn_seconds"] = time.perf_counter() - started
         if is_main_process():
             for name, signal in learned.items():  # e.g. the probe's predicted AUCs
@@ -174,22 +174,20 @@ def choose(cfg: DictConfig, prepared: Prepared, model: LazyModel, logger=None) -
             first_rows = task_rows(pool, Selection(ids=first.ids), scores)
             atomic_write_text(folder / "allocation_round1.csv", allocation_csv(first_rows))
         candidates = Candidates(pool.ids, pool.tasks, {**signals, **learned, FIRST_ROUND: first})
-    selection = selector.select(candidates, prepared.budget, rng)
-    _check_selection(selection, pool, prepared.budget, selector.name)
+    selection = selector.select(candidates, budget, rng)
+    _check_selection(selection, pool, budget, selector.name)
     rows = task_rows(pool, selection, scores)
     if is_main_process():  # every rank of a DDP job selects the same prompts; one writes them
-        write_selection_outputs(
-            folder, rows, pool, selection, prepared.selector.name, prepared.budget
-        )
-    print_once(summary_table(rows, prepared.selector.name, prepared.budget))
+        write_selection_outputs(folder, rows, pool, selection, selector.name, budget)
+    print_once(summary_table(rows, selector.name, budget))
     print_once(f"wrote {folder / 'selection.jsonl'}, allocation.csv and allocation.png")
     metrics = {
         **selection_statistics(rows),
         **{f"selection/{k}": float(v) for k, v in selection.objective.items()},
         **learn_seconds,
     }
-    if logger is not None:
-        log_allocation(logger, rows, folder / "allocation.png")
+    if run.logger is not None:
+        log_allocation(run.logger, rows, folder / "allocation.png")
     return Chosen(selection, metrics)
 
 
@@ -227,19 +225,6 @@ def write_first_round(folder: Path, pool: Pool, first: FirstRound) -> None:
     )
 
 
-def log_allocation(logger, rows, plot: Path) -> None:
-    """The allocation table and plot, for trackers that take them (W&B)."""
-    if hasattr(logger, "log_table"):
-        columns = ["task", "pool_size", "mean_confidence", "allocated", "selected"]
-        logger.log_table(
-            key="selection/allocation",
-            columns=columns,
-            data=[[getattr(r, c) for c in columns] for r in rows],
-        )
-    if hasattr(logger, "log_image"):
-        logger.log_image(key="selection/allocation_plot", images=[str(plot)])
-
-
 def _check_selection(selection: Selection, pool: Pool, budget: int, name: str) -> None:
     """A selector bug must never reach annotators: exactly `budget` distinct, known ids."""
     known = set(pool.ids)
@@ -264,17 +249,10 @@ def run_select(cfg: DictConfig) -> Selection:
         `allocation.png` are in `paths.output_dir`, with metrics.json holding the task coverage
         and the selector's objective for the report.
     """
-    prepared = prepare(cfg)
-    chosen = choose(cfg, prepared, LazyModel(cfg.model))
-    if chosen is None:  # a first round to annotate: no selection yet
-        return None
-    write_metrics(
-        Path(cfg.paths.output_dir),
-        run_identity(cfg, prepared.data, prepared.budget, prepared.selector),
-        chosen.metrics,
-        {},
-        None,
-        cfg,
-        prepared.data,
-    )
-    return chosen.selection
+    inputs = selection_inputs(cfg)
+    with Run.open(cfg, inputs.identity(cfg)) as run:
+        chosen = choose(run, inputs)
+        if chosen is None:  # a first round to annotate: no selection yet
+            return None
+        run.record(chosen.metrics, {}, inputs.data)
+        return chosen.selection

@@ -22,6 +22,7 @@ from labelbudget.efficiency.curves import log_budget
 from labelbudget.efficiency.predicted_auc import PredictedAUC
 from labelbudget.efficiency.predictor import choose_fit
 from labelbudget.errors import ConfigError
+from labelbudget.models.loading import LazyModel
 from labelbudget.scoring.prompt_sensitivity import prompt_sensitivity
 from labelbudget.selection.base import (
     PREDICTED_AUC,
@@ -31,13 +32,7 @@ from labelbudget.selection.base import (
     SCORES,
     Selector,
 )
-from labelbudget.stages.common import (
-    LazyModel,
-    instantiate,
-    model_identity,
-    pool_scores,
-    predict_trainer,
-)
+from labelbudget.stages.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +43,8 @@ class SignalProvider(Protocol):
     def check(self, settings: Any, pool: Pool) -> None:
         """Refuse what can be refused before a model loads (a missing file, a task it lacks)."""
 
-    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
-        """The signal for `pool`, from the cache where it is there; `model` loads on first use."""
+    def provide(self, settings: Any, pool: Pool, run: Run) -> Any:
+        """The signal for `pool`, from the cache where it is there; `run.model` loads on first use."""
 
 
 class ScoresProvider:
@@ -63,9 +58,9 @@ class ScoresProvider:
                 f"a selector's own; declare {{SCORES: None}}, got {settings!r}"
             )
 
-    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+    def provide(self, settings: Any, pool: Pool, run: Run) -> Any:
         """The pool's `Scores`, from the cache or a scoring pass."""
-        return pool_scores(cfg, pool, True, model)
+        return run.scores(pool, required=True)
 
 
 class PromptSensitivityProvider:
@@ -74,11 +69,16 @@ class PromptSensitivityProvider:
     def check(self, settings: Any, pool: Pool) -> None:
         """Nothing to check before the pass: its settings were checked when built."""
 
-    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+    def provide(self, settings: Any, pool: Pool, run: Run) -> Any:
         """Task -> sensitivity, from the cache or a pass with `settings`."""
-        identity = model_identity(cfg.model, cfg.paths.cache_dir)
-        cache = cfg.paths.score_cache_dir
-        return prompt_sensitivity(pool, model, identity, settings, cache, predict_trainer(cfg))
+        return prompt_sensitivity(
+            pool,
+            run.model,
+            run.model_identity,
+            settings,
+            run.cfg.paths.score_cache_dir,
+            run.predict_trainer(),
+        )
 
 
 class PredictedAUCProvider:
@@ -88,7 +88,7 @@ class PredictedAUCProvider:
         """The file `settings` names exists, is valid and covers every task of the pool."""
         PredictedAUC.read(settings).check_covers(pool.tasks)
 
-    def provide(self, settings: Any, pool: Pool, cfg: DictConfig, model: LazyModel) -> Any:
+    def provide(self, settings: Any, pool: Pool, run: Run) -> Any:
         """The file's `PredictedAUC`."""
         return PredictedAUC.read(settings)
 
@@ -99,9 +99,7 @@ class LearnedSignalProvider(Protocol):
     def check(self, settings: Any, cfg: DictConfig) -> None:
         """Refuse what can be refused before a model loads."""
 
-    def provide(
-        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
-    ) -> Any:
+    def provide(self, settings: Any, examples: list[Example], run: Run) -> Any:
         """The signal from the first round's `examples`, their responses the labels."""
 
 
@@ -119,20 +117,18 @@ class ProbeAUCProvider:
                 "one (estimate.py mode=fit, README) and pass selector.fit=<fit.json>"
             )
 
-    def provide(
-        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
-    ) -> PredictedAUC:
+    def provide(self, settings: Any, examples: list[Example], run: Run) -> PredictedAUC:
         """Task -> predicted AUC, on the fit's budget axis."""
-        fit = choose_fit(settings["fit"], cfg.model.name)
+        fit = choose_fit(settings["fit"], run.cfg.model.name)
         coslow = OmegaConf.create(settings["coslow"])
         by_task: dict[str, list[Example]] = {}
         for example in examples:
             by_task.setdefault(example.task, []).append(example)
-        loaded = model()
+        loaded = run.model()
         predicted = {
             task: fit.predict(
                 gradient_signals(
-                    task_gradients(loaded, labelled, coslow, int(cfg.seed)), coslow.aggregate
+                    task_gradients(loaded, labelled, coslow, run.seed), coslow.aggregate
                 ).cosine
             )
             for task, labelled in tqdm(sorted(by_task.items()), desc="probe CoS-Low", unit="task")
@@ -163,9 +159,7 @@ class RoundGainsProvider:
                 "settings, and this run has none: add finetune=lora (train.py has it)"
             )
 
-    def provide(
-        self, settings: Any, examples: list[Example], cfg: DictConfig, model: LazyModel
-    ) -> PredictedAUC:
+    def provide(self, settings: Any, examples: list[Example], run: Run) -> PredictedAUC:
         """Task -> the AUC of its fitted curve, on the budget axis up to settings' n_max."""
         from labelbudget.evaluation.tasks import TaskEvaluation, generate_answers, grade
         from labelbudget.training.fit import fine_tune
@@ -181,15 +175,14 @@ class RoundGainsProvider:
         answering = TaskEvaluation(max_new_tokens=settings["max_new_tokens"])
 
         def accuracy(loaded) -> dict[str, float]:
-            answers = generate_answers(loaded, held_out, answering, predict_trainer(cfg))
+            answers = generate_answers(loaded, held_out, answering, run.predict_trainer())
             per_task, _ = grade(held_out, answers)
             return {t: per_task[f"tasks/{t}"] for t in held_out.task_sizes()}
 
-        fresh = LazyModel(cfg.model)()  # its own copy: fine-tuning puts adapters in its modules
+        # its own copy: fine-tuning puts adapters in its modules
+        fresh = LazyModel(run.cfg.model)()
         before = accuracy(fresh)
-        tuned, _ = fine_tune(
-            fresh, trained, cfg.finetune, instantiate(cfg.trainer), None, int(cfg.seed)
-        )
+        tuned, _ = fine_tune(fresh, trained, run.cfg.finetune, run.fit_trainer(), None, run.seed)
         after = accuracy(tuned)
         fitted = {
             task: fitted_auc(counts[task], before.get(task), after.get(task), settings["n_max"])
@@ -264,12 +257,10 @@ def check_learned(selector: Selector, cfg: DictConfig) -> None:
         provider.check(settings, cfg)
 
 
-def provide_learned(
-    selector: Selector, examples: list[Example], cfg: DictConfig, model: LazyModel
-) -> dict[str, Any]:
+def provide_learned(selector: Selector, examples: list[Example], run: Run) -> dict[str, Any]:
     """Every signal the selector learns from its labelled first round (`examples`), by name."""
     return {
-        name: provider.provide(settings, examples, cfg, model)
+        name: provider.provide(settings, examples, run)
         for name, (provider, settings) in _learned(selector).items()
     }
 
@@ -300,11 +291,9 @@ def check_signals(selector: Selector, pool: Pool) -> None:
         provider.check(settings, pool)
 
 
-def provide_signals(
-    selector: Selector, pool: Pool, cfg: DictConfig, model: LazyModel
-) -> dict[str, Any]:
+def provide_signals(selector: Selector, pool: Pool, run: Run) -> dict[str, Any]:
     """Every signal the selector asks for, by name, in the order it declares them."""
     return {
-        name: provider.provide(settings, pool, cfg, model)
+        name: provider.provide(settings, pool, run)
         for name, (provider, settings) in _providers(selector).items()
     }

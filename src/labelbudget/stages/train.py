@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from labelbudget.data.annotation import (
-    annotated,
-    check_responses,
-)
+from labelbudget.data.annotation import annotated, check_responses
 from labelbudget.distributed import is_main_process, print_once
 from labelbudget.models.loading import LoadedModel
-from labelbudget.runs import RunFolder
-from labelbudget.stages.common import (
-    LazyModel,
+from labelbudget.stages.evaluations import (
     evaluations,
     headline,
-    instantiate,
-    make_logger,
-    model_identity,
     prepare_evaluations,
     run_evaluations,
-    run_identity,
-    write_metrics,
 )
-from labelbudget.stages.select import Prepared, choose, prepare
-from labelbudget.training.adapters import (
-    save_adapter,
-)
+from labelbudget.stages.run import Run
+from labelbudget.stages.select import SelectionInputs, choose, selection_inputs
+from labelbudget.training.adapters import save_adapter
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
@@ -45,52 +33,37 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         time (`run/seconds`), also written to metrics.json in `paths.output_dir` and to the
         tracker; the adapter is in `adapter/`.
     """
-    from labelbudget.tracking.loggers import finish_wandb
-
     started = time.perf_counter()
-    prepared = prepare(cfg, zero_allowed=True)
-    annotations = prepared.annotations
-    if prepared.budget and annotations is None:
-        check_responses(prepared.data.pool)
+    inputs = selection_inputs(cfg, zero_allowed=True)
+    if inputs.budget and inputs.annotations is None:
+        check_responses(inputs.data.pool)
     trained_on = OmegaConf.to_container(cfg.dataset, resolve=True)
-    evals = prepare_evaluations(evaluations(cfg), prepared.data, trained_on)
-    model = LazyModel(cfg.model)
-    identity = run_identity(cfg, prepared.data, prepared.budget, prepared.selector)
-    folder = RunFolder(Path(cfg.paths.output_dir))
-    logger = make_logger(cfg, identity)
-    try:
-        if prepared.budget:
-            tuned, trained = select_and_fine_tune(cfg, prepared, model, annotations, logger)
+    evals = prepare_evaluations(evaluations(cfg), inputs.data, trained_on)
+    with Run.open(cfg, inputs.identity(cfg)) as run:
+        if inputs.budget:
+            tuned, trained = select_and_fine_tune(run, inputs, trained_on)
         else:  # budget 0: the base model under this run's identity
-            tuned, trained = model(), {"train/examples": 0.0}
-        metrics, settings = run_evaluations(cfg, evals, tuned)
+            tuned, trained = run.model(), {"train/examples": 0.0}
+        metrics, settings = run_evaluations(run, evals, tuned)
         metrics.update(trained)
         metrics["run/seconds"] = time.perf_counter() - started
         settings["finetune"] = OmegaConf.to_container(cfg.finetune, resolve=True)
-        write_metrics(folder.path, identity, metrics, settings, logger, cfg, prepared.data, evals)
-        print_once(f"{headline(evals, metrics)}; wrote {folder.metrics_file}")
+        run.record(metrics, settings, inputs.data, evals)
+        print_once(f"{headline(evals, metrics)}; wrote {run.folder.metrics_file}")
         return metrics
-    finally:
-        finish_wandb()
 
 
 def select_and_fine_tune(
-    cfg: DictConfig, prepared: Prepared, model: LazyModel, annotations, logger
+    run: Run, inputs: SelectionInputs, trained_on: dict
 ) -> tuple[LoadedModel, dict[str, float]]:
-    """Choose, annotate (simulated or imported), fine-tune, save the adapter; the tuned model,
-    and the fit and selection metrics."""
+    """Choose, annotate (simulated or imported), fine-tune, save the adapter with the dataset it
+    was `trained_on`; the tuned model, and the fit and selection metrics."""
     from labelbudget.training.fit import fine_tune
 
-    chosen = choose(cfg, prepared, model, logger)  # never None: the pool's responses are checked
-    examples = annotated(prepared.data.pool, chosen.selection.ids, annotations)
-    trainer = instantiate(cfg.trainer)
-    tuned, fit_stats = fine_tune(model(), examples, cfg.finetune, trainer, logger, int(cfg.seed))
-    adapter = RunFolder(Path(cfg.paths.output_dir)).adapter
-    save_adapter(
-        tuned.model,
-        adapter,
-        model_identity(cfg.model, cfg.paths.cache_dir),
-        OmegaConf.to_container(cfg.dataset, resolve=True),
-        is_main_process(),
+    chosen = choose(run, inputs)  # never None: the pool's responses are checked
+    examples = annotated(inputs.data.pool, chosen.selection.ids, inputs.annotations)
+    tuned, fit_stats = fine_tune(
+        run.model(), examples, run.cfg.finetune, run.fit_trainer(), run.logger, run.seed
     )
+    save_adapter(tuned.model, run.folder.adapter, run.model_identity, trained_on, is_main_process())
     return tuned, {**fit_stats, **chosen.metrics}

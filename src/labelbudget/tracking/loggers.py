@@ -1,7 +1,10 @@
 """Experiment trackers: W&B (online with an API key, offline without), CSV, or none.
 
-Every run is named from what it compares (dataset/selector/budget as the W&B group, the seed in
-the run name), so runs of a multirun line up in W&B without any manual naming.
+Everything labelbudget sends to a tracker is here, with `conf/logger/` choosing which: a run's
+tracker is opened and named by `open_logger` (dataset/selector/budget as the W&B group, the seed
+in the run name, so runs of a multirun line up in W&B without any manual naming) and closed by
+`close_logger`; its metrics go through Lightning's logger API, and select's allocation table
+and plot through `log_allocation`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from labelbudget.configs import instantiate
 from labelbudget.runs import RunIdentity
 
 log = logging.getLogger(__name__)
@@ -84,10 +90,34 @@ def csv_logger(save_dir: str, group: str, name: str, tags: list[str]):
     return CSVLogger(save_dir=save_dir, name="csv", version="")
 
 
-def finish_wandb() -> None:
-    """Close the W&B run if one is open, so each job of a multirun is its own run."""
+def open_logger(node: DictConfig | None, identity: RunIdentity, config: dict[str, Any]):
+    """The tracker the `logger` node configures, named from the run's identity and given the
+    run's whole config; None where the node chooses none."""
+    if not node:
+        return None
+    logger = instantiate(node)(**tracker_names(identity))
+    logger.log_hyperparams(config)
+    return logger
+
+
+def close_logger() -> None:
+    """Close the W&B run if one is open (even one whose opening failed half way), so that each
+    job of a multirun is its own run."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
+
+
+def log_allocation(logger, rows: list[Any], plot: Path) -> None:
+    """select's allocation table (`TaskRow`s) and plot, for trackers that take them (W&B)."""
+    if hasattr(logger, "log_table"):
+        columns = ["task", "pool_size", "mean_confidence", "allocated", "selected"]
+        logger.log_table(
+            key="selection/allocation",
+            columns=columns,
+            data=[[getattr(r, c) for c in columns] for r in rows],
+        )
+    if hasattr(logger, "log_image"):
+        logger.log_image(key="selection/allocation_plot", images=[str(plot)])
