@@ -1,4 +1,5 @@
-"""The run a stage works in, opened once: its folder, identity, model, tracker and record.
+"""The run a stage works in, opened once: its folder, identity, model, tracker and record; and
+the identity itself, what the run compares (`run_identity`).
 
 A stage first checks everything that can fail on the user's input (the settings, the pool, the
 budget, the selector's signals, the evaluations' inputs: no model yet), then opens its run and
@@ -59,13 +60,19 @@ class Run:
     @classmethod
     @contextmanager
     def open(cls, cfg: DictConfig, identity: RunIdentity | None = None) -> Iterator[Run]:
-        """The run of `cfg`, its tracker opened (where it has an identity) and closed on exit."""
+        """The run of `cfg`; no model is loaded until `run.model()` is called.
+
+        Args:
+            cfg: the stage's composed config; `paths.output_dir` is the run folder, `logger`
+                the tracker.
+            identity: what the run compares; None for a stage that records no run (no tracker
+                is opened then).
+
+        Yields:
+            The run, its tracker open; the tracker is closed however the stage ends.
+        """
         try:
-            logger = (
-                open_logger(cfg.get("logger"), identity, OmegaConf.to_container(cfg, resolve=True))
-                if identity is not None
-                else None
-            )
+            logger = open_logger(cfg, identity) if identity is not None else None
             yield cls(
                 cfg, identity, RunFolder(Path(cfg.paths.output_dir)), LazyModel(cfg.model), logger
             )
@@ -83,11 +90,12 @@ class Run:
         return model_identity(self.cfg.model, self.cfg.paths.cache_dir)
 
     def fit_trainer(self) -> Callable:
-        """The configured Trainer, for fine-tuning."""
+        """The configured Trainer's factory (`trainer` node), for fine-tuning."""
         return instantiate(self.cfg.trainer)
 
     def predict_trainer(self) -> Callable:
-        """The configured Trainer, set up for inference passes (no logger, our own progress bar)."""
+        """The configured Trainer's factory, set up for inference passes (no logger, our own
+        progress bar)."""
         return partial(
             self.fit_trainer(),
             logger=False,
@@ -98,8 +106,16 @@ class Run:
         )
 
     def scores(self, pool: Pool, required: bool) -> Scores | None:
-        """The pool's scores from the cache; a scoring pass where they are `required` and not
-        there (the model loads only then), else None."""
+        """The pool's scores under this run's model and `scoring` settings.
+
+        Args:
+            pool: the prompts to score.
+            required: whether to run the scoring pass where the cache lacks them (the model
+                loads only then); else the cache's scores or None.
+
+        Returns:
+            The scores in pool order, or None where not required and not cached.
+        """
         settings: ScoringSettings = instantiate(self.cfg.scoring)
         cache = self.cfg.paths.score_cache_dir
         if not required:
@@ -128,7 +144,12 @@ class Run:
             settings: what each evaluation used that the config does not say.
             data: the pool and test split, whose hashes tell a pool edited in place.
             evaluated: the evaluations run, whose headlines the report leads with.
+
+        Raises:
+            ValueError: the run was opened without an identity (it records no run).
         """
+        if self.identity is None:
+            raise ValueError("a run opened without an identity records nothing")
         record = RunRecord(
             self.identity,
             metrics,
@@ -157,6 +178,8 @@ def run_identity(
         name, options = "zero-shot", {}
     elif budget == pool_size:
         name, options = "full", {}
+    elif selector is None:
+        raise ValueError(f"a run that buys {budget} labels names the selector that chose them")
     else:
         name, options = selector_choice(cfg, selector)
     return RunIdentity(dataset, name, options, budget, int(cfg.seed), cfg.model.name)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from labelbudget.configs import instantiate
 from labelbudget.runs import RunIdentity
@@ -90,13 +90,13 @@ def csv_logger(save_dir: str, group: str, name: str, tags: list[str]):
     return CSVLogger(save_dir=save_dir, name="csv", version="")
 
 
-def open_logger(node: DictConfig | None, identity: RunIdentity, config: dict[str, Any]):
-    """The tracker the `logger` node configures, named from the run's identity and given the
-    run's whole config; None where the node chooses none."""
-    if not node:
+def open_logger(cfg: DictConfig, identity: RunIdentity):
+    """The tracker the run's `logger` node configures, named from the run's identity and given
+    the run's whole config, resolved; None where the node chooses none."""
+    if not cfg.get("logger"):
         return None
-    logger = instantiate(node)(**tracker_names(identity))
-    logger.log_hyperparams(config)
+    logger = instantiate(cfg.logger)(**tracker_names(identity))
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return logger
 
 
