@@ -50,10 +50,16 @@ GB = 1e9
 CPU = torch.device("cpu")
 
 
-def embeddings(n: int, d: int, seed: int) -> np.ndarray:
+def clustered_embeddings(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded mixture's embeddings and each one's cluster (0-199)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((200, d)).astype(np.float32)
-    return centres[rng.integers(0, 200, n)] + 0.7 * rng.standard_normal((n, d)).astype(np.float32)
+    cluster = rng.integers(0, 200, n)
+    return centres[cluster] + 0.7 * rng.standard_normal((n, d)).astype(np.float32), cluster
+
+
+def embeddings(n: int, d: int, seed: int) -> np.ndarray:
+    return clustered_embeddings(n, d, seed)[0]
 
 
 def candidates(x: np.ndarray) -> Candidates:

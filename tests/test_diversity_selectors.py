@@ -22,7 +22,7 @@ from labelbudget.selection.facility_location import (
     greedy,
 )
 from labelbudget.selection.facility_location_cpu import CachedCpuKernel, fused_decrease
-from labelbudget.selection.kcenter import KCenterSelector
+from labelbudget.selection.kcenter import KCenterSelector, furthest_first
 from labelbudget.selection.kernels import CachedPairwise, Pairwise
 
 
@@ -74,13 +74,15 @@ def first_max(values) -> int:
 
 
 def kcenter_reference(x: np.ndarray, budget: int, first: int) -> tuple[list[int], float]:
+    """Furthest-first in float64 from differences of coordinates, every distance computed."""
     picks = [first]
+    nearest = ((x - x[first]) ** 2).sum(1)
     while True:
-        nearest = np.min([((x - x[c]) ** 2).sum(1) for c in picks], axis=0)
+        nearest[picks] = -1.0
         if len(picks) == budget:
             return picks, float(np.sqrt(nearest.max()))
-        nearest[picks] = -1.0
         picks.append(first_max(nearest))
+        nearest = np.minimum(nearest, ((x - x[picks[-1]]) ** 2).sum(1))
 
 
 def facility_location_reference(kernel: np.ndarray, budget: int) -> tuple[list[int], float]:
@@ -406,6 +408,24 @@ def test_dpp_refuses_a_factor_beyond_its_memory_cap():
         DPPSelector(max_factor_mb=0.01).select(candidates, 50, np.random.default_rng(0))
 
 
+def test_dpp_that_would_not_fit_the_free_memory_is_refused_before_any_work_saying_what_fits(
+    monkeypatch,
+):
+    import labelbudget.selection.dpp as dpp
+    import labelbudget.selection.kernels as kernels
+
+    free = 2 * 2**20  # bytes; the factor takes 8 x budget x 1000, the embeddings 2 x 8 x 1000 x 8
+    monkeypatch.setattr(kernels, "available_bytes", lambda device: free)
+    monkeypatch.setattr(dpp, "available_bytes", lambda device: free)
+    monkeypatch.setattr(dpp, "Pairwise", lambda *a, **k: pytest.fail("work started"))
+    candidates, _ = random_pool(1000, 8)
+    # (0.9 x 2 MiB - 128,000) // 8,000 = 219 picks fit
+    with pytest.raises(ConfigError, match=r"^dpp needs 0\.0 GiB .* a budget of at most 219 fits"):
+        DPPSelector().select(candidates, 220, np.random.default_rng(0))
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # 219 passes the check
+        DPPSelector().select(candidates, 219, np.random.default_rng(0))
+
+
 def clustered_pool(n: int, d: int, seed: int) -> tuple[Candidates, np.ndarray]:
     """Task-like clusters; the reference reads the float32 embeddings the selector sees."""
     rng = np.random.default_rng(seed)
@@ -455,6 +475,29 @@ def test_kcenter_picks_and_radius_are_the_float64_greedy(d):
     picks, radius = kcenter_reference(x, 120, first=rows(selection)[0])
     assert rows(selection) == picks
     assert selection.objective["max_min_distance"] == pytest.approx(radius, rel=1e-12)
+
+
+def test_kcenter_skips_the_distances_a_projection_rules_out_and_keeps_the_exact_picks():
+    # 20 tight clusters in 256 dimensions, a third of the pool picked, with exact duplicates
+    # (ties every step): past the cells' anchors a centre only meets its own cluster's points
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20, 256))[rng.integers(0, 20, 3000)] * 3 + rng.normal(size=(3000, 256))
+    x[2500:] = x[:500]
+    candidates = pool(x)
+    x = np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
+    pairwise = Pairwise(x, "sqeuclidean", dtype=torch.float64, exact_distances=True)
+    picks, nearest, computed = furthest_first(pairwise, 1000, 17, 2048)
+    expected, radius = kcenter_reference(x, 1000, first=17)
+    assert picks == expected
+    assert float(nearest.max()) ** 0.5 == pytest.approx(radius, rel=1e-9)
+    assert computed < 0.2  # of the 3000 x 1000 distances the greedy without bounds computes
+
+
+def test_kcenter_without_structure_to_prune_computes_most_distances_and_the_same_picks():
+    candidates, x = random_pool(600, 128, seed=2)  # isotropic: distances nearly equal
+    pairwise = Pairwise(x, "sqeuclidean", dtype=torch.float64, exact_distances=True)
+    picks, _, computed = furthest_first(pairwise, 300, 0, 2048)
+    assert picks == kcenter_reference(x, 300, first=0)[0] and computed > 0.5
 
 
 @pytest.mark.parametrize("memory_limit_mb", [2048, 0.05])

@@ -30,9 +30,12 @@ from labelbudget.errors import ConfigError
 from labelbudget.selection.base import SCORES, Candidates, Selection, Selector, register
 from labelbudget.selection.kernels import (
     MB,
+    ROOM_SHARE,
     Pairwise,
+    available_bytes,
     check_kernel,
     check_memory_limit,
+    check_room,
     kernel_scale,
     progress,
     resolve_device,
@@ -164,6 +167,19 @@ class DPPSelector(Selector):
                 f"max_factor_mb={self.max_factor_mb}; raise it if the device has the memory"
             )
         device = resolve_device(self.device)
+        n, d = scores.embeddings.shape
+        embedding_bytes = 2 * 8 * n * d  # float64, and its transposed copy while it is built
+        fits = int((ROOM_SHARE * (available_bytes(device) or 0) - embedding_bytes) // (8 * n))
+        check_room(
+            self.name,
+            {
+                "the float64 Cholesky factor": 8 * budget * n,
+                "the float64 embeddings": embedding_bytes,
+            },
+            device,
+            f"a budget of at most {max(fits, 0)} fits this pool here, or a device with more "
+            "memory (selector.device=cuda)",
+        )
         pairwise = Pairwise(
             scores.embeddings, self.kernel, self.gamma, self.normalize, device, dtype=torch.float64
         )

@@ -22,6 +22,7 @@ KINDS = ("sqeuclidean", "rbf", "cosine", "linear")
 MEDIAN_PAIRS = 100_000  # pairs sampled for the median squared distance when the pool is large
 PROGRESS_MIN = 500  # show progress bars only for runs with at least this many picks
 CPU_BLOCK_MB = 4.0  # CPU working blocks stay cache-sized (L3); see block_mb
+ROOM_SHARE = 0.9  # of the device's free memory a selector's arrays may take
 
 
 def resolve_device(device: str) -> torch.device:
@@ -59,6 +60,42 @@ def check_memory_limit(memory_limit_mb: float) -> None:
     """Refuse a memory limit that is not positive, at construction."""
     if not memory_limit_mb > 0:
         raise ConfigError(f"memory_limit_mb must be > 0, got {memory_limit_mb}")
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """What the device can still give: a GPU's free memory, or the machine's MemAvailable (None
+    where the system does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_room(who: str, needed: dict[str, int], device: torch.device, fix: str) -> None:
+    """Refuse, before any work, a run whose arrays would not fit the device's free memory (the
+    OS would kill it part way, or the GPU fail), naming each array's size and what makes it fit.
+
+    Args:
+        who: the selector, for the message.
+        needed: bytes by what holds them.
+        device: where they would live.
+        fix: the setting or size that makes the run fit, for the message.
+    """
+    free = available_bytes(device)
+    total = sum(needed.values())
+    if free is None or total <= ROOM_SHARE * free:
+        return
+    parts = ", ".join(f"{what} {size / 2**30:.1f} GiB" for what, size in needed.items())
+    raise ConfigError(
+        f"{who} needs {total / 2**30:.1f} GiB ({parts}) and the {device.type} has "
+        f"{free / 2**30:.1f} GiB free: {fix}"
+    )
 
 
 def block_mb(memory_limit_mb: float, device: torch.device) -> float:
