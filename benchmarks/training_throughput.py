@@ -40,7 +40,8 @@ LORA = {
 }
 
 
-def ours(loaded, examples, args) -> float:
+def ours(loaded, examples, args) -> tuple[float, dict]:
+    """Our fine-tune's seconds, and its stats (the memory plan and, on a GPU, the peak)."""
     settings = SimpleNamespace(
         lora=LORA,
         epochs=args.epochs,
@@ -63,7 +64,7 @@ def ours(loaded, examples, args) -> float:
         print(
             f"memory: planned {stats['train/planned_memory_gib']:.3f} GiB, measured peak {stats['train/peak_memory_gib']:.3f} GiB"
         )
-    return stats["train/seconds"]
+    return stats["train/seconds"], stats
 
 
 def hugging_face(loaded, examples, args, group_by_length: bool) -> float:
@@ -130,7 +131,7 @@ def main() -> None:
     runs = {
         "labelbudget (Lightning, length-grouped batches)": lambda loaded: ours(
             loaded, examples, args
-        ),
+        )[0],
         "HF Trainer + peft (defaults)": lambda loaded: hugging_face(loaded, examples, args, False),
         "HF Trainer + peft (train_sampling_strategy=group_by_length)": lambda loaded: hugging_face(
             loaded, examples, args, True

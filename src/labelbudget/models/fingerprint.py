@@ -10,12 +10,13 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING, Any
 
 from labelbudget.errors import LabelbudgetError
 from labelbudget.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def model_identity(model_cfg: DictConfig, cache_dir: str | Path) -> dict[str, An
         if isinstance(node, dict):
             return {k: strip(v) for k, v in node.items() if k != "cache_dir"}
         return node
+
+    from omegaconf import OmegaConf
 
     model = OmegaConf.to_container(model_cfg, resolve=True)
     identity = strip({k: v for k, v in model.items() if k not in ("linear_layers", "tokenizer")})

@@ -8,14 +8,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from omegaconf import DictConfig
 
-from labelbudget.configs import instantiate
 from labelbudget.errors import ConfigError, MissingResourceError
 from labelbudget.models.templates import PromptTemplate
+
+if TYPE_CHECKING:  # hydra and omegaconf only where a config builds the model: a bare GPU
+    from omegaconf import DictConfig  # machine loads models without them
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ class LazyLoaded(Protocol):
         ...
 
 
+def built(node: DictConfig) -> Any:
+    """The object a config node builds (hydra imported only here: see the imports)."""
+    from labelbudget.configs import instantiate
+
+    return instantiate(node)
+
+
 class LazyModel:
     """Loads the model on first use and keeps it: scoring (on a cache miss), fine-tuning and
     evaluation share one copy, and a run that needs none never loads it. Its tokenizer and
@@ -74,7 +82,7 @@ class LazyModel:
         if self._tokenizer is None:
             if self.model_cfg.get("tokenizer") is None:
                 return self().tokenizer
-            self._tokenizer = instantiate(self.model_cfg.tokenizer)()
+            self._tokenizer = built(self.model_cfg.tokenizer)()
         return self._tokenizer
 
     @property
@@ -83,14 +91,14 @@ class LazyModel:
         if self.loaded is not None:
             return self.loaded.template
         if self._template is None:
-            self._template = instantiate(self.model_cfg.loader.template)
+            self._template = built(self.model_cfg.loader.template)
         return self._template
 
     def __call__(self) -> LoadedModel:
         """The model, loaded on the first call and kept."""
         if self.loaded is None:
             log.info("loading model %s", self.model_cfg.name)
-            self.loaded = instantiate(self.model_cfg.loader)()
+            self.loaded = built(self.model_cfg.loader)()
             if (
                 self._tokenizer is not None
                 and self._tokenizer.get_vocab() != self.loaded.tokenizer.get_vocab()

@@ -2,16 +2,19 @@
 
 Each step adds the point furthest from its nearest chosen centre, which 2-approximates the
 smallest covering radius. The first centre is drawn uniformly from `rng` (the empty set leaves
-every point equally far); later ties go to the lowest pool index. Each step updates the vector
-of squared distances to the nearest centre, on the GPU when there is one; for embeddings of 64
-dimensions or more only at the points a new centre may come closer to, by the triangle
-inequality in a low-dimensional projection (`ProjectedBound`): on clustered embeddings late
-steps measure about one point in a hundred (BENCHMARKS.md), and a step that would measure a
-quarter of the pool streams its full O(N d) row instead. They come from |a|^2 + |b|^2 - 2 a.b, which cancels digits when points are close: in
-float32 that decided picks among the points of tight clusters, so they are float64 (twice the
-time of float32, BENCHMARKS.md), and before each pick every point that could be the furthest
-within that formula's worst-case error gets its nearest-centre distance again from its
+every point equally far); later ties go to the lowest pool index.
+
+Each step updates the vector of squared distances to the nearest centre, on the GPU when there
+is one. The distances come from |a|^2 + |b|^2 - 2 a.b, which cancels digits when points are
+close: in float32 that decided picks among the points of tight clusters, so they are float64
+(twice the time of float32, BENCHMARKS.md), and before each pick every point that could be the
+furthest within that formula's worst-case error gets its nearest-centre distance again from its
 coordinates, and so does the reported radius.
+
+For embeddings of 64 dimensions or more a step measures only the points the new centre may come
+closer to, by the triangle inequality in a low-dimensional projection (`ProjectedBound`); a step
+that would measure a quarter of the pool streams its full O(N d) row instead. On clustered
+embeddings about one distance in a hundred is computed (`distances_computed_share`).
 """
 
 from __future__ import annotations
