@@ -569,3 +569,13 @@ def test_compiled_decrease_sums_the_same_bits_for_any_thread_count():
         totals.append(total)
     assert all(t.tobytes() == totals[0].tobytes() for t in totals)
     np.testing.assert_allclose(totals[0], reference, rtol=1e-13)
+
+
+def test_time_estimates_divide_the_bytes_streamed_by_the_measured_bandwidth(monkeypatch):
+    import labelbudget.selection.kernels as kernels
+
+    cpu = torch.device("cpu")
+    assert kernels.read_gb_s(cpu) > 0.1  # the real measurement
+    monkeypatch.setattr(kernels, "read_gb_s", lambda device: 10.0)
+    assert kernels.hours_streaming(3.6e13, cpu) == "about 1.0 h"  # 3,600 s at 10 GB/s
+    assert kernels.hours_streaming(1.2e12, cpu) == "about 2 min"

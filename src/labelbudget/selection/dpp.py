@@ -36,6 +36,7 @@ from labelbudget.selection.kernels import (
     check_kernel,
     check_memory_limit,
     check_room,
+    hours_streaming,
     kernel_scale,
     progress,
     resolve_device,
@@ -169,6 +170,8 @@ class DPPSelector(Selector):
         device = resolve_device(self.device)
         n, d = scores.embeddings.shape
         embedding_bytes = 2 * 8 * n * d  # float64, and its transposed copy while it is built
+        # each step reads the factor so far and one kernel row: k^2 N / 2 and k N d float64s
+        streamed = 8 * (budget * budget * n / 2 + budget * n * d)
         fits = int((ROOM_SHARE * (available_bytes(device) or 0) - embedding_bytes) // (8 * n))
         check_room(
             self.name,
@@ -178,8 +181,15 @@ class DPPSelector(Selector):
             },
             device,
             f"a budget of at most {max(fits, 0)} fits this pool here, or a device with more "
-            "memory (selector.device=cuda)",
+            f"memory (selector.device=cuda); at this budget the greedy streams {streamed / 1e12:.1f} "
+            f"TB, {hours_streaming(streamed, device)} here",
         )
+        if streamed > 1e12:  # a long run says so before it starts
+            log.info(
+                "dpp: the greedy streams %.1f TB, %s",
+                streamed / 1e12,
+                hours_streaming(streamed, device),
+            )
         pairwise = Pairwise(
             scores.embeddings, self.kernel, self.gamma, self.normalize, device, dtype=torch.float64
         )

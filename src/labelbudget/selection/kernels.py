@@ -7,7 +7,9 @@ selector ever holds N x N values unless it chose to cache them within `memory_li
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 
 import numpy as np
 import torch
@@ -75,6 +77,27 @@ def available_bytes(device: torch.device) -> int | None:
     except OSError:
         pass
     return None
+
+
+@functools.cache
+def read_gb_s(device: torch.device) -> float:
+    """This device's read bandwidth, measured once (the best of three sums over 256 MB), for the
+    time estimates of selectors that stream arrays step after step."""
+    data = torch.ones(2**26, dtype=torch.float32, device=device)
+    best = float("inf")
+    for _ in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        data.sum().item()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best / 1e9
+
+
+def hours_streaming(total_bytes: float, device: torch.device) -> str:
+    """'about N h' (or min) to stream `total_bytes` at the device's measured read bandwidth."""
+    seconds = total_bytes / (read_gb_s(device) * 1e9)
+    return f"about {seconds / 3600:.1f} h" if seconds >= 3600 else f"about {seconds / 60:.0f} min"
 
 
 def check_room(who: str, needed: dict[str, int], device: torch.device, fix: str) -> None:
