@@ -1,0 +1,43 @@
+"""benchmarks/selection_scaling.py at toy sizes: each selector timed in its own process, a
+refusal recorded with its message, the table and the plot written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_the_scaling_benchmark_times_each_selector_and_records_refusals(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "selection_scaling.py",
+            "--n",
+            "600,1200",
+            "--d",
+            "64",
+            "--selectors",
+            "kcenter,weighted_task",
+            "--no-apricot",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "scaling.json").read_text())
+    kcenter = summary["results"]["kcenter"]
+    assert [(r["n"], r["k"], r["picks"]) for r in kcenter] == [(600, 198, 198), (1200, 396, 396)]
+    assert all(r["seconds"] > 0 and r["peak_rss_gb"] > 0 for r in kcenter)
+    # 200 tasks of about 3 and 6 prompts: a base of 5 per task needs more than 198 and 396 labels
+    weighted = summary["results"]["weighted_task"]
+    assert all("is smaller than the base allocation" in r["refused"] for r in weighted)
+    assert summary["bandwidth"]["read_gb_s"] > 0
+    assert "| kcenter | " in done.stdout and "refused: budget 198" in done.stdout
+    assert (tmp_path / "scaling.png").stat().st_size > 0
