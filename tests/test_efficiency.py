@@ -278,3 +278,11 @@ def test_predicted_auc_written_reads_back(tmp_path):
         "tasks": {"a": 0.5, "b": 0.25},
     }
     assert PredictedAUC.read(tmp_path / "p.json").tasks == {"a": 0.5, "b": 0.25}
+
+
+@pytest.mark.parametrize("share", [0, 1.5, True, "a tenth"])
+def test_a_probe_fraction_outside_a_share_is_refused_when_built(share):
+    from labelbudget.selection.predicted_efficiency import PredictedEfficiencySelector
+
+    with pytest.raises(ConfigError, match="probe_fraction must be a share in"):
+        PredictedEfficiencySelector(probe=4, probe_fraction=share)

@@ -229,3 +229,15 @@ def test_select_py_computes_the_sensitivity_once_then_reuses_it(tmp_path, monkey
 
     monkeypatch.setattr(labelbudget.models.tiny, "build_tiny_llama", no_model)
     assert run_select(cfg).ids == first.ids
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"other": 1}', '{"sensitivity": [1, 2]}'])
+def test_a_damaged_sensitivity_cache_is_named_with_the_fix(tmp_path, text):
+    from labelbudget.errors import DataError
+    from labelbudget.scoring.prompt_sensitivity import load_sensitivity
+
+    path = tmp_path / "sensitivity.json"
+    path.write_text(text)
+    pool = Pool([Example(id="a", task="t", prompt="q")], "pool")
+    with pytest.raises(DataError, match=r"sensitivity\.json.*delete it to recompute"):
+        load_sensitivity(path, pool)

@@ -243,8 +243,14 @@ def load_sensitivity(path: Path, pool: Pool) -> dict[str, float] | None:
     the pool's tasks or is not finite."""
     if not path.is_file():
         return None
-    values = json.loads(path.read_text())["sensitivity"]
-    if set(values) != set(pool.tasks) or not np.isfinite(list(values.values())).all():
+    try:
+        values = json.loads(path.read_text())["sensitivity"]
+        finite = np.isfinite(np.asarray(list(values.values()), dtype=float)).all()
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DataError(
+            str(path), f"is not a prompt-sensitivity cache ({error}); delete it to recompute"
+        ) from None
+    if set(values) != set(pool.tasks) or not finite:
         raise DataError(
             str(path),
             "does not hold a finite sensitivity for every task of the pool; delete it to recompute",

@@ -76,6 +76,12 @@ class PredictedEfficiencySelector(Selector):
             raise ConfigError(
                 f"probe must be an integer >= 2 (CoS-Low compares pairs), got {probe!r}"
             )
+        if (
+            isinstance(probe_fraction, bool)
+            or not isinstance(probe_fraction, (int, float))
+            or not 0 < probe_fraction <= 1
+        ):
+            raise ConfigError(f"probe_fraction must be a share in (0, 1], got {probe_fraction!r}")
         if probe_targets not in PROBE_TARGETS:
             raise ConfigError(
                 f"probe_targets must be one of {PROBE_TARGETS}, got {probe_targets!r}"
