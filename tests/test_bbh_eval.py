@@ -163,3 +163,12 @@ def test_grading_weighs_tasks_alike_in_macro():
     assert metrics == pytest.approx(
         {"bbh/macro": 0.75, "bbh/micro": 2 / 3, "bbh/task/a": 0.5, "bbh/task/b": 1.0}
     )
+
+
+@pytest.mark.parametrize("fraction", [0, 1.0])
+def test_a_heldout_split_without_a_test_half_is_refused_before_reading(tmp_path, fraction):
+    evaluation = BBHEvaluation(
+        data_dir=str(tmp_path / "absent"), split="heldout", test_fraction=fraction
+    )
+    with pytest.raises(ConfigError, match=r"eval.bbh.test_fraction must be in \(0, 1\)"):
+        evaluation.prepare(None, None)

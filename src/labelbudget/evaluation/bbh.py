@@ -124,6 +124,11 @@ class BBHEvaluation(Evaluation):
         """Read every task and its exemplars now; refuse to test on the fine-tuning pool."""
         if self.split not in ("all", "heldout"):
             raise ConfigError(f"eval.bbh.split must be 'all' or 'heldout', got {self.split!r}")
+        if self.split == "heldout" and not 0 < self.test_fraction < 1:
+            raise ConfigError(
+                "eval.bbh.split=heldout grades the dataset's test half: eval.bbh.test_fraction "
+                f"must be in (0, 1), got {self.test_fraction}"
+            )
         if not 0 <= self.shots <= 3:
             raise ConfigError(
                 f"eval.bbh.shots must be 0-3 (each task file has 3 exemplars), got {self.shots}"
