@@ -96,7 +96,8 @@ def training(base: LoadedModel, size: SimpleNamespace, gpu: bool) -> dict:
     tokens = sum(len(encode_sft(base.template, base.tokenizer, e, 512)[0]) for e in examples)
     args = SimpleNamespace(epochs=1, batch_size=8, gpu=gpu)
     ours_s, stats = ours(copy.deepcopy(base), examples, args)
-    torch.cuda.empty_cache() if gpu else None
+    if gpu:
+        torch.cuda.empty_cache()
     hf_s = hugging_face(copy.deepcopy(base), examples, args, group_by_length=False)
     result = {
         "ours_tokens_per_s": tokens / ours_s,
@@ -200,6 +201,8 @@ def main() -> None:
             summary["training"] = training(base, size, gpu)
             save()
         del base
+        if gpu:
+            torch.cuda.empty_cache()
     if "selection" not in skip:
         summary["selection"] = selection(size, device.type)
         save()
