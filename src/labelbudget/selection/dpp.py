@@ -180,9 +180,11 @@ class DPPSelector(Selector):
                 "the float64 embeddings": embedding_bytes,
             },
             device,
-            f"a budget of at most {max(fits, 0)} fits this pool here, or a device with more "
-            f"memory (selector.device=cuda); at this budget the greedy streams {streamed / 1e12:.1f} "
-            f"TB, {hours_streaming(streamed, device)} here",
+            lambda: (
+                f"a budget of at most {max(fits, 0)} fits this pool here, or a device with more "
+                f"memory (selector.device=cuda); at this budget the greedy streams {streamed / 1e12:.1f} "
+                f"TB, {hours_streaming(streamed, device)} here"
+            ),
         )
         if streamed > 1e12:  # a long run says so before it starts
             log.info(

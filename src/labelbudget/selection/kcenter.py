@@ -152,7 +152,7 @@ class KCenterSelector(Selector):
             self.name,
             {"the float64 embeddings as rows and as columns": 16 * n * d, "a copy": 8 * n * d},
             device,
-            "a pool this size needs a device with more memory (selector.device=cuda)",
+            lambda: "a pool this size needs a device with more memory (selector.device=cuda)",
         )
         pairwise = Pairwise(
             embeddings,

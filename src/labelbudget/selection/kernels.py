@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -100,7 +101,9 @@ def hours_streaming(total_bytes: float, device: torch.device) -> str:
     return f"about {seconds / 3600:.1f} h" if seconds >= 3600 else f"about {seconds / 60:.0f} min"
 
 
-def check_room(who: str, needed: dict[str, int], device: torch.device, fix: str) -> None:
+def check_room(
+    who: str, needed: dict[str, int], device: torch.device, fix: Callable[[], str]
+) -> None:
     """Refuse, before any work, a run whose arrays would not fit the device's free memory (the
     OS would kill it part way, or the GPU fail), naming each array's size and what makes it fit.
 
@@ -108,7 +111,7 @@ def check_room(who: str, needed: dict[str, int], device: torch.device, fix: str)
         who: the selector, for the message.
         needed: bytes by what holds them.
         device: where they would live.
-        fix: the setting or size that makes the run fit, for the message.
+        fix: says the setting or size that makes the run fit (called only on a refusal).
     """
     free = available_bytes(device)
     total = sum(needed.values())
@@ -117,7 +120,7 @@ def check_room(who: str, needed: dict[str, int], device: torch.device, fix: str)
     parts = ", ".join(f"{what} {size / 2**30:.1f} GiB" for what, size in needed.items())
     raise ConfigError(
         f"{who} needs {total / 2**30:.1f} GiB ({parts}) and the {device.type} has "
-        f"{free / 2**30:.1f} GiB free: {fix}"
+        f"{free / 2**30:.1f} GiB free: {fix()}"
     )
 
 
