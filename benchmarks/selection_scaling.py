@@ -1,7 +1,7 @@
 """Every selector of conf/selector at growing pool sizes: wall time, peak memory, floors, a plot.
 
     python benchmarks/selection_scaling.py --n 10000,30000,90000 --d 4096 --k-fraction 0.33 \
-        [--selectors kcenter,dpp] [--timeout-min 20] [--no-apricot] [--out DIR]
+        [--selectors kcenter,dpp] [--timeout-min 20] [--memory-limit-mb MB] [--no-apricot] [--out DIR]
 
 The paper selects from FLAN's 90K prompts with 4,096-dimensional embeddings. Embeddings: the
 seeded 200-cluster mixture of `diversity_selectors.py`, each cluster one task. The other signals
@@ -14,7 +14,8 @@ recorded, not fatal), with a time limit. A selector that refuses the run before 
 little memory) is recorded with its message. For the diversity selectors the floor is the bytes
 they must stream over the measured read bandwidth. apricot's FacilityLocationSelection runs on
 the dense float32 kernel where that fits in memory. Writes scaling.json and scaling.png in --out
-and prints a markdown table.
+and prints a markdown table. Each finished run is appended to runs.jsonl in --out at once, so
+the same command, run again after a stop, resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -53,19 +54,24 @@ from labelbudget.selection.kernels import available_bytes
 REPO = Path(__file__).resolve().parents[1]
 GB = 1e9
 N_MAX = 5000  # the budget axis of the synthetic predicted AUCs
+RUNS = "runs.jsonl"  # every finished run, one line each: a rerun of the same command resumes
 
 
 def selector_names() -> list[str]:
     return sorted(p.stem for p in (REPO / "conf" / "selector").glob("*.yaml"))
 
 
-def build(name: str, predictions: Path):
-    """The selector `select.py selector=<name>` builds."""
+def build(name: str, predictions: Path, memory_limit_mb: float | None):
+    """The selector `select.py selector=<name>` builds, with `selector.memory_limit_mb` set
+    where given and the selector has it."""
     overrides = [f"selector={name}", "paths.output_dir=unused"]
     if name == "predicted_efficiency":
         overrides.append(f"selector.predictions={predictions}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return instantiate(compose("select", overrides=overrides).selector)
+        config = compose("select", overrides=overrides).selector
+        if memory_limit_mb is not None and "memory_limit_mb" in config:
+            config.memory_limit_mb = memory_limit_mb
+        return instantiate(config)
 
 
 def synthetic_signals(x: np.ndarray, cluster: np.ndarray, seed: int) -> dict:
@@ -95,7 +101,7 @@ def synthetic_signals(x: np.ndarray, cluster: np.ndarray, seed: int) -> dict:
     }
 
 
-def one(name: str, n: int, d: int, k: int, seed: int) -> dict:
+def one(name: str, n: int, d: int, k: int, seed: int, memory_limit_mb: float | None) -> dict:
     """One selector's selection step at one size (in this process alone)."""
     x, cluster = clustered_embeddings(n, d, seed)
     signals = synthetic_signals(x, cluster, seed)
@@ -106,7 +112,7 @@ def one(name: str, n: int, d: int, k: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         predictions = Path(folder) / "predicted_auc.json"
         signals[PREDICTED_AUC].write(predictions)
-        selector = build(name, predictions)
+        selector = build(name, predictions, memory_limit_mb)
     rng = np.random.default_rng(seed)
     before = peak_rss_gb()
     start = time.perf_counter()
@@ -133,6 +139,8 @@ def spawn(job: str, n: int, args) -> dict:
     k = round(args.k_fraction * n)
     command = [sys.executable, __file__, "--one", job, "--n", str(n), "--d", str(args.d)]
     command += ["--k-fraction", str(args.k_fraction), "--seed", str(args.seed)]
+    if args.memory_limit_mb is not None:
+        command += ["--memory-limit-mb", str(args.memory_limit_mb)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=args.timeout_min * 60
@@ -142,6 +150,27 @@ def spawn(job: str, n: int, args) -> dict:
     if done.returncode != 0:
         return {"n": n, "k": k, "failed": done.returncode, "stderr": done.stderr[-2000:]}
     return {"n": n, "k": k, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def settings(args) -> dict:
+    """What a finished run must share with the one asked for to stand in for it."""
+    keys = ("d", "k_fraction", "seed", "memory_limit_mb", "timeout_min")
+    return {key: getattr(args, key) for key in keys}
+
+
+def finished_runs(path: Path, args) -> dict[tuple[str, int], dict]:
+    """The runs RUNS already holds for these settings, so that a stopped benchmark resumes (a
+    run that failed is run again)."""
+    if not path.exists():
+        return {}
+    wanted, done = settings(args), {}
+    for line in path.read_text().splitlines():
+        run = json.loads(line)
+        if {key: run.get(key) for key in wanted} == wanted and "failed" not in run:
+            done[run["name"], run["n"]] = {
+                key: value for key, value in run.items() if key not in wanted and key != "name"
+            }
+    return done
 
 
 def apricot_fits(n: int) -> bool:
@@ -156,6 +185,8 @@ def floor_seconds(name: str, run: dict, n: int, d: int, measured: dict) -> float
     if "seconds" not in run:
         return None
     k, read_gb_s = run["k"], measured["read_gb_s"]
+    if name == "facility_location_knn":  # every pair once: N^2 d flops
+        return n * n * d / (measured["matmul_gflop_s"] * GB)
     if name.startswith("facility_location"):  # every kernel entry, once: 2 N^2 d flops
         return 2 * n * n * d / (measured["matmul_gflop_s"] * GB)
     if name == "kcenter":
@@ -240,6 +271,12 @@ def main() -> None:
     parser.add_argument("--selectors", default=None, help="comma-separated; default: all")
     parser.add_argument("--timeout-min", type=float, default=20.0)
     parser.add_argument("--no-apricot", action="store_true")
+    parser.add_argument(
+        "--memory-limit-mb",
+        type=float,
+        default=None,
+        help="selector.memory_limit_mb for every selector that has it (default: conf's)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -248,21 +285,28 @@ def main() -> None:
             result = bandwidth()
         else:
             n = int(args.n)
-            result = one(args.one, n, args.d, round(args.k_fraction * n), args.seed)
+            k = round(args.k_fraction * n)
+            result = one(args.one, n, args.d, k, args.seed, args.memory_limit_mb)
         print(json.dumps({**result, "peak_rss_gb": peak_rss_gb()}))
         return
     sizes = [int(n) for n in args.n.split(",")]
     names = args.selectors.split(",") if args.selectors else selector_names()
     if not args.no_apricot:
         names.append("apricot")
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = finished_runs(args.out / RUNS, args)
     results: dict[str, list[dict]] = {}
     for n in sizes:
         for name in names:
-            if name == "apricot" and not apricot_fits(n):
+            if (name, n) in done:
+                run = done[name, n]
+            elif name == "apricot" and not apricot_fits(n):
                 run = {"n": n, "k": round(args.k_fraction * n)}
                 run["refused"] = f"its dense float32 kernel takes {4 * n * n / GB:.0f} GB"
             else:
                 run = spawn(name, n, args)
+                with open(args.out / RUNS, "a") as runs:
+                    runs.write(json.dumps({"name": name, **settings(args), **run}) + "\n")
             results.setdefault(name, []).append(run)
             print(f"N={n} {name}: {cell(name, run, None)}", file=sys.stderr, flush=True)
     summary = {
@@ -275,7 +319,6 @@ def main() -> None:
         "bandwidth": spawn("bandwidth", sizes[0], args),
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "scaling.png").write_bytes(plot(results))
     print(markdown(summary))

@@ -6,6 +6,8 @@ so it shares nothing with the fast selectors but the definition of the objective
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -170,6 +172,35 @@ def test_facility_location_knn_matches_greedy_on_the_knn_graph():
     assert selection.objective["facility_location"] == pytest.approx(
         kernel[:, picks].max(axis=1).sum(), rel=1e-6
     )
+
+
+def test_facility_location_whose_kernel_would_not_fit_is_refused_before_any_work(monkeypatch):
+    import labelbudget.selection.facility_location as facility_location
+    import labelbudget.selection.kernels as kernels
+
+    monkeypatch.setattr(kernels, "available_bytes", lambda device: 100_000)  # 90 KB usable
+    monkeypatch.setattr(facility_location, "Pairwise", lambda *a, **k: pytest.fail("work started"))
+    candidates, _ = random_pool(160, 8)  # a 102,400-byte kernel
+    with pytest.raises(
+        ConfigError,
+        match=r"^facility_location needs 0\.0 GiB \(its N x N kernel 0\.0 GiB\) .* on the fly "
+        r"instead would take about \d+ min here; set selector\.knn=64 .* selector\.memory_limit_mb=1$",
+    ):
+        FacilityLocationSelector().select(candidates, 10, np.random.default_rng(0))
+    monkeypatch.setattr(kernels, "available_bytes", lambda device: 1_000_000)
+    with pytest.raises(pytest.fail.Exception, match="work started"):  # it fits now
+        FacilityLocationSelector().select(candidates, 10, np.random.default_rng(0))
+
+
+def test_facility_location_over_its_memory_limit_warns_and_picks_the_same(caplog):
+    candidates, _ = random_pool(300, 6, seed=4)
+    cached = FacilityLocationSelector().select(candidates, 30, np.random.default_rng(0))
+    with caplog.at_level(logging.WARNING):
+        recomputed = FacilityLocationSelector(memory_limit_mb=0.2).select(
+            candidates, 30, np.random.default_rng(0)
+        )
+    assert "recomputed on the fly" in caplog.text and "memory_limit_mb=1 caches it" in caplog.text
+    assert recomputed.ids == cached.ids
 
 
 def test_facility_location_equals_apricot_on_the_same_kernel():

@@ -10,31 +10,47 @@ import sys
 from conftest import REPO_ROOT
 
 
-def test_the_scaling_benchmark_times_each_selector_and_records_refusals(tmp_path):
-    done = subprocess.run(
+def scaling(out, sizes: str):
+    return subprocess.run(
         [
             sys.executable,
             "selection_scaling.py",
             "--n",
-            "600,1200",
+            sizes,
             "--d",
             "64",
             "--selectors",
             "kcenter,weighted_task",
             "--no-apricot",
             "--out",
-            str(tmp_path),
+            str(out),
         ],
         cwd=REPO_ROOT / "benchmarks",
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_the_scaling_benchmark_times_each_selector_and_records_refusals(tmp_path):
+    first = scaling(tmp_path, "600")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = json.loads((tmp_path / "scaling.json").read_text())["results"]["kcenter"][0]
+    # the same command again, one size more: the finished runs are read back, not run again
+    done = scaling(tmp_path, "600,1200")
     assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["name"], r["n"]) for r in runs) == [
+        ("kcenter", 600),
+        ("kcenter", 1200),
+        ("weighted_task", 600),
+        ("weighted_task", 1200),
+    ]
     summary = json.loads((tmp_path / "scaling.json").read_text())
     kcenter = summary["results"]["kcenter"]
     assert [(r["n"], r["k"], r["picks"]) for r in kcenter] == [(600, 198, 198), (1200, 396, 396)]
     assert all(r["seconds"] > 0 and r["peak_rss_gb"] > 0 for r in kcenter)
+    assert kcenter[0]["seconds"] == before["seconds"]
     # 200 tasks of about 3 and 6 prompts: a base of 5 per task needs more than 198 and 396 labels
     weighted = summary["results"]["weighted_task"]
     assert all("is smaller than the base allocation" in r["refused"] for r in weighted)

@@ -28,6 +28,7 @@ compiled CPU path).
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -50,17 +51,23 @@ from labelbudget.selection.facility_location_updates import (
     possible_best,
 )
 from labelbudget.selection.kernels import (
+    MB,
     CachedPairwise,
     Pairwise,
     block_mb,
     check_kernel,
     check_memory_limit,
+    check_room,
+    duration,
     kernel_scale,
+    matmul_gflop_s,
     progress,
     resolve_device,
 )
 
 log = logging.getLogger(__name__)
+
+SCALABLE_KNN = 64  # the kNN graph of `facility_location_knn`, the variant for pools beyond memory
 
 
 def dense_kernel(
@@ -151,17 +158,56 @@ class FacilityLocationSelector(Selector):
         self.kernel, self.gamma, self.normalize, self.knn = kernel, gamma, normalize, knn
         self.memory_limit_mb, self.device = memory_limit_mb, device
 
+    def check_dense_kernel(self, n: int, d: int, budget: int, device: torch.device) -> None:
+        """The exact greedy caches its N x N kernel where it fits; else it recomputes rows on the
+        fly: N for the first gains and about N ln k for the updates, 2 N d float64 flops each.
+        Refused before any work where the kernel could not be cached on this device at any
+        memory limit, saying how long recomputing would take; a warning with that time where
+        only `memory_limit_mb` keeps it out."""
+        size = n * n * 4
+        limit = math.ceil(size * 1.1 / MB)
+
+        def recomputing() -> str:
+            flops = 2 * n * n * d * (1 + math.log(max(budget, 1)))
+            return duration(flops / (matmul_gflop_s(device, torch.float64) * 1e9))
+
+        check_room(
+            self.name,
+            {"its N x N kernel": size},
+            device,
+            lambda: (
+                f"recomputing its blocks on the fly instead would take {recomputing()} "
+                f"here; set selector.knn={SCALABLE_KNN} (the exact greedy on the kernel's kNN graph; "
+                "BENCHMARKS.md gives what it costs in F) or use a device with more memory and "
+                f"selector.memory_limit_mb={limit}"
+            ),
+        )
+        if size > self.memory_limit_mb * MB:
+            log.warning(
+                "%s: the %.1f GiB kernel is over memory_limit_mb=%g: its blocks are recomputed "
+                "on the fly, %s here; selector.memory_limit_mb=%d caches it (same picks)",
+                self.name,
+                size / 2**30,
+                self.memory_limit_mb,
+                recomputing(),
+                limit,
+            )
+
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         """The greedy's `budget` picks; the objective reports F(S) over the dense kernel, and
         over the kNN graph too when that is the one the greedy maximised."""
         embeddings = candidates.signal(SCORES, self.name).embeddings
+        device = resolve_device(self.device)
+        if self.knn is None:
+            self.check_dense_kernel(*embeddings.shape, budget, device)
         pairwise = Pairwise(
             embeddings,
             self.kernel,
             self.gamma,
             self.normalize,
-            resolve_device(self.device),
+            device,
             complement=True,
+            exact_distances=self.knn is not None,
             stable=True,
         )
         objective = kernel_scale(pairwise, self.memory_limit_mb, self.name)
@@ -175,11 +221,10 @@ class FacilityLocationSelector(Selector):
             )
             picks, uncovered = greedy(dense_kernel(blocks, block, self.memory_limit_mb), budget)
         else:
-            picks, knn_uncovered = greedy(KnnKernel(pairwise, self.knn, block), budget)
+            graph = KnnKernel(pairwise, self.knn)
+            picks, knn_uncovered = greedy(graph, budget)
             objective["facility_location_knn"] = float(n - knn_uncovered.sum())
-            uncovered = DenseKernel(pairwise, block).uncovered(
-                torch.tensor(picks, device=pairwise.device)
-            )
+            uncovered = graph.dense_uncovered(torch.tensor(picks, device=pairwise.device))
         objective["facility_location"] = float(n - uncovered.sum())
         log.info("facility_location: %d picks, F(S) = %.6g", budget, objective["facility_location"])
         return Selection(ids=[candidates.ids[i] for i in picks], objective=objective)
@@ -188,3 +233,5 @@ class FacilityLocationSelector(Selector):
 # the paper's wider kernel
 register_variant("facility_location_rbf0002", "facility_location", gamma=0.002)
 register_variant("facility_location_cosine", "facility_location", kernel="cosine")
+# for pools whose N x N kernel does not fit memory (FLAN's 90K)
+register_variant("facility_location_knn", "facility_location", knn=SCALABLE_KNN)

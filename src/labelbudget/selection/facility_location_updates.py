@@ -13,9 +13,11 @@ import numpy as np
 import torch
 
 from labelbudget.selection.kernels import MB, CachedPairwise, Pairwise, spans
+from labelbudget.selection.neighbours import nearest, nearest_among
 
 ROUNDING = float(torch.finfo(torch.float32).eps)  # unit roundoff bound of one float32 operation
 EPS64 = float(torch.finfo(torch.float64).eps)
+MIN_EXTRA = 16  # candidates kept beyond the knn in the float32 pass, at least
 TIE = 1e-12  # relative: gains this close are equal (float64 sums of N terms in another order differ by less)
 
 
@@ -118,29 +120,32 @@ class KnnKernel(RowUpdates):
     """A symmetric kNN graph of the kernel, stored by row (CSR) as complements D = 1 - K; pairs
     left out count as K = 0, D = 1.
 
-    K_ij is kept when j is among the knn most similar to i, or i among those of j: symmetric, so
-    a pick's column is its own row. O(N knn) memory, built in one chunked pass over the kernel,
-    for pools whose N x N kernel does not fit memory.
+    K_ij is kept when j is among the knn nearest to i, or i among those of j: symmetric, so a
+    pick's column is its own row. The neighbours are exact (`neighbours.nearest`, ties to the
+    lowest index) and each D is computed in float64 from coordinates and rounded once. O(N knn)
+    memory and one pass over the pairs, for pools whose N x N kernel does not fit memory.
     """
 
     rounding = 2 * ROUNDING  # float32 terms, float64 sums
 
-    def __init__(self, pairwise: Pairwise, knn: int, block_mb: float):
+    def __init__(self, pairwise: Pairwise, knn: int):
         n, knn = pairwise.n, min(knn, pairwise.n)
-        self.n, self.dtype, self.device = n, pairwise.dtype, pairwise.device
-        pairs, values = [], []
-        for part in pairwise.row_chunks(n, block_mb):
-            rows = torch.arange(part.start, part.stop, device=self.device)
-            # the smallest D: the most similar
-            top = torch.topk(pairwise.block(rows), knn, dim=1, largest=False)
-            i, j = rows.repeat_interleave(knn), top.indices.flatten()
-            # one key per unordered pair
-            pairs.append(torch.minimum(i, j) * n + torch.maximum(i, j))
-            values.append(top.values.flatten())
-        key, order = torch.sort(torch.cat(pairs), stable=True)
+        self.n, self.dtype, self.device, self.pairwise = (
+            n,
+            pairwise.dtype,
+            pairwise.device,
+            pairwise,
+        )
+        found = nearest(pairwise.z64, knn, extra=max(MIN_EXTRA, knn // 2))
+        values = pairwise.from_sq_distances(found.sq)
+        self.radius = values[:, -1]  # D of each row's knn-th nearest
+        i = torch.arange(n, device=self.device).repeat_interleave(knn)
+        j = found.index.flatten()
+        # one key per unordered pair
+        key, order = torch.sort(torch.minimum(i, j) * n + torch.maximum(i, j), stable=True)
         first = torch.ones_like(key, dtype=torch.bool)
         first[1:] = key[1:] != key[:-1]
-        key, value = key[first], torch.cat(values)[order][first]
+        key, value = key[first], values.flatten()[order][first]
         a, b = torch.div(key, n, rounding_mode="floor"), key % n
         off_diagonal = a != b
         rows = torch.cat([a, b[off_diagonal]])
@@ -149,6 +154,22 @@ class KnnKernel(RowUpdates):
         self.values = torch.cat([value, value[off_diagonal]])[by_row]
         self.counts = torch.bincount(rows, minlength=n)
         self.starts = torch.cumsum(self.counts, dim=0) - self.counts
+
+    def dense_uncovered(self, picks: torch.Tensor) -> torch.Tensor:
+        """min_{j in picks} D_ij for every i over the dense kernel, exactly: where a row's
+        stored picks come within its knn-th nearest, no pick left out of the graph is nearer;
+        the other rows are searched among all picks (`neighbours.nearest_among`)."""
+        is_pick = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        is_pick[picks] = True
+        owner = torch.repeat_interleave(torch.arange(self.n, device=self.device), self.counts)
+        stored = is_pick[self.cols]
+        result = torch.ones(self.n, dtype=self.dtype, device=self.device)
+        result.scatter_reduce_(0, owner[stored], self.values[stored], "amin")
+        far = torch.nonzero(result > self.radius).flatten()
+        if len(far):
+            found = nearest_among(self.pairwise.z64, far, picks, 1)
+            result[far] = self.pairwise.from_sq_distances(found.sq[:, 0])
+        return result.to(torch.float64)
 
     def _entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of the given rows' entries, and which of the given rows owns each."""

@@ -95,10 +95,29 @@ def read_gb_s(device: torch.device) -> float:
     return data.numel() * 4 / best / 1e9
 
 
-def hours_streaming(total_bytes: float, device: torch.device) -> str:
-    """'about N h' (or min) to stream `total_bytes` at the device's measured read bandwidth."""
-    seconds = total_bytes / (read_gb_s(device) * 1e9)
+@functools.cache
+def matmul_gflop_s(device: torch.device, dtype: torch.dtype) -> float:
+    """This device's matrix-product rate in `dtype`, measured once (the best of three products
+    of 1024 x 4096 by 4096 x 1024), for the time estimates of selectors bound by products."""
+    a = torch.ones((1024, 4096), dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        float((a @ a.T)[0, 0])
+        best = min(best, time.perf_counter() - start)
+    return 2 * 1024 * 1024 * 4096 / best / 1e9
+
+
+def duration(seconds: float) -> str:
+    """'about N h' or 'about N min'."""
     return f"about {seconds / 3600:.1f} h" if seconds >= 3600 else f"about {seconds / 60:.0f} min"
+
+
+def hours_streaming(total_bytes: float, device: torch.device) -> str:
+    """How long streaming `total_bytes` takes at the device's measured read bandwidth."""
+    return duration(total_bytes / (read_gb_s(device) * 1e9))
 
 
 def check_room(
@@ -293,6 +312,22 @@ class Pairwise:
             )
         return nearest
 
+    def from_sq_distances(self, sq: torch.Tensor) -> torch.Tensor:
+        """The function's values from float64 squared distances in its space (the complements
+        for rbf and cosine), rounded once to the blocks' dtype. Cosine embeddings are unit
+        vectors, so (1 - cos) / 2 = ||a - b||^2 / 4."""
+        if self.kind == "linear":
+            raise ConfigError("the linear kernel is not a function of distances")
+        if self.kind == "rbf":
+            values = (
+                (-self.gamma * sq).expm1_().neg_() if self.complement else (-self.gamma * sq).exp_()
+            )
+        elif self.kind == "cosine":
+            values = sq / 4 if self.complement else 1 - sq / 4
+        else:
+            values = sq
+        return values.to(self._dtype)
+
     def row_chunks(self, width: int, memory_limit_mb: float) -> list[slice]:
         """Row ranges whose (rows x width) blocks fit the memory limit."""
         return spans(self.n, width * self.dtype.itemsize, memory_limit_mb)
@@ -317,9 +352,16 @@ class CachedPairwise:
             )
 
     @staticmethod
+    def nbytes(pairwise: Pairwise) -> int:
+        """The whole N x N matrix's size, in the blocks' dtype."""
+        return pairwise.n * pairwise.n * pairwise.dtype.itemsize
+
+    @staticmethod
     def fits(pairwise: Pairwise, memory_limit_mb: float) -> bool:
-        """Whether the whole N x N matrix, in the blocks' dtype, fits within `memory_limit_mb`."""
-        return pairwise.n * pairwise.n * pairwise.dtype.itemsize <= memory_limit_mb * MB
+        """Whether the whole N x N matrix fits within `memory_limit_mb` and the device's free
+        memory (a limit set above what is free must not get the run killed)."""
+        size, free = CachedPairwise.nbytes(pairwise), available_bytes(pairwise.device)
+        return size <= memory_limit_mb * MB and (free is None or size <= ROOM_SHARE * free)
 
     def block(
         self, rows: torch.Tensor, cols: slice = slice(None), out: torch.Tensor | None = None
