@@ -387,13 +387,15 @@ def median_sq_distance(pairwise: Pairwise, memory_limit_mb: float) -> float:
         j = (i + sample.integers(1, n, MEDIAN_PAIRS)) % n  # j != i
     i, j = torch.as_tensor(i, device=pairwise.device), torch.as_tensor(j, device=pairwise.device)
     zt = pairwise.zt
-    parts = [
-        (zt[:, i[s]] - zt[:, j[s]]).pow(2).sum(dim=0, dtype=torch.float64)
-        for s in spans(
-            len(i), 3 * zt.shape[0] * zt.element_size(), block_mb(memory_limit_mb, pairwise.device)
-        )
-    ]
-    return float(torch.quantile(torch.cat(parts), 0.5))
+    # a few dimensions of every pair at a time: each gather then reads one stored row of N
+    # values, which stays in cache (a few pairs at a time over all dimensions reads a cache line
+    # per value: 12 s at 100,000 pairs of 4,096 dimensions, against 1 s)
+    sq = torch.zeros(len(i), dtype=torch.float64, device=pairwise.device)
+    for dims in spans(
+        zt.shape[0], 3 * len(i) * zt.element_size(), block_mb(memory_limit_mb, pairwise.device)
+    ):
+        sq += (zt[dims][:, i] - zt[dims][:, j]).pow(2).sum(dim=0, dtype=torch.float64)
+    return float(torch.quantile(sq, 0.5))
 
 
 # outside these, gamma * median squared distance leaves the rbf kernel nearly linear or nearly 0
