@@ -6,8 +6,8 @@
   shape (benchmarks/llama2-7b-config) with random bf16 weights (the real weights cannot travel);
 - training: LoRA tokens/s of our fine-tune against the HF Trainer + peft, and our memory plan
   against torch.cuda.max_memory_allocated;
-- selection: k-center, DPP and Facility Location (dense kernel cached on the GPU) at the paper's
-  scale, 90,000 x 4,096 embeddings and k = 29,700.
+- selection: k-center, DPP and Facility Location (dense kernel cached on the GPU, and on the
+  kNN graph) at the paper's scale, 90,000 x 4,096 embeddings and k = 29,700.
 
 It needs torch, transformers, peft, lightning and labelbudget alone: no hydra-core, omegaconf or
 wandb (tests/test_gpu_suite.py runs the dry run without them). Each part writes its results to
@@ -119,6 +119,7 @@ def selection(size: SimpleNamespace, device: str) -> dict:
         "kcenter": KCenterSelector(device=device),
         "dpp": DPPSelector(quality="none", device=device),
         "facility_location": FacilityLocationSelector(memory_limit_mb=60_000, device=device),
+        "facility_location_knn": FacilityLocationSelector(knn=64, device=device),
     }
     results = {}
     for name, selector in selectors.items():

@@ -146,30 +146,41 @@ def spawn(job: str, n: int, args) -> dict:
             command, capture_output=True, text=True, timeout=args.timeout_min * 60
         )
     except subprocess.TimeoutExpired:
-        return {"n": n, "k": k, "timeout_min": args.timeout_min}
+        return {"n": n, "k": k, "stopped_after_min": args.timeout_min}
     if done.returncode != 0:
         return {"n": n, "k": k, "failed": done.returncode, "stderr": done.stderr[-2000:]}
     return {"n": n, "k": k, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def settings(args) -> dict:
-    """What a finished run must share with the one asked for to stand in for it."""
-    keys = ("d", "k_fraction", "seed", "memory_limit_mb", "timeout_min")
-    return {key: getattr(args, key) for key in keys}
+    """What a finished run must share with the one asked for to stand in for it: the sizes,
+    the seed, the memory limit and the code (a rerun of the same command from the same commit)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    keys = ("d", "k_fraction", "seed", "memory_limit_mb")
+    return {**{key: getattr(args, key) for key in keys}, "commit": commit or None}
 
 
-def finished_runs(path: Path, args) -> dict[tuple[str, int], dict]:
-    """The runs RUNS already holds for these settings, so that a stopped benchmark resumes (a
-    run that failed is run again)."""
+def finished_runs(path: Path, wanted: dict, timeout_min: float) -> dict[tuple[str, int], dict]:
+    """The runs RUNS already holds for these settings, so that a stopped benchmark resumes. A
+    run that failed is run again, and so is one stopped sooner than `timeout_min`; a last line
+    cut short by the stop is left out."""
     if not path.exists():
         return {}
-    wanted, done = settings(args), {}
+    done = {}
     for line in path.read_text().splitlines():
-        run = json.loads(line)
-        if {key: run.get(key) for key in wanted} == wanted and "failed" not in run:
-            done[run["name"], run["n"]] = {
-                key: value for key, value in run.items() if key not in wanted and key != "name"
-            }
+        try:
+            run = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if {key: run.get(key) for key in wanted} != wanted or "failed" in run:
+            continue
+        if run.get("stopped_after_min", timeout_min) < timeout_min:
+            continue
+        done[run["name"], run["n"]] = {
+            key: value for key, value in run.items() if key not in wanted and key != "name"
+        }
     return done
 
 
@@ -230,8 +241,8 @@ def cell(name: str, run: dict, floor: float | None) -> str:
         return f"{run['seconds']:.2f} s, {run['peak_rss_gb']:.1f} GB{ratio}"
     if "refused" in run:
         return f"refused: {run['refused']}"
-    if "timeout_min" in run:
-        return f"over {run['timeout_min']} min (stopped)"
+    if "stopped_after_min" in run:
+        return f"over {run['stopped_after_min']:g} min (stopped)"
     return f"failed (exit {run['failed']})"
 
 
@@ -294,7 +305,8 @@ def main() -> None:
     if not args.no_apricot:
         names.append("apricot")
     args.out.mkdir(parents=True, exist_ok=True)
-    done = finished_runs(args.out / RUNS, args)
+    wanted = settings(args)
+    done = finished_runs(args.out / RUNS, wanted, args.timeout_min)
     results: dict[str, list[dict]] = {}
     for n in sizes:
         for name in names:
@@ -306,7 +318,7 @@ def main() -> None:
             else:
                 run = spawn(name, n, args)
                 with open(args.out / RUNS, "a") as runs:
-                    runs.write(json.dumps({"name": name, **settings(args), **run}) + "\n")
+                    runs.write(json.dumps({"name": name, **wanted, **run}) + "\n")
             results.setdefault(name, []).append(run)
             print(f"N={n} {name}: {cell(name, run, None)}", file=sys.stderr, flush=True)
     summary = {

@@ -112,9 +112,10 @@ def dpp_reference(ensemble: np.ndarray, budget: int, first: int | None = None) -
 
 
 def knn_graph(kernel: np.ndarray, knn: int) -> np.ndarray:
-    """Symmetric kNN graph: K_ij kept when j is among i's knn most similar or i among j's."""
+    """Symmetric kNN graph: K_ij kept when j is among i's knn most similar or i among j's, and
+    K_ii."""
     nearest = np.argsort(-kernel, axis=1, kind="stable")[:, :knn]
-    keep = np.zeros_like(kernel, dtype=bool)
+    keep = np.eye(len(kernel), dtype=bool)
     keep[np.arange(len(kernel))[:, None], nearest] = True
     return np.where(keep | keep.T, kernel, 0.0)
 
@@ -174,6 +175,37 @@ def test_facility_location_knn_matches_greedy_on_the_knn_graph():
     )
 
 
+def test_facility_location_knn_on_the_cosine_kernel_matches_greedy_on_its_graph():
+    candidates, x = random_pool(80, 5, seed=5)
+    kernel = cosine01(x)
+    selection = FacilityLocationSelector(kernel="cosine", knn=6).select(
+        candidates, 15, np.random.default_rng(0)
+    )
+    picks, value = facility_location_reference(knn_graph(kernel, 6), 15)
+    assert rows(selection) == picks
+    assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
+
+
+def test_facility_location_knn_keeps_each_point_in_its_own_row_among_duplicates():
+    """Nine copies of one point and knn = 6: the copies of higher index would have only lower
+    ones as their nearest; each still covers itself (K_ii = 1 on the graph)."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(60, 4))
+    x[20:29] = x[3]
+    candidates = pool(x)
+    x = np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
+    kernel = rbf(x, 1.0)
+    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(
+        candidates, 12, np.random.default_rng(0)
+    )
+    picks, value = facility_location_reference(knn_graph(kernel, 6), 12)
+    assert rows(selection) == picks
+    assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
+    assert selection.objective["facility_location"] == pytest.approx(
+        kernel[:, picks].max(axis=1).sum(), rel=1e-6
+    )
+
+
 def test_facility_location_whose_kernel_would_not_fit_is_refused_before_any_work(monkeypatch):
     import labelbudget.selection.facility_location as facility_location
     import labelbudget.selection.kernels as kernels
@@ -183,8 +215,9 @@ def test_facility_location_whose_kernel_would_not_fit_is_refused_before_any_work
     candidates, _ = random_pool(160, 8)  # a 102,400-byte kernel
     with pytest.raises(
         ConfigError,
-        match=r"^facility_location needs 0\.0 GiB \(its N x N kernel 0\.0 GiB\) .* on the fly "
-        r"instead would take about \d+ min here; set selector\.knn=64 .* selector\.memory_limit_mb=1$",
+        match=r"^facility_location needs 0\.0 GiB \(its N x N kernel 0\.0 GiB, the float64 "
+        r"embeddings, .* on the fly instead would take under a minute here; set selector\.knn=64 "
+        r".* selector\.memory_limit_mb=1$",
     ):
         FacilityLocationSelector().select(candidates, 10, np.random.default_rng(0))
     monkeypatch.setattr(kernels, "available_bytes", lambda device: 1_000_000)

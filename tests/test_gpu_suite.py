@@ -47,7 +47,15 @@ def test_the_dry_run_measures_every_part_without_hydra_omegaconf_or_wandb(tmp_pa
     assert summary["training"]["ours_tokens_per_s"] > 0
     assert summary["training"]["hf_trainer_tokens_per_s"] > 0
     assert summary["training"]["peak_memory_gib"] is None  # measured on a GPU only
-    assert set(summary["selection"]) == {"kcenter", "dpp", "facility_location"}
+    assert set(summary["selection"]) == {
+        "kcenter",
+        "dpp",
+        "facility_location",
+        "facility_location_knn",
+    }
     assert summary["selection"]["kcenter"]["objective"]["max_min_distance"] > 0
+    knn = summary["selection"]["facility_location_knn"]["objective"]
+    # the graph leaves out pairs (K = 0 there): the same picks cover at least as much densely
+    assert 0 < knn["facility_location_knn"] <= knn["facility_location"]
     table = (out / "gpu_suite.md").read_text()
     assert "| LoRA training, tokens/s |" in table and "| dpp, N=600, seconds |" in table

@@ -25,10 +25,15 @@ def pool(n: int, d: int, seed: int) -> np.ndarray:
     return z
 
 
-@pytest.mark.parametrize("n,d,k,extra", [(400, 48, 5, 3), (300, 130, 20, 1), (220, 6, 220, 16)])
+@pytest.mark.parametrize(
+    "n,d,k,extra,block",
+    [(400, 48, 5, 3, 2048), (400, 48, 5, 3, 64), (300, 130, 20, 1, 70), (220, 6, 220, 16, 2048)],
+)
 def test_nearest_are_the_brute_force_neighbours_ties_to_the_lowest_index(
-    n, d, k, extra, monkeypatch
+    n, d, k, extra, block, monkeypatch
 ):
+    """In one block and in several (each pair's product then serves both its rows)."""
+    monkeypatch.setattr(neighbours, "BLOCK_ROWS", block)
     z = pool(n, d, seed=d)
     searched_again = []
     among = neighbours.nearest_among

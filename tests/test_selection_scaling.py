@@ -57,3 +57,27 @@ def test_the_scaling_benchmark_times_each_selector_and_records_refusals(tmp_path
     assert summary["bandwidth"]["read_gb_s"] > 0
     assert "| kcenter | " in done.stdout and "refused: budget 198" in done.stdout
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_a_resumed_benchmark_runs_again_what_failed_was_stopped_sooner_or_was_cut_short(
+    tmp_path, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    import selection_scaling
+
+    wanted = {"d": 64, "k_fraction": 0.33, "seed": 0, "memory_limit_mb": None, "commit": "abc"}
+    lines = [
+        {"name": "kcenter", "n": 600, "k": 198, "seconds": 1.5, "peak_rss_gb": 1.0},
+        {"name": "dpp", "n": 600, "k": 198, "failed": -9, "stderr": ""},
+        {"name": "dpp", "n": 1200, "k": 396, "stopped_after_min": 5},
+        {"name": "kcenter", "n": 1200, "k": 396, "seconds": 2.0, "peak_rss_gb": 1.0},
+    ]
+    runs = [json.dumps({**wanted, **line}) for line in lines]
+    runs[3] = json.dumps({**wanted, "commit": "other", **lines[3]})  # another commit's run
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(runs) + '\n{"name": "random", "n"')  # the last line cut short
+    done = selection_scaling.finished_runs(path, wanted, timeout_min=20)
+    assert done == {("kcenter", 600): {"n": 600, "k": 198, "seconds": 1.5, "peak_rss_gb": 1.0}}
+    done = selection_scaling.finished_runs(path, wanted, timeout_min=5)
+    assert set(done) == {("kcenter", 600), ("dpp", 1200)}
+    assert selection_scaling.cell("dpp", done["dpp", 1200], None) == "over 5 min (stopped)"

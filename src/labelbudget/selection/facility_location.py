@@ -17,8 +17,10 @@ call (numba) that late in the greedy reads short per-row lists instead of whole 
 `rng` is not used: the greedy is deterministic.
 
 Kernel: `rbf` exp(-gamma ||z_i - z_j||^2) or `cosine` shifted into [0, 1] as (1 + cos) / 2.
-The N x N kernel is cached when it fits `memory_limit_mb`, else computed block by block on the
-fly; `knn` keeps a symmetric kNN graph of the kernel only (a sparse kernel for larger pools).
+The N x N kernel is cached when it fits `memory_limit_mb` and the free memory, else its blocks
+are recomputed on the fly (a warning says how long that takes), and a kernel the device could
+not hold is refused before any work. `knn` keeps a symmetric kNN graph of the kernel only
+(`facility_location_knn`, for pools beyond memory: FLAN's 90K).
 
 This module holds the greedy and the selector; how a pick updates the greedy's state is in
 `facility_location_updates` (dense and kNN kernels, torch) and `facility_location_cpu` (the
@@ -67,7 +69,9 @@ from labelbudget.selection.kernels import (
 
 log = logging.getLogger(__name__)
 
-SCALABLE_KNN = 64  # the kNN graph of `facility_location_knn`, the variant for pools beyond memory
+KNN_FOR_LARGE_POOLS = (
+    64  # the kNN graph of `facility_location_knn`, the variant for pools beyond memory
+)
 
 
 def dense_kernel(
@@ -125,6 +129,13 @@ def greedy(kernel: RowUpdates, budget: int) -> tuple[list[int], torch.Tensor]:
     return picks, uncovered
 
 
+def recomputing(n: int, d: int, budget: int, device: torch.device) -> str:
+    """How long the exact greedy takes with its kernel recomputed on the fly: N rows for the
+    first gains and about N ln k for the updates (`greedy`), 2 N d float64 flops each."""
+    flops = 2 * n * n * d * (1 + math.log(max(budget, 1)))
+    return duration(flops / (matmul_gflop_s(device, torch.float64) * 1e9))
+
+
 @register
 class FacilityLocationSelector(Selector):
     """Facility Location greedy on the prompt embeddings.
@@ -135,8 +146,8 @@ class FacilityLocationSelector(Selector):
     lie in [0, 4]; gamma * median squared distance is logged and returned either way.
     `knn`: null for the exact dense kernel, or a symmetric kNN graph of the kernel (F over the
     dense kernel is still reported, beside the kNN one it maximised).
-    `memory_limit_mb`: the N x N kernel is cached only if it fits, else computed block by block;
-    blocks take at most 1/8 of it (4 MB on a CPU).
+    `memory_limit_mb`: the N x N kernel is cached only if it fits (and the free memory), else
+    its blocks are recomputed; blocks take at most 1/8 of it (4 MB on a CPU).
     """
 
     name = "facility_location"
@@ -159,39 +170,23 @@ class FacilityLocationSelector(Selector):
         self.memory_limit_mb, self.device = memory_limit_mb, device
 
     def check_dense_kernel(self, n: int, d: int, budget: int, device: torch.device) -> None:
-        """The exact greedy caches its N x N kernel where it fits; else it recomputes rows on the
-        fly: N for the first gains and about N ln k for the updates, 2 N d float64 flops each.
-        Refused before any work where the kernel could not be cached on this device at any
-        memory limit, saying how long recomputing would take; a warning with that time where
-        only `memory_limit_mb` keeps it out."""
-        size = n * n * 4
-        limit = math.ceil(size * 1.1 / MB)
-
-        def recomputing() -> str:
-            flops = 2 * n * n * d * (1 + math.log(max(budget, 1)))
-            return duration(flops / (matmul_gflop_s(device, torch.float64) * 1e9))
-
+        """Refuse, before any work, a kernel this device could not hold at any memory limit
+        (FLAN's 90K takes 30 GiB): recomputing it on the fly instead takes hours there."""
+        limit = math.ceil(CachedPairwise.nbytes(n, torch.float32) * 1.1 / MB)
         check_room(
             self.name,
-            {"its N x N kernel": size},
+            {
+                "its N x N kernel": CachedPairwise.nbytes(n, torch.float32),
+                "the float64 embeddings, twice while it is built": 16 * n * d,
+            },
             device,
             lambda: (
-                f"recomputing its blocks on the fly instead would take {recomputing()} "
-                f"here; set selector.knn={SCALABLE_KNN} (the exact greedy on the kernel's kNN graph; "
-                "BENCHMARKS.md gives what it costs in F) or use a device with more memory and "
-                f"selector.memory_limit_mb={limit}"
+                f"recomputing its blocks on the fly instead would take "
+                f"{recomputing(n, d, budget, device)} here; set selector.knn={KNN_FOR_LARGE_POOLS} "
+                "(the exact greedy on the kernel's kNN graph; BENCHMARKS.md gives what it costs "
+                f"in F) or use a device with more memory and selector.memory_limit_mb={limit}"
             ),
         )
-        if size > self.memory_limit_mb * MB:
-            log.warning(
-                "%s: the %.1f GiB kernel is over memory_limit_mb=%g: its blocks are recomputed "
-                "on the fly, %s here; selector.memory_limit_mb=%d caches it (same picks)",
-                self.name,
-                size / 2**30,
-                self.memory_limit_mb,
-                recomputing(),
-                limit,
-            )
 
     def select(self, candidates: Candidates, budget: int, rng: np.random.Generator) -> Selection:
         """The greedy's `budget` picks; the objective reports F(S) over the dense kernel, and
@@ -214,11 +209,21 @@ class FacilityLocationSelector(Selector):
         block = block_mb(self.memory_limit_mb, pairwise.device)
         n = pairwise.n
         if self.knn is None:
-            blocks = (
-                CachedPairwise(pairwise, self.memory_limit_mb)
-                if CachedPairwise.fits(pairwise, self.memory_limit_mb)
-                else pairwise
-            )
+            if CachedPairwise.fits(pairwise, self.memory_limit_mb):
+                blocks = CachedPairwise(pairwise, self.memory_limit_mb)
+            else:
+                size = CachedPairwise.nbytes(n, pairwise.dtype)
+                log.warning(
+                    "%s: the %.1f GiB kernel is over memory_limit_mb=%g or the free memory: its "
+                    "blocks are recomputed on the fly, %s here; selector.memory_limit_mb=%d "
+                    "caches it where that much is free (the picks are the same)",
+                    self.name,
+                    size / 2**30,
+                    self.memory_limit_mb,
+                    recomputing(n, embeddings.shape[1], budget, pairwise.device),
+                    math.ceil(size * 1.1 / MB),
+                )
+                blocks = pairwise
             picks, uncovered = greedy(dense_kernel(blocks, block, self.memory_limit_mb), budget)
         else:
             graph = KnnKernel(pairwise, self.knn)
@@ -234,4 +239,4 @@ class FacilityLocationSelector(Selector):
 register_variant("facility_location_rbf0002", "facility_location", gamma=0.002)
 register_variant("facility_location_cosine", "facility_location", kernel="cosine")
 # for pools whose N x N kernel does not fit memory (FLAN's 90K)
-register_variant("facility_location_knn", "facility_location", knn=SCALABLE_KNN)
+register_variant("facility_location_knn", "facility_location", knn=KNN_FOR_LARGE_POOLS)

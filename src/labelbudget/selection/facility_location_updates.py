@@ -120,8 +120,8 @@ class KnnKernel(RowUpdates):
     """A symmetric kNN graph of the kernel, stored by row (CSR) as complements D = 1 - K; pairs
     left out count as K = 0, D = 1.
 
-    K_ij is kept when j is among the knn nearest to i, or i among those of j: symmetric, so a
-    pick's column is its own row. The neighbours are exact (`neighbours.nearest`, ties to the
+    K_ij is kept when j is among the knn nearest to i, or i among those of j, and K_ii always:
+    symmetric, so a pick's column is its own row. The neighbours are exact (`neighbours.nearest`, ties to the
     lowest index) and each D is computed in float64 from coordinates and rounded once. O(N knn)
     memory and one pass over the pairs, for pools whose N x N kernel does not fit memory.
     """
@@ -130,22 +130,23 @@ class KnnKernel(RowUpdates):
 
     def __init__(self, pairwise: Pairwise, knn: int):
         n, knn = pairwise.n, min(knn, pairwise.n)
-        self.n, self.dtype, self.device, self.pairwise = (
-            n,
-            pairwise.dtype,
-            pairwise.device,
-            pairwise,
-        )
+        self.pairwise, self.n = pairwise, n
+        self.dtype, self.device = pairwise.dtype, pairwise.device
         found = nearest(pairwise.z64, knn, extra=max(MIN_EXTRA, knn // 2))
         values = pairwise.from_sq_distances(found.sq)
         self.radius = values[:, -1]  # D of each row's knn-th nearest
-        i = torch.arange(n, device=self.device).repeat_interleave(knn)
-        j = found.index.flatten()
+        # and each point itself, which knn exact duplicates of lower index would crowd out
+        itself = torch.arange(n, device=self.device)
+        i = torch.cat([itself, itself.repeat_interleave(knn)])
+        j = torch.cat([itself, found.index.flatten()])
+        values = torch.cat(
+            [torch.zeros(n, dtype=values.dtype, device=self.device), values.flatten()]
+        )
         # one key per unordered pair
         key, order = torch.sort(torch.minimum(i, j) * n + torch.maximum(i, j), stable=True)
         first = torch.ones_like(key, dtype=torch.bool)
         first[1:] = key[1:] != key[:-1]
-        key, value = key[first], values.flatten()[order][first]
+        key, value = key[first], values[order][first]
         a, b = torch.div(key, n, rounding_mode="floor"), key % n
         off_diagonal = a != b
         rows = torch.cat([a, b[off_diagonal]])

@@ -32,6 +32,7 @@ from labelbudget.selection.kernels import (
     progress,
     resolve_device,
 )
+from labelbudget.selection.neighbours import nearest_among
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def furthest(pairwise: Pairwise, nearest: torch.Tensor, picks: list[int]) -> int
     contenders = torch.nonzero(nearest >= nearest.max() - 2 * pairwise.distance_error).flatten()
     if len(contenders) == 1:
         return int(contenders[0])
-    exact = pairwise.exact_nearest(contenders, torch.tensor(picks, device=nearest.device))
+    centres = torch.tensor(picks, device=nearest.device)
+    exact = nearest_among(pairwise.z64, contenders, centres, 1).sq[:, 0]
     return int(contenders[torch.nonzero(exact >= exact.max() * (1 - 1e-12))[0, 0]])
 
 
@@ -171,7 +173,9 @@ class KCenterSelector(Selector):
             else None
         )
         radius = (
-            float(pairwise.exact_nearest(last, torch.tensor(picks, device=nearest.device))[0])
+            float(
+                nearest_among(pairwise.z64, last, torch.tensor(picks, device=nearest.device), 1).sq
+            )
             ** 0.5
             if last is not None
             else 0.0

@@ -80,19 +80,24 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
+def best_seconds(work: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
+    """The fastest of `repeats` runs of `work`, which ends by reading its result back."""
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 @functools.cache
 def read_gb_s(device: torch.device) -> float:
     """This device's read bandwidth, measured once (the best of three sums over 256 MB), for the
     time estimates of selectors that stream arrays step after step."""
     data = torch.ones(2**26, dtype=torch.float32, device=device)
-    best = float("inf")
-    for _ in range(3):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        data.sum().item()
-        best = min(best, time.perf_counter() - start)
-    return data.numel() * 4 / best / 1e9
+    return data.numel() * 4 / best_seconds(lambda: data.sum().item(), device) / 1e9
 
 
 @functools.cache
@@ -100,19 +105,14 @@ def matmul_gflop_s(device: torch.device, dtype: torch.dtype) -> float:
     """This device's matrix-product rate in `dtype`, measured once (the best of three products
     of 1024 x 4096 by 4096 x 1024), for the time estimates of selectors bound by products."""
     a = torch.ones((1024, 4096), dtype=dtype, device=device)
-    best = float("inf")
-    for _ in range(3):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        float((a @ a.T)[0, 0])
-        best = min(best, time.perf_counter() - start)
-    return 2 * 1024 * 1024 * 4096 / best / 1e9
+    return 2 * 1024 * 1024 * 4096 / best_seconds(lambda: float((a @ a.T)[0, 0]), device) / 1e9
 
 
 def duration(seconds: float) -> str:
-    """'about N h' or 'about N min'."""
-    return f"about {seconds / 3600:.1f} h" if seconds >= 3600 else f"about {seconds / 60:.0f} min"
+    """'about N h', 'about N min' or 'under a minute'."""
+    if seconds >= 3600:
+        return f"about {seconds / 3600:.1f} h"
+    return f"about {seconds / 60:.0f} min" if seconds >= 30 else "under a minute"
 
 
 def hours_streaming(total_bytes: float, device: torch.device) -> str:
@@ -220,7 +220,7 @@ class Pairwise:
         # through memory in order
         self.zt = z.T.to(compute).contiguous()
         self.sq_norms = (z * z).sum(dim=1).to(compute)
-        self.z64 = z if exact_distances else None  # for `exact_nearest`
+        self.z64 = z if exact_distances else None  # distances measured from coordinates
         # worst-case rounding of one squared distance by the block formula, |a|^2 + |b|^2 - 2 a.b
         self.distance_error = (
             4 * (z.shape[1] + 2) * torch.finfo(dtype).eps * 2 * float(self.sq_norms.max())
@@ -298,26 +298,12 @@ class Pairwise:
                 b.exp_()
         return b
 
-    def exact_nearest(
-        self, points: torch.Tensor, centres: torch.Tensor, memory_limit_mb: float = 64
-    ) -> torch.Tensor:
-        """min over `centres` of ||z_point - z_centre||^2 for each point, in float64 from the
-        differences of coordinates (no cancellation), chunked to `memory_limit_mb` (needs
-        `exact_distances`)."""
-        a, b = self.z64[points], self.z64[centres]
-        nearest = torch.full((len(a),), float("inf"), dtype=torch.float64, device=a.device)
-        for part in spans(len(b), len(a) * b.shape[1] * 8, memory_limit_mb):
-            nearest = torch.minimum(
-                nearest, (a[:, None, :] - b[None, part, :]).pow(2).sum(dim=2).amin(dim=1)
-            )
-        return nearest
-
     def from_sq_distances(self, sq: torch.Tensor) -> torch.Tensor:
         """The function's values from float64 squared distances in its space (the complements
         for rbf and cosine), rounded once to the blocks' dtype. Cosine embeddings are unit
         vectors, so (1 - cos) / 2 = ||a - b||^2 / 4."""
         if self.kind == "linear":
-            raise ConfigError("the linear kernel is not a function of distances")
+            raise ValueError("the linear kernel is not a function of distances")
         if self.kind == "rbf":
             values = (
                 (-self.gamma * sq).expm1_().neg_() if self.complement else (-self.gamma * sq).exp_()
@@ -352,15 +338,16 @@ class CachedPairwise:
             )
 
     @staticmethod
-    def nbytes(pairwise: Pairwise) -> int:
-        """The whole N x N matrix's size, in the blocks' dtype."""
-        return pairwise.n * pairwise.n * pairwise.dtype.itemsize
+    def nbytes(n: int, dtype: torch.dtype) -> int:
+        """The whole N x N matrix's size."""
+        return n * n * dtype.itemsize
 
     @staticmethod
     def fits(pairwise: Pairwise, memory_limit_mb: float) -> bool:
         """Whether the whole N x N matrix fits within `memory_limit_mb` and the device's free
         memory (a limit set above what is free must not get the run killed)."""
-        size, free = CachedPairwise.nbytes(pairwise), available_bytes(pairwise.device)
+        size = CachedPairwise.nbytes(pairwise.n, pairwise.dtype)
+        free = available_bytes(pairwise.device)
         return size <= memory_limit_mb * MB and (free is None or size <= ROOM_SHARE * free)
 
     def block(
@@ -389,7 +376,7 @@ def median_sq_distance(pairwise: Pairwise, memory_limit_mb: float) -> float:
     zt = pairwise.zt
     # a few dimensions of every pair at a time: each gather then reads one stored row of N
     # values, which stays in cache (a few pairs at a time over all dimensions reads a cache line
-    # per value: 12 s at 100,000 pairs of 4,096 dimensions, against 1 s)
+    # per value: 12 s at 100,000 pairs of 4,096 dimensions, against 1.7 s)
     sq = torch.zeros(len(i), dtype=torch.float64, device=pairwise.device)
     for dims in spans(
         zt.shape[0], 3 * len(i) * zt.element_size(), block_mb(memory_limit_mb, pairwise.device)
