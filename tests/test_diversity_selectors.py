@@ -161,48 +161,34 @@ def test_facility_location_matches_from_scratch_greedy(kernel, gamma, reference)
     assert selection.objective["facility_location"] == pytest.approx(value, rel=1e-6)
 
 
-def test_facility_location_knn_matches_greedy_on_the_knn_graph():
-    candidates, x = random_pool(80, 5, seed=2)
-    kernel = rbf(x, 1.0)
-    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(
-        candidates, 15, np.random.default_rng(0)
-    )
-    picks, value = facility_location_reference(knn_graph(kernel, 6), 15)
-    assert rows(selection) == picks
-    assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
-    assert selection.objective["facility_location"] == pytest.approx(
-        kernel[:, picks].max(axis=1).sum(), rel=1e-6
-    )
-
-
-def test_facility_location_knn_on_the_cosine_kernel_matches_greedy_on_its_graph():
-    candidates, x = random_pool(80, 5, seed=5)
-    kernel = cosine01(x)
-    selection = FacilityLocationSelector(kernel="cosine", knn=6).select(
-        candidates, 15, np.random.default_rng(0)
-    )
-    picks, value = facility_location_reference(knn_graph(kernel, 6), 15)
-    assert rows(selection) == picks
-    assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
-
-
-def test_facility_location_knn_keeps_each_point_in_its_own_row_among_duplicates():
-    """Nine copies of one point and knn = 6: the copies of higher index would have only lower
-    ones as their nearest; each still covers itself (K_ii = 1 on the graph)."""
-    rng = np.random.default_rng(6)
-    x = rng.normal(size=(60, 4))
+def duplicated_pool() -> tuple[Candidates, np.ndarray]:
+    """Nine copies of one point, more than knn = 6: the graph's ties go to the lowest index,
+    as in the reference."""
+    x = np.random.default_rng(6).normal(size=(60, 4))
     x[20:29] = x[3]
     candidates = pool(x)
-    x = np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
-    kernel = rbf(x, 1.0)
-    selection = FacilityLocationSelector(gamma=1.0, knn=6).select(
-        candidates, 12, np.random.default_rng(0)
+    return candidates, np.asarray(candidates.signals[SCORES].embeddings, dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    "kernel,reference,make_pool",
+    [
+        ("rbf", lambda x: rbf(x, 1.0), lambda: random_pool(80, 5, seed=2)),
+        ("cosine", cosine01, lambda: random_pool(80, 5, seed=5)),
+        ("rbf", lambda x: rbf(x, 1.0), duplicated_pool),
+    ],
+)
+def test_facility_location_knn_matches_greedy_on_the_knn_graph(kernel, reference, make_pool):
+    candidates, x = make_pool()
+    dense = reference(x)
+    selection = FacilityLocationSelector(kernel=kernel, gamma=1.0, knn=6).select(
+        candidates, 15, np.random.default_rng(0)
     )
-    picks, value = facility_location_reference(knn_graph(kernel, 6), 12)
+    picks, value = facility_location_reference(knn_graph(dense, 6), 15)
     assert rows(selection) == picks
     assert selection.objective["facility_location_knn"] == pytest.approx(value, rel=1e-6)
     assert selection.objective["facility_location"] == pytest.approx(
-        kernel[:, picks].max(axis=1).sum(), rel=1e-6
+        dense[:, picks].max(axis=1).sum(), rel=1e-6
     )
 
 
