@@ -1,7 +1,8 @@
 """Every selector of conf/selector at growing pool sizes: wall time, peak memory, floors, a plot.
 
     python benchmarks/selection_scaling.py --n 10000,30000,90000 --d 4096 --k-fraction 0.33 \
-        [--selectors kcenter,dpp] [--timeout-min 20] [--memory-limit-mb MB] [--no-apricot] [--out DIR]
+        [--selectors kcenter,dpp] [--timeout-min 20] [--memory-limit-mb MB] [--no-apricot] \
+        [--out DIR] [--report]
 
 The paper selects from FLAN's 90K prompts with 4,096-dimensional embeddings. Embeddings: the
 seeded 200-cluster mixture of `diversity_selectors.py`, each cluster one task. The other signals
@@ -15,7 +16,8 @@ little memory) is recorded with its message. For the diversity selectors the flo
 they must stream over the measured read bandwidth. apricot's FacilityLocationSelection runs on
 the dense float32 kernel where that fits in memory. Writes scaling.json and scaling.png in --out
 and prints a markdown table. Each finished run is appended to runs.jsonl in --out at once, so
-the same command, run again after a stop, resumes where it stopped.
+the same command, run again after a stop, resumes where it stopped; `--report` redraws the
+table and the plot from scaling.json.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from labelbudget.selection.base import (
     SCORES,
     Candidates,
 )
+from labelbudget.selection.kcenter import PROJECTED_DIMS, PRUNE_MIN_DIMS
 from labelbudget.selection.kernels import available_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,9 +203,10 @@ def floor_seconds(name: str, run: dict, n: int, d: int, measured: dict) -> float
         return n * n * d / (measured["matmul_gflop_s"] * GB)
     if name.startswith("facility_location"):  # every kernel entry, once: 2 N^2 d flops
         return 2 * n * n * d / (measured["matmul_gflop_s"] * GB)
-    if name == "kcenter":
+    if name == "kcenter":  # the float64 rows it measures, and the projected bound's rows
         share = run["objective"].get("distances_computed_share", 1.0)
-        return share * k * n * d * 8 / (read_gb_s * GB)  # float64 rows of the embeddings
+        projected = min(PROJECTED_DIMS, d // 4) if d >= PRUNE_MIN_DIMS else 0
+        return (share * k * n * d * 8 + k * n * projected * 4) / (read_gb_s * GB)
     if name == "dpp":  # one float64 kernel row and the t x N factor at step t
         return (k * n * d * 8 + k * k / 2 * n * 8) / (read_gb_s * GB)
     return None
@@ -217,20 +221,27 @@ def exponent(points: list[tuple[int, float]]) -> float | None:
 
 
 def plot(results: dict) -> bytes:
+    """Seconds against N on log-log axes, a line per selector (each its own colour), labelled
+    with its fitted exponent and the sizes at which it did not run."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, runs in sorted(results.items()):
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    colours = plt.get_cmap("tab20").colors
+    for at, (name, runs) in enumerate(sorted(results.items())):
         points = [(r["n"], r["seconds"]) for r in runs if "seconds" in r]
         if not points:
             continue
         slope = exponent(points)
         label = name + (f" (N^{slope:.2f})" if slope is not None else "")
-        ax.plot(*zip(*points), "o-", label=label)
+        missing = [f"{r['n']:,}" for r in runs if "seconds" not in r]
+        if missing:
+            label += f"; none at N={', '.join(missing)}"
+        style = "o-" if name in ("kcenter", "dpp", "apricot") or "facility" in name else "s--"
+        ax.plot(*zip(*points), style, color=colours[at % len(colours)], label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("pool size N")
     ax.set_ylabel("selection seconds")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return png_bytes(fig, dpi=110)
 
@@ -240,7 +251,7 @@ def cell(name: str, run: dict, floor: float | None) -> str:
         ratio = f", {run['seconds'] / floor:.1f}x floor" if floor else ""
         return f"{run['seconds']:.2f} s, {run['peak_rss_gb']:.1f} GB{ratio}"
     if "refused" in run:
-        return f"refused: {run['refused']}"
+        return "refused (below)"
     if "stopped_after_min" in run:
         return f"over {run['stopped_after_min']:g} min (stopped)"
     return f"failed (exit {run['failed']})"
@@ -268,7 +279,13 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {'' if slope is None else f'{slope:.2f}'} |"
         )
-    return "\n".join(lines)
+    refusals = [
+        f"- {name} at N={run['n']:,}: {run['refused']}"
+        for name, runs in sorted(summary["results"].items())
+        for run in runs
+        if "refused" in run
+    ]
+    return "\n".join(lines + ([""] + refusals if refusals else []))
 
 
 def main() -> None:
@@ -289,8 +306,16 @@ def main() -> None:
         help="selector.memory_limit_mb for every selector that has it (default: conf's)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--report", action="store_true", help="only redraw the table and plot from --out"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        summary = json.loads((args.out / "scaling.json").read_text())
+        (args.out / "scaling.png").write_bytes(plot(summary["results"]))
+        print(markdown(summary))
+        return
     if args.one:
         if args.one == "bandwidth":
             result = bandwidth()

@@ -55,8 +55,19 @@ def test_the_scaling_benchmark_times_each_selector_and_records_refusals(tmp_path
     weighted = summary["results"]["weighted_task"]
     assert all("is smaller than the base allocation" in r["refused"] for r in weighted)
     assert summary["bandwidth"]["read_gb_s"] > 0
-    assert "| kcenter | " in done.stdout and "refused: budget 198" in done.stdout
+    assert "| kcenter | " in done.stdout and "| weighted_task | refused (below) |" in done.stdout
+    assert "- weighted_task at N=600: budget 198" in done.stdout
     assert (tmp_path / "scaling.png").stat().st_size > 0
+    (tmp_path / "scaling.png").unlink()
+    report = subprocess.run(
+        [sys.executable, "selection_scaling.py", "--report", "--out", str(tmp_path)],
+        cwd=REPO_ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert report.stdout == done.stdout and (tmp_path / "scaling.png").stat().st_size > 0
 
 
 def test_a_resumed_benchmark_runs_again_what_failed_was_stopped_sooner_or_was_cut_short(
