@@ -312,6 +312,10 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.report:
+        if not (args.out / "scaling.json").exists():
+            parser.error(
+                f"--report: there is no {args.out / 'scaling.json'}; run the benchmark first"
+            )
         summary = json.loads((args.out / "scaling.json").read_text())
         (args.out / "scaling.png").write_bytes(plot(summary["results"]))
         print(markdown(summary))

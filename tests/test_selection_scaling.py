@@ -92,3 +92,17 @@ def test_a_resumed_benchmark_runs_again_what_failed_was_stopped_sooner_or_was_cu
     done = selection_scaling.finished_runs(path, wanted, timeout_min=5)
     assert set(done) == {("kcenter", 600), ("dpp", 1200)}
     assert selection_scaling.cell("dpp", done["dpp", 1200], None) == "over 5 min (stopped)"
+
+
+def test_a_report_without_results_says_what_is_missing(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "selection_scaling.py", "--report", "--out", str(tmp_path)],
+        cwd=REPO_ROOT / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2
+    assert (
+        f"--report: there is no {tmp_path / 'scaling.json'}; run the benchmark first" in done.stderr
+    )

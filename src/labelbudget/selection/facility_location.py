@@ -69,9 +69,8 @@ from labelbudget.selection.kernels import (
 
 log = logging.getLogger(__name__)
 
-KNN_FOR_LARGE_POOLS = (
-    64  # the kNN graph of `facility_location_knn`, the variant for pools beyond memory
-)
+# the kNN graph of `facility_location_knn`, the variant for pools beyond memory
+KNN_FOR_LARGE_POOLS = 64
 
 
 def dense_kernel(
@@ -129,6 +128,11 @@ def greedy(kernel: RowUpdates, budget: int) -> tuple[list[int], torch.Tensor]:
     return picks, uncovered
 
 
+def caching_limit_mb(n: int) -> int:
+    """A `memory_limit_mb` that caches the N x N float32 kernel, with a tenth to spare."""
+    return math.ceil(CachedPairwise.nbytes(n, torch.float32) * 1.1 / MB)
+
+
 def recomputing(n: int, d: int, budget: int, device: torch.device) -> str:
     """How long the exact greedy takes with its kernel recomputed on the fly: N rows for the
     first gains and about N ln k for the updates (`greedy`), 2 N d float64 flops each."""
@@ -172,7 +176,6 @@ class FacilityLocationSelector(Selector):
     def check_dense_kernel(self, n: int, d: int, budget: int, device: torch.device) -> None:
         """Refuse, before any work, a kernel this device could not hold at any memory limit
         (FLAN's 90K takes 30 GiB): recomputing it on the fly instead takes hours there."""
-        limit = math.ceil(CachedPairwise.nbytes(n, torch.float32) * 1.1 / MB)
         check_room(
             self.name,
             {
@@ -184,7 +187,7 @@ class FacilityLocationSelector(Selector):
                 f"recomputing its blocks on the fly instead would take "
                 f"{recomputing(n, d, budget, device)} here; set selector.knn={KNN_FOR_LARGE_POOLS} "
                 "(the exact greedy on the kernel's kNN graph; BENCHMARKS.md gives what it costs "
-                f"in F) or use a device with more memory and selector.memory_limit_mb={limit}"
+                f"in F) or use a device with more memory and selector.memory_limit_mb={caching_limit_mb(n)}"
             ),
         )
 
@@ -221,7 +224,7 @@ class FacilityLocationSelector(Selector):
                     size / 2**30,
                     self.memory_limit_mb,
                     recomputing(n, embeddings.shape[1], budget, pairwise.device),
-                    math.ceil(size * 1.1 / MB),
+                    caching_limit_mb(n),
                 )
                 blocks = pairwise
             picks, uncovered = greedy(dense_kernel(blocks, block, self.memory_limit_mb), budget)

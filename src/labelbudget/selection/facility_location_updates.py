@@ -121,9 +121,9 @@ class KnnKernel(RowUpdates):
     left out count as K = 0, D = 1.
 
     K_ij is kept when j is among the knn nearest to i, or i among those of j, and K_ii always:
-    symmetric, so a pick's column is its own row. The neighbours are exact (`neighbours.nearest`, ties to the
-    lowest index) and each D is computed in float64 from coordinates and rounded once. O(N knn)
-    memory and one pass over the pairs, for pools whose N x N kernel does not fit memory.
+    symmetric, so a pick's column is its own row. The neighbours are exact (`neighbours.nearest`,
+    ties to the lowest index) and each D is computed in float64 from coordinates and rounded
+    once. O(N knn) memory and one pass over the pairs, for pools whose N x N kernel does not fit.
     """
 
     rounding = 2 * ROUNDING  # float32 terms, float64 sums

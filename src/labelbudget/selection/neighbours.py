@@ -94,7 +94,9 @@ def nearest(z: torch.Tensor, k: int, extra: int) -> Neighbours:
     if keep == n:
         return found
     # what any column not kept measures at least, from its estimate's bound
-    left_out_floor = sq64 + best.max(dim=1).values.double() - product_error(d, UNIT32, sq64.max())
+    left_out_floor = (
+        sq64 + best.max(dim=1).values.double() - product_error(d, UNIT32, float(sq64.max()))
+    )
     again = torch.nonzero(left_out_floor <= found.sq[:, -1]).flatten()
     if len(again):
         found.index[again], found.sq[again] = nearest_among(z, again, everyone, k)
@@ -120,7 +122,9 @@ def nearest_among(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, k: in
     k = min(k, len(cols))
     zc = z[cols]
     sq_cols = zc.square().sum(dim=1)
-    error = product_error(z.shape[1], UNIT64, float(z.square().sum(dim=1).max()))
+    # the bound needs only the norms of the vectors compared, not a pass over all of z
+    sq_norm_max = max(float(sq_cols.max()), float(z[rows].square().sum(dim=1).max()))
+    error = product_error(z.shape[1], UNIT64, sq_norm_max)
     index = torch.empty((len(rows), k), dtype=torch.int64, device=z.device)
     sq = torch.empty((len(rows), k), dtype=torch.float64, device=z.device)
     for part in spans(len(rows), len(cols) * 8, SEARCH_MB):
